@@ -1,0 +1,68 @@
+"""Atari 2600 games through ale-py with the standard DQN preprocessing.
+
+References: Bellemare et al. 2013 (the Arcade Learning Environment); Mnih et al. 2015 (84×84
+gray frames, frame skip 4 with max-pooling of the last two frames, 4 stacked frames, up to 30
+no-op starts); Machado et al. 2018 (sticky actions, p = 0.25, the ALE v5 default, as the source of
+stochasticity).
+
+Observations are uint8 `[4, 84, 84]` in [0, 255] (stacked frames first, for NCHW conv nets);
+scale by 1/255 in the network. ROMs ship with ale-py; nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import ale_py
+import gymnasium as gym
+from gymnasium.wrappers import AtariPreprocessing, FrameStackObservation
+
+gym.register_envs(ale_py)
+
+FRAME_SKIP = 4
+SCREEN_SIZE = 84
+FRAME_STACK = 4
+NOOP_MAX = 30
+REPEAT_ACTION_PROBABILITY = 0.25
+
+
+def ale_ids() -> list[str]:
+    """The `ALE/<Game>-v5` ids that ale-py registers (one per shipped single-player ROM), sorted."""
+    return sorted(env_id for env_id in gym.registry if env_id.startswith("ALE/"))
+
+
+def make_atari_env(
+    env_id: str,
+    *,
+    repeat_action_probability: float = REPEAT_ACTION_PROBABILITY,
+    terminal_on_life_loss: bool = False,
+    full_action_space: bool = False,
+    **kwargs: Any,
+) -> gym.Env:
+    """Build an `ALE/<Game>-v5` env with the standard preprocessing (unseeded).
+
+    Frame skipping happens in `AtariPreprocessing` (the base env runs with `frameskip=1`) so that
+    the last two frames can be max-pooled; the ALE still applies sticky actions on every frame.
+    Extra keyword arguments (e.g. `render_mode`, `mode`, `difficulty`) go to `gymnasium.make`.
+
+    Example:
+        >>> env = make_atari_env("ALE/Pong-v5")
+        >>> env.observation_space.shape
+        (4, 84, 84)
+    """
+    env = gym.make(
+        env_id,
+        frameskip=1,
+        repeat_action_probability=repeat_action_probability,
+        full_action_space=full_action_space,
+        **kwargs,
+    )
+    env = AtariPreprocessing(
+        env,
+        noop_max=NOOP_MAX,
+        frame_skip=FRAME_SKIP,
+        screen_size=SCREEN_SIZE,
+        terminal_on_life_loss=terminal_on_life_loss,
+        grayscale_obs=True,
+    )
+    return FrameStackObservation(env, FRAME_STACK)

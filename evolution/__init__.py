@@ -1,0 +1,1 @@
+"""DEAP wiring for path genomes: operators, tournaments, map backends, transfer."""

@@ -1,0 +1,42 @@
+"""Map backends: the single switch that decides where fitness evaluations run.
+
+``serial`` evaluates in this process, in order (a fixed seed reproduces a run exactly).
+``processes`` evaluates in a pool of local processes started with the *spawn* context; the
+evaluation callable and everything it holds (the library in shared memory) are pickled to the
+workers, so tensors must be put in shared memory first (``module.share_memory()``). Evaluation
+code never knows which backend runs it. Ray (multi-machine) plugs in here as another backend.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import torch
+import torch.multiprocessing as mp
+
+from evolution.toolbox import MapFn
+
+BACKENDS = ("serial", "processes")
+
+
+def _init_worker(threads: int) -> None:
+    torch.set_num_threads(threads)
+
+
+@contextmanager
+def map_backend(kind: str, workers: int = 2) -> Iterator[MapFn]:
+    """Yield a ``map(fn, items)`` for ``kind``; the pool, if any, is closed on exit."""
+    if kind == "serial":
+        yield map
+        return
+    if kind != "processes":
+        raise ValueError(f"unknown map backend {kind!r}; choose one of {BACKENDS}")
+    if workers <= 0:
+        raise ValueError(f"workers must be positive, got {workers}")
+    pool = mp.get_context("spawn").Pool(workers, initializer=_init_worker, initargs=(1,))
+    try:
+        yield pool.map
+    finally:
+        pool.terminate()
+        pool.join()

@@ -1,0 +1,330 @@
+"""PathNet transfer on binary digit tasks: the first experiment of Fernando et al. 2017.
+
+arXiv:1701.08734, section 3.1. For K pairs of binary tasks (A, B) — "3v5" tells digit 3 from 5 —
+it counts the generations of the serial binary tournament needed to reach a training accuracy
+threshold on B, three ways:
+
+* ``scratch``: PathNet evolution on B with a fresh library and population;
+* ``finetune``: one fixed path trained on A, then trained on (fine-tuned to) B with a new head;
+* ``pathnet``: PathNet evolution on A, A's best path frozen, everything else and the population
+  re-initialised, a new head, evolution on B.
+
+Run ``python runners/binary_digits.py --help`` for the options; ``tensorboard --logdir runs``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+import statistics
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+from torch import nn
+from torch.utils.tensorboard import SummaryWriter
+
+if __package__ in (None, ""):  # run as a script: make the project importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from agents.supervised import PathTrainer, SupervisedConfig, train_fixed_path
+from envs.digits import all_tasks, make_binary_task, parse_task
+from evolution.backends import map_backend
+from evolution.config import EvoConfig
+from evolution.operators import genome_to_path, module_usage
+from evolution.toolbox import PathGenome, make_toolbox
+from evolution.tournament import SearchState, evolve
+from evolution.transfer import begin_transfer, module_reuse, reused_modules
+from modules.library import PathLibrary, linear_library
+from runners import run_dir as rd
+from runners.cli import resolve_device, run_cli
+from runners.figures import path_grid, plot_transfer_paths, usage_image
+
+PHASES = ("scratch", "pathnet_a", "pathnet_b", "finetune_a", "finetune_b")
+CONDITIONS = ("scratch", "finetune", "pathnet")
+
+
+@dataclass
+class BinaryDigitsConfig:
+    """PathNet's binary-digit transfer experiment (defaults close to the paper's)."""
+
+    seed: int = 0
+    """Seed of everything; a fixed seed with the serial backend reproduces a run exactly."""
+    pairs: int = 3
+    """K: number of random (A, B) task pairs."""
+    tasks: tuple[str, ...] = ()
+    """Explicit pairs 'A:B' such as '3v5:1v7' (overrides --pairs)."""
+    threshold: float = 0.99
+    """Training accuracy (fitness) at which a task counts as learned (the paper: 0.998)."""
+    max_generations: int = 300
+    """Give up on a phase after this many generations (counted as reaching it)."""
+    hidden: int = 20
+    """Units per linear module."""
+    last_layer: Literal["sum", "mean"] = "sum"
+    """How the last shared layer combines its active modules."""
+    evo: EvoConfig = field(default_factory=EvoConfig)
+    train: SupervisedConfig = field(default_factory=SupervisedConfig)
+    data_dir: str | None = None
+    """Directory with MNIST IDX files (train-images-idx3-ubyte...); default: sklearn's 8x8 digits."""
+    backend: Literal["serial", "processes"] = "serial"
+    """Where fitness evaluations run: this process, or a pool of local processes (Hogwild)."""
+    workers: int = 2
+    """Processes of the 'processes' backend."""
+    device: str = "cpu"
+    """Torch device: cpu, cuda, cuda:N or auto."""
+    run_dir: str | None = None
+    """Where to write the run (default: runs/binary_digits-<time>-s<seed>)."""
+    resume: str | None = None
+    """Continue the run in this directory from its last checkpoint (other flags are ignored)."""
+    checkpoint_every: int = 25
+    """Generations between checkpoints (a checkpoint is also written after every phase)."""
+    image_every: int = 1
+    """Generations between TensorBoard images of module usage."""
+    threads: int = 1
+    """Torch intra-op threads (the modules are tiny: one thread is fastest)."""
+    progress: bool = True
+    """Show a progress display."""
+
+    def __post_init__(self) -> None:
+        if self.pairs <= 0 or self.max_generations <= 0 or self.hidden <= 0:
+            raise ValueError("pairs, max_generations and hidden must be positive")
+        if min(self.checkpoint_every, self.image_every, self.workers, self.threads) <= 0:
+            raise ValueError("checkpoint_every, image_every, workers and threads must be positive")
+        if not 0.0 < self.threshold <= 1.0:
+            raise ValueError(f"threshold must lie in (0, 1], got {self.threshold}")
+        for pair in self.tasks:
+            task_a, _, task_b = pair.partition(":")
+            parse_task(task_a), parse_task(task_b)
+
+
+def choose_pairs(cfg: BinaryDigitsConfig) -> list[tuple[str, str]]:
+    """The (A, B) task pairs: the explicit ones, or K distinct random ones from the seed."""
+    if cfg.tasks:
+        return [tuple(pair.split(":")) for pair in cfg.tasks]  # type: ignore[misc]
+    rng = random.Random(cfg.seed)
+    return [tuple(rng.sample(all_tasks(), 2)) for _ in range(cfg.pairs)]  # type: ignore[misc]
+
+
+def fresh_library(cfg: BinaryDigitsConfig, input_size: int, device: torch.device) -> PathLibrary:
+    evo = cfg.evo
+    library = linear_library(input_size, cfg.hidden, evo.layers, evo.modules, cfg.last_layer)
+    return library.to(device)
+
+
+def start_phase(cfg, phase, task, library, best_a, device, rng) -> tuple[PathLibrary, SearchState]:
+    """Set up a phase: its library (fresh, carried over, or transferred) and its search state."""
+    if phase in ("scratch", "pathnet_a", "finetune_a"):
+        library = fresh_library(cfg, task.input_size, device)
+    elif phase == "pathnet_b":
+        begin_transfer(library, genome_to_path(best_a, cfg.evo.layers, cfg.evo.active))
+    if phase.startswith("finetune"):
+        # The fixed path: the first N modules of every layer (all distinct).
+        fixed = [m for _ in range(cfg.evo.layers) for m in range(cfg.evo.active)]
+        return library, SearchState(population=[PathGenome(fixed)])
+    toolbox = make_toolbox(cfg.evo, rng=rng)
+    return library, SearchState(population=toolbox.population(n=cfg.evo.population))
+
+
+def main(cfg: BinaryDigitsConfig) -> dict[str, Any]:
+    """Run the experiment (or resume it) and return the summary written to summary.json."""
+    checkpoint = None
+    if cfg.resume is not None:
+        run_path = Path(cfg.resume)
+        cfg = dataclasses.replace(rd.load_config(run_path, BinaryDigitsConfig), resume=cfg.resume)
+        checkpoint = rd.load_checkpoint(run_path)
+        if checkpoint is not None and checkpoint.get("summary") is not None:
+            return checkpoint["summary"]
+    else:
+        run_path = rd.prepare_run_dir(cfg.run_dir, "binary_digits", cfg.seed)
+        rd.save_config(run_path, cfg)
+    device = resolve_device(cfg.device)
+    torch.set_num_threads(cfg.threads)
+    if cfg.backend == "processes" and device.type != "cpu":
+        raise ValueError(
+            "the 'processes' backend shares the library through CPU memory; use --device cpu"
+        )
+    pairs = choose_pairs(cfg)
+    tasks = {name: make_binary_task(name, cfg.data_dir) for pair in pairs for name in pair}
+    for task in tasks.values():
+        task.x, task.y = task.x.to(device), task.y.to(device)
+
+    state: dict[str, Any] = checkpoint or {"pair": 0, "phase": 0, "results": [], "search": None}
+    library: PathLibrary | None = None
+    head = nn.Linear(cfg.hidden, 2).to(device)
+    rng = random.Random()
+    if checkpoint is not None and state["search"] is not None:
+        library = fresh_library(cfg, tasks[pairs[state["pair"]][0]].input_size, device)
+        library.load_state_dict(state["library"])
+        head.load_state_dict(state["head"])
+        rng.setstate(state["rng"])
+        torch.set_rng_state(state["torch_rng"])
+
+    writer = SummaryWriter(str(run_path))
+    writer.add_text("config", f"```\n{rd.json.dumps(dataclasses.asdict(cfg), indent=2)}\n```")
+    console = Console()
+    progress = Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+        TextColumn("best {task.fields[best]:.3f}"), TimeElapsedColumn(),
+        console=console, disable=not cfg.progress,
+    )  # fmt: skip
+
+    def save(search: SearchState | None) -> None:
+        state["search"] = search
+        state["library"] = library.state_dict() if library is not None else None
+        state["head"] = head.state_dict()
+        state["rng"], state["torch_rng"] = rng.getstate(), torch.get_rng_state()
+        rd.save_checkpoint(run_path, state)
+
+    with map_backend(cfg.backend, cfg.workers) as map_fn, progress:
+        bar = progress.add_task("", total=cfg.max_generations, best=0.0)
+        while state["pair"] < len(pairs):
+            k, phase = state["pair"], PHASES[state["phase"]]
+            if state["phase"] == 0 and len(state["results"]) <= k:
+                state["results"].append({"task_a": pairs[k][0], "task_b": pairs[k][1]})
+            result = state["results"][k]
+            task = tasks[pairs[k][0] if phase.endswith("_a") else pairs[k][1]]
+            search = state["search"]
+            if search is None:  # a new phase (not a resumed one)
+                seed = cfg.seed * 1000 + k * len(PHASES) + state["phase"]
+                torch.manual_seed(seed)
+                rng.seed(seed)
+                library, search = start_phase(
+                    cfg, phase, task, library, result.get("best_a"), device, rng
+                )
+                head = nn.Linear(cfg.hidden, 2).to(device)
+            if cfg.backend == "processes":
+                library.share_memory()
+                head.share_memory()
+                task.x.share_memory_(), task.y.share_memory_()
+            trainer = PathTrainer(library, head, task, cfg.train, cfg.evo.layers, cfg.evo.active)
+            toolbox = make_toolbox(cfg.evo, map_fn, rng)
+            toolbox.register("evaluate", trainer)
+            tag = f"pair{k}/{phase}"
+            progress.update(bar, description=f"pair {k + 1}/{len(pairs)} {pairs[k][0]}→{pairs[k][1]} "
+                            f"{phase:<10}", completed=search.generation, best=max(search.best_fitness, 0))  # fmt: skip
+
+            def on_generation(*, state: SearchState, outcome: Any) -> None:
+                gen = state.generation
+                writer.add_scalar(f"{tag}/fitness_best", state.best_fitness, gen)
+                writer.add_scalar(f"{tag}/fitness_mean", state.logbook[-1]["mean"], gen)
+                writer.add_scalar(f"{tag}/accuracy", outcome.winner_fitness, gen)
+                if gen % cfg.image_every == 0:
+                    usage = module_usage(
+                        state.population, cfg.evo.layers, cfg.evo.active, cfg.evo.modules
+                    )
+                    frozen = torch.stack(library.frozen_mask()).cpu()
+                    writer.add_image(f"{tag}/module_usage", usage_image(usage, frozen), gen)
+                progress.update(bar, completed=gen, best=state.best_fitness)
+                if gen % cfg.checkpoint_every == 0:
+                    save(state)
+
+            if phase.startswith("finetune"):
+                train_fixed_path(search, trainer, cfg.max_generations, cfg.threshold, on_generation)
+            else:
+                evolve(search, toolbox, cfg.max_generations, cfg.threshold, on_generation)
+
+            result[f"{phase}_generations"] = search.solved_at or cfg.max_generations
+            result[f"{phase}_solved"] = search.solved_at is not None
+            if phase == "pathnet_a":
+                result["best_a"] = search.best
+            if phase == "pathnet_b":
+                path_a = genome_to_path(result["best_a"], cfg.evo.layers, cfg.evo.active)
+                path_b = genome_to_path(search.best, cfg.evo.layers, cfg.evo.active)
+                result["best_b"] = search.best
+                result["module_reuse"] = module_reuse(path_b, path_a)
+                result["reused_modules"] = reused_modules(path_b, path_a)
+            state["phase"] = (state["phase"] + 1) % len(PHASES)
+            state["pair"] += state["phase"] == 0
+            save(None)
+
+    summary = summarise(cfg, state["results"])
+    rd.write_json(run_path / rd.SUMMARY, summary)
+    plot(cfg, run_path / "paths.png", state["results"], summary)
+    for condition in CONDITIONS:
+        writer.add_scalar(
+            f"summary/{condition}_generations_mean",
+            statistics.mean(summary[f"{condition}_generations"]),
+        )
+    writer.close()
+    state["summary"] = summary
+    rd.save_checkpoint(run_path, state)
+    print_table(console, summary, run_path)
+    return summary
+
+
+def summarise(cfg: BinaryDigitsConfig, results: list[dict[str, Any]]) -> dict[str, Any]:
+    """The summary.json content: generations per condition and pair, speedups, module reuse."""
+    generations = {
+        "scratch": [r["scratch_generations"] for r in results],
+        "finetune": [r["finetune_b_generations"] for r in results],
+        "pathnet": [r["pathnet_b_generations"] for r in results],
+    }
+    solved = {
+        "scratch": [r["scratch_solved"] for r in results],
+        "finetune": [r["finetune_b_solved"] for r in results],
+        "pathnet": [r["pathnet_b_solved"] for r in results],
+    }
+    pathnet = statistics.mean(generations["pathnet"])
+    return {
+        "pairs": [[r["task_a"], r["task_b"]] for r in results],
+        "threshold": cfg.threshold,
+        "max_generations": cfg.max_generations,
+        **{f"{c}_generations": generations[c] for c in CONDITIONS},
+        **{f"{c}_solved": solved[c] for c in CONDITIONS},
+        "pathnet_a_generations": [r["pathnet_a_generations"] for r in results],
+        "finetune_a_generations": [r["finetune_a_generations"] for r in results],
+        "speedup_vs_scratch": statistics.mean(generations["scratch"]) / pathnet,
+        "speedup_vs_finetune": statistics.mean(generations["finetune"]) / pathnet,
+        "module_reuse": [r["module_reuse"] for r in results],
+        "module_reuse_mean": statistics.mean(r["module_reuse"] for r in results),
+        "paths": [
+            {"a": r["best_a"], "b": r["best_b"], "reused_modules": r["reused_modules"]}
+            for r in results
+        ],
+    }
+
+
+def mean_std(values: list[float]) -> tuple[float, float]:
+    return statistics.mean(values), statistics.pstdev(values)
+
+
+def plot(cfg: BinaryDigitsConfig, out: Path, results: list[dict[str, Any]], summary: dict) -> None:
+    layers, active, modules = cfg.evo.layers, cfg.evo.active, cfg.evo.modules
+    panels = [
+        (
+            f"{r['task_a']} → {r['task_b']}: reuse {r['module_reuse']:.0%}",
+            path_grid(genome_to_path(r["best_a"], layers, active).tolist(), modules),
+            path_grid(genome_to_path(r["best_b"], layers, active).tolist(), modules),
+        )
+        for r in results
+    ]
+    bars = {c: mean_std(summary[f"{c}_generations"]) for c in CONDITIONS}
+    plot_transfer_paths(out, panels, bars, ylabel=f"generations to {cfg.threshold} on B")
+
+
+def print_table(console: Console, summary: dict[str, Any], run_path: Path) -> None:
+    table = Table(title=f"Generations to {summary['threshold']} training accuracy on task B")
+    table.add_column("condition")
+    table.add_column("mean ± std", justify="right")
+    table.add_column("solved", justify="right")
+    table.add_column("per pair", justify="left")
+    for condition in CONDITIONS:
+        values = summary[f"{condition}_generations"]
+        mean, std = mean_std(values)
+        solved = sum(summary[f"{condition}_solved"])
+        table.add_row(condition, f"{mean:.1f} ± {std:.1f}", f"{solved}/{len(values)}", str(values))
+    console.print(table)
+    console.print(
+        f"PathNet speedup: {summary['speedup_vs_scratch']:.2f}× vs scratch, "
+        f"{summary['speedup_vs_finetune']:.2f}× vs fine-tuning; "
+        f"module reuse {summary['module_reuse_mean']:.0%}.  Run: {run_path}"
+    )
+
+
+if __name__ == "__main__":
+    run_cli(main, BinaryDigitsConfig, description=__doc__.split("\n\n")[0])

@@ -1,0 +1,36 @@
+"""ALE Atari: standard preprocessing, sticky actions, life-loss option."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from envs import make_env
+
+
+def test_pong_preprocessing() -> None:
+    env = make_env("ALE/Pong-v5", seed=0)
+    obs, _ = env.reset()
+    assert obs.shape == (4, 84, 84) and obs.dtype == np.uint8
+    assert env.observation_space.high.max() == 255
+    assert env.action_space.n == 6  # minimal action set, not the full 18
+    ale = env.unwrapped
+    assert ale._frameskip == 1  # frame skipping (with max-pooling) is the wrapper's job
+    assert ale.ale.getFloat("repeat_action_probability") == pytest.approx(0.25)
+    obs, reward, terminated, truncated, _ = env.step(0)
+    assert obs.shape == (4, 84, 84) and not terminated and not truncated
+    # the frame stack shifts by one preprocessed frame per step
+    assert np.array_equal(env.step(0)[0][:3], obs[1:])
+
+
+def test_options() -> None:
+    env = make_env(
+        "ALE/Breakout-v5", seed=0, repeat_action_probability=0.0, terminal_on_life_loss=True
+    )
+    assert env.unwrapped.ale.getFloat("repeat_action_probability") == 0.0
+    # FIRE launches the ball; the paddle never moves, so a life is lost soon
+    for _ in range(200):
+        _, _, terminated, truncated, info = env.step(1)
+        if terminated or truncated:
+            break
+    assert terminated and info["lives"] == 4
