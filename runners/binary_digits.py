@@ -15,6 +15,7 @@ Run ``python runners/binary_digits.py --help`` for the options; ``tensorboard --
 from __future__ import annotations
 
 import dataclasses
+import json
 import random
 import statistics
 import sys
@@ -33,12 +34,12 @@ if __package__ in (None, ""):  # run as a script: make the project importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from agents.supervised import PathTrainer, SupervisedConfig, train_fixed_path
-from envs.digits import all_tasks, make_binary_task, parse_task
+from envs.digits import BinaryTask, all_tasks, make_binary_task, parse_task
 from evolution.backends import map_backend
 from evolution.config import EvoConfig
 from evolution.operators import genome_to_path, module_usage
 from evolution.toolbox import PathGenome, make_toolbox
-from evolution.tournament import SearchState, evolve
+from evolution.tournament import SearchState, TournamentOutcome, evolve
 from evolution.transfer import begin_transfer, module_reuse, reused_modules
 from modules.library import PathLibrary, linear_library
 from runners import run_dir as rd
@@ -70,7 +71,7 @@ class BinaryDigitsConfig:
     evo: EvoConfig = field(default_factory=EvoConfig)
     train: SupervisedConfig = field(default_factory=SupervisedConfig)
     data_dir: str | None = None
-    """Directory with MNIST IDX files (train-images-idx3-ubyte...); default: sklearn's 8x8 digits."""
+    """Directory of MNIST IDX files (train-images-idx3-ubyte...); default: sklearn 8x8 digits."""
     backend: Literal["serial", "processes"] = "serial"
     """Where fitness evaluations run: this process, or a pool of local processes (Hogwild)."""
     workers: int = 2
@@ -116,12 +117,21 @@ def fresh_library(cfg: BinaryDigitsConfig, input_size: int, device: torch.device
     return library.to(device)
 
 
-def start_phase(cfg, phase, task, library, best_a, device, rng) -> tuple[PathLibrary, SearchState]:
+def start_phase(
+    cfg: BinaryDigitsConfig,
+    phase: str,
+    task: BinaryTask,
+    library: PathLibrary | None,
+    result: dict[str, Any],
+    device: torch.device,
+    rng: random.Random,
+) -> tuple[PathLibrary, SearchState]:
     """Set up a phase: its library (fresh, carried over, or transferred) and its search state."""
-    if phase in ("scratch", "pathnet_a", "finetune_a"):
+    if phase in ("scratch", "pathnet_a", "finetune_a") or library is None:
         library = fresh_library(cfg, task.input_size, device)
-    elif phase == "pathnet_b":
-        begin_transfer(library, genome_to_path(best_a, cfg.evo.layers, cfg.evo.active))
+    if phase == "pathnet_b":
+        best_a = genome_to_path(result["best_a"], cfg.evo.layers, cfg.evo.active)
+        begin_transfer(library, best_a)
     if phase.startswith("finetune"):
         # The fixed path: the first N modules of every layer (all distinct).
         fixed = [m for _ in range(cfg.evo.layers) for m in range(cfg.evo.active)]
@@ -130,126 +140,135 @@ def start_phase(cfg, phase, task, library, best_a, device, rng) -> tuple[PathLib
     return library, SearchState(population=toolbox.population(n=cfg.evo.population))
 
 
-def main(cfg: BinaryDigitsConfig) -> dict[str, Any]:
-    """Run the experiment (or resume it) and return the summary written to summary.json."""
-    checkpoint = None
-    if cfg.resume is not None:
-        run_path = Path(cfg.resume)
-        cfg = dataclasses.replace(rd.load_config(run_path, BinaryDigitsConfig), resume=cfg.resume)
-        checkpoint = rd.load_checkpoint(run_path)
-        if checkpoint is not None and checkpoint.get("summary") is not None:
-            return checkpoint["summary"]
-    else:
+class GenerationLogger:
+    """Per generation: TensorBoard scalars and the module-usage image, progress, checkpoints."""
+
+    def __init__(self, cfg, writer, progress, bar, tag, library, checkpoint) -> None:
+        self.cfg, self.writer, self.progress, self.bar = cfg, writer, progress, bar
+        self.tag, self.library, self.checkpoint = tag, library, checkpoint
+
+    def __call__(self, *, state: SearchState, outcome: TournamentOutcome) -> None:
+        gen, evo = state.generation, self.cfg.evo
+        self.writer.add_scalar(f"{self.tag}/fitness_best", state.best_fitness, gen)
+        self.writer.add_scalar(f"{self.tag}/fitness_mean", state.logbook[-1]["mean"], gen)
+        self.writer.add_scalar(f"{self.tag}/accuracy", outcome.winner_fitness, gen)
+        if gen % self.cfg.image_every == 0:
+            usage = module_usage(state.population, evo.layers, evo.active, evo.modules)
+            frozen = torch.stack(self.library.frozen_mask()).cpu()
+            self.writer.add_image(f"{self.tag}/module_usage", usage_image(usage, frozen), gen)
+        self.progress.update(self.bar, completed=gen, best=state.best_fitness)
+        if gen % self.cfg.checkpoint_every == 0:
+            self.checkpoint(state)
+
+
+def open_run(cfg: BinaryDigitsConfig) -> tuple[BinaryDigitsConfig, Path, dict[str, Any]]:
+    """A new run directory, or the resumed run's config, directory and checkpoint."""
+    if cfg.resume is None:
         run_path = rd.prepare_run_dir(cfg.run_dir, "binary_digits", cfg.seed)
         rd.save_config(run_path, cfg)
+        return cfg, run_path, {"pair": 0, "phase": 0, "results": [], "search": None}
+    run_path = Path(cfg.resume)
+    saved = rd.load_config(run_path, BinaryDigitsConfig)
+    cfg = dataclasses.replace(saved, resume=cfg.resume, progress=cfg.progress)
+    state = rd.load_checkpoint(run_path)
+    return cfg, run_path, state or {"pair": 0, "phase": 0, "results": [], "search": None}
+
+
+def record_phase(cfg: BinaryDigitsConfig, result: dict, phase: str, search: SearchState) -> None:
+    """Store a finished phase's generations (and, for PathNet, its paths and their overlap)."""
+    result[f"{phase}_generations"] = search.solved_at or cfg.max_generations
+    result[f"{phase}_solved"] = search.solved_at is not None
+    if phase == "pathnet_a":
+        result["best_a"] = search.best
+    if phase == "pathnet_b":
+        path_a = genome_to_path(result["best_a"], cfg.evo.layers, cfg.evo.active)
+        path_b = genome_to_path(search.best, cfg.evo.layers, cfg.evo.active)
+        result["best_b"] = search.best
+        result["module_reuse"] = module_reuse(path_b, path_a)
+        result["reused_modules"] = reused_modules(path_b, path_a)
+
+
+def main(cfg: BinaryDigitsConfig) -> dict[str, Any]:
+    """Run the experiment (or resume it) and return the summary written to summary.json."""
+    cfg, run_path, state = open_run(cfg)
+    if state.get("summary") is not None:
+        return state["summary"]  # the run had finished
     device = resolve_device(cfg.device)
-    torch.set_num_threads(cfg.threads)
     if cfg.backend == "processes" and device.type != "cpu":
-        raise ValueError(
-            "the 'processes' backend shares the library through CPU memory; use --device cpu"
-        )
+        raise ValueError("the 'processes' backend shares the library in CPU memory; use cpu")
+    torch.set_num_threads(cfg.threads)
     pairs = choose_pairs(cfg)
     tasks = {name: make_binary_task(name, cfg.data_dir) for pair in pairs for name in pair}
     for task in tasks.values():
         task.x, task.y = task.x.to(device), task.y.to(device)
 
-    state: dict[str, Any] = checkpoint or {"pair": 0, "phase": 0, "results": [], "search": None}
+    rng = random.Random()
     library: PathLibrary | None = None
     head = nn.Linear(cfg.hidden, 2).to(device)
-    rng = random.Random()
-    if checkpoint is not None and state["search"] is not None:
-        library = fresh_library(cfg, tasks[pairs[state["pair"]][0]].input_size, device)
+    if state.get("library") is not None:  # resuming: restore the exact state
+        library = fresh_library(cfg, tasks[pairs[0][0]].input_size, device)
         library.load_state_dict(state["library"])
         head.load_state_dict(state["head"])
         rng.setstate(state["rng"])
         torch.set_rng_state(state["torch_rng"])
 
-    writer = SummaryWriter(str(run_path))
-    writer.add_text("config", f"```\n{rd.json.dumps(dataclasses.asdict(cfg), indent=2)}\n```")
-    console = Console()
-    progress = Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-        TextColumn("best {task.fields[best]:.3f}"), TimeElapsedColumn(),
-        console=console, disable=not cfg.progress,
-    )  # fmt: skip
-
-    def save(search: SearchState | None) -> None:
+    def checkpoint(search: SearchState | None) -> None:
         state["search"] = search
         state["library"] = library.state_dict() if library is not None else None
         state["head"] = head.state_dict()
         state["rng"], state["torch_rng"] = rng.getstate(), torch.get_rng_state()
         rd.save_checkpoint(run_path, state)
 
+    writer = SummaryWriter(str(run_path))
+    writer.add_text("config", f"```\n{json.dumps(dataclasses.asdict(cfg), indent=2)}\n```")
+    console = Console()
+    progress = Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+        TextColumn("best {task.fields[best]:.3f}"), TimeElapsedColumn(),
+        console=console, disable=not cfg.progress,
+    )  # fmt: skip
     with map_backend(cfg.backend, cfg.workers) as map_fn, progress:
         bar = progress.add_task("", total=cfg.max_generations, best=0.0)
         while state["pair"] < len(pairs):
             k, phase = state["pair"], PHASES[state["phase"]]
-            if state["phase"] == 0 and len(state["results"]) <= k:
+            if len(state["results"]) <= k:
                 state["results"].append({"task_a": pairs[k][0], "task_b": pairs[k][1]})
             result = state["results"][k]
             task = tasks[pairs[k][0] if phase.endswith("_a") else pairs[k][1]]
             search = state["search"]
-            if search is None:  # a new phase (not a resumed one)
+            if search is None:  # a new phase, not a resumed one
                 seed = cfg.seed * 1000 + k * len(PHASES) + state["phase"]
                 torch.manual_seed(seed)
                 rng.seed(seed)
-                library, search = start_phase(
-                    cfg, phase, task, library, result.get("best_a"), device, rng
-                )
+                library, search = start_phase(cfg, phase, task, library, result, device, rng)
                 head = nn.Linear(cfg.hidden, 2).to(device)
-            if cfg.backend == "processes":
-                library.share_memory()
-                head.share_memory()
+            if cfg.backend == "processes":  # workers train these in place (Hogwild)
+                library.share_memory(), head.share_memory()
                 task.x.share_memory_(), task.y.share_memory_()
             trainer = PathTrainer(library, head, task, cfg.train, cfg.evo.layers, cfg.evo.active)
             toolbox = make_toolbox(cfg.evo, map_fn, rng)
             toolbox.register("evaluate", trainer)
-            tag = f"pair{k}/{phase}"
-            progress.update(bar, description=f"pair {k + 1}/{len(pairs)} {pairs[k][0]}→{pairs[k][1]} "
-                            f"{phase:<10}", completed=search.generation, best=max(search.best_fitness, 0))  # fmt: skip
-
-            def on_generation(*, state: SearchState, outcome: Any) -> None:
-                gen = state.generation
-                writer.add_scalar(f"{tag}/fitness_best", state.best_fitness, gen)
-                writer.add_scalar(f"{tag}/fitness_mean", state.logbook[-1]["mean"], gen)
-                writer.add_scalar(f"{tag}/accuracy", outcome.winner_fitness, gen)
-                if gen % cfg.image_every == 0:
-                    usage = module_usage(
-                        state.population, cfg.evo.layers, cfg.evo.active, cfg.evo.modules
-                    )
-                    frozen = torch.stack(library.frozen_mask()).cpu()
-                    writer.add_image(f"{tag}/module_usage", usage_image(usage, frozen), gen)
-                progress.update(bar, completed=gen, best=state.best_fitness)
-                if gen % cfg.checkpoint_every == 0:
-                    save(state)
-
+            description = f"pair {k + 1}/{len(pairs)} {pairs[k][0]}→{pairs[k][1]} {phase:<10}"
+            best = max(search.best_fitness, 0.0)
+            progress.update(bar, description=description, completed=search.generation, best=best)
+            log = GenerationLogger(
+                cfg, writer, progress, bar, f"pair{k}/{phase}", library, checkpoint
+            )
             if phase.startswith("finetune"):
-                train_fixed_path(search, trainer, cfg.max_generations, cfg.threshold, on_generation)
+                train_fixed_path(search, trainer, cfg.max_generations, cfg.threshold, log)
             else:
-                evolve(search, toolbox, cfg.max_generations, cfg.threshold, on_generation)
-
-            result[f"{phase}_generations"] = search.solved_at or cfg.max_generations
-            result[f"{phase}_solved"] = search.solved_at is not None
-            if phase == "pathnet_a":
-                result["best_a"] = search.best
-            if phase == "pathnet_b":
-                path_a = genome_to_path(result["best_a"], cfg.evo.layers, cfg.evo.active)
-                path_b = genome_to_path(search.best, cfg.evo.layers, cfg.evo.active)
-                result["best_b"] = search.best
-                result["module_reuse"] = module_reuse(path_b, path_a)
-                result["reused_modules"] = reused_modules(path_b, path_a)
+                evolve(search, toolbox, cfg.max_generations, cfg.threshold, log)
+            record_phase(cfg, result, phase, search)
             state["phase"] = (state["phase"] + 1) % len(PHASES)
             state["pair"] += state["phase"] == 0
-            save(None)
+            checkpoint(None)
 
     summary = summarise(cfg, state["results"])
     rd.write_json(run_path / rd.SUMMARY, summary)
     plot(cfg, run_path / "paths.png", state["results"], summary)
     for condition in CONDITIONS:
-        writer.add_scalar(
-            f"summary/{condition}_generations_mean",
-            statistics.mean(summary[f"{condition}_generations"]),
-        )
+        mean = statistics.mean(summary[f"{condition}_generations"])
+        writer.add_scalar(f"summary/{condition}_generations_mean", mean)
     writer.close()
     state["summary"] = summary
     rd.save_checkpoint(run_path, state)

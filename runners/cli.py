@@ -7,7 +7,10 @@ exits with status 2, without a traceback. Set ``PATHEVO_DEBUG=1`` to see the tra
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
+import re
 import sys
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -20,11 +23,40 @@ Config = TypeVar("Config")
 USER_ERRORS = (ValueError, OSError, KeyError)
 
 
+def parse_config(
+    config_type: type[Config], description: str, args: list[str] | None = None
+) -> Config:
+    """``tyro.cli`` with its (multi-line, boxed) rejection of bad input turned into a ValueError.
+
+    tyro renders a rejected flag or a ``__post_init__`` ValueError as a box on stderr and exits;
+    we capture that text and raise it as one line instead.
+    """
+    captured = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(captured):
+            return tyro.cli(config_type, description=description, args=args)
+    except SystemExit as exit_:
+        if exit_.code in (0, None):
+            raise
+        raise ValueError(_one_line(captured.getvalue())) from None
+
+
+def _one_line(box: str) -> str:
+    """The message of tyro's error box: no frame, title, help footer or argument help."""
+    lines = [line.strip(" │╭╮╰╯─┃━┏┓┗┛|").strip() for line in box.splitlines()]
+    lines = [line for line in lines if line and not line.startswith("For full helptext")]
+    if len(lines) > 1:
+        lines = lines[1:]  # the box title ("Value error", "Unrecognized options", ...)
+    message = " ".join(" ".join(lines).split()).split(" Argument helptext:")[0]
+    # "Error parsing --pairs: ..." keeps the flag; "Error parsing evo: ..." drops the section.
+    message = re.sub(r"^Error parsing (?!--)[^:]+: ", "", message).removeprefix("Error parsing ")
+    return message or "invalid command line"
+
+
 def run_cli(main: Callable[[Config], Any], config_type: type[Config], description: str) -> None:
     """Parse ``sys.argv`` into ``config_type`` and run ``main``; user errors exit with one line."""
     try:
-        cfg = tyro.cli(config_type, description=description)
-        main(cfg)
+        main(parse_config(config_type, description))
     except USER_ERRORS as error:
         if os.environ.get("PATHEVO_DEBUG"):
             raise

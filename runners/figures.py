@@ -82,3 +82,31 @@ def plot_transfer_paths(
     fig.savefig(tmp, dpi=120)
     plt.close(fig)
     tmp.replace(out)
+
+
+def plot_learning_curves(
+    out: Path,
+    curves: dict[str, Sequence[Sequence[float]]],
+    title: str,
+    threshold: float | None = None,
+) -> None:
+    """Mean return against environment steps, one line per condition; PNG written atomically.
+
+    curves: condition -> [[step, mean return], ...]; threshold: drawn as a dashed line.
+    """
+    fig, ax = plt.subplots(figsize=(6, 3.8))
+    for name, curve in curves.items():
+        if curve:
+            steps, values = zip(*curve, strict=True)
+            ax.plot(steps, values, label=name)
+    if threshold is not None:
+        ax.axhline(threshold, color="0.5", linestyle="--", linewidth=1, label="threshold")
+    ax.set_xlabel("environment steps (all workers)")
+    ax.set_ylabel("mean return (last 20 episodes)")
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    tmp = out.with_name(f".{out.name}.tmp.png")
+    fig.savefig(tmp, dpi=120)
+    plt.close(fig)
+    tmp.replace(out)

@@ -50,7 +50,9 @@ def test_frozen_modules_bitwise_unchanged_after_training_on_b(make_optimizer):
     # Task B's path overlaps A's frozen modules and uses free ones.
     path_b = torch.tensor([[0, 2], [2, 4], [4, 1]])
     train(library, head, optimizer, path_b)
-    for (weight, bias), (weight_now, bias_now) in zip(frozen, snapshot(library, path_a), strict=True):
+    for (weight, bias), (weight_now, bias_now) in zip(
+        frozen, snapshot(library, path_a), strict=True
+    ):
         assert torch.equal(weight, weight_now)
         assert torch.equal(bias, bias_now)
     assert not torch.equal(others_before, library.layers[0].weight[2])  # free modules still learn

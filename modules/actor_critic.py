@@ -1,0 +1,52 @@
+"""An actor-critic head: policy logits and a state value, with an optional LSTM core.
+
+Mnih et al. 2016, arXiv:1602.01783: the A3C network ends in a softmax policy and a linear value
+output that share everything below them; the recurrent agent puts an LSTM between the torso and
+the two outputs. In PathNet-A3C (Fernando et al. 2017, arXiv:1701.08734) each task owns one such
+head above the shared module library (see :class:`modules.heads.TaskHeads`).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+LSTMState = tuple[torch.Tensor, torch.Tensor]
+
+
+class ActorCriticHead(nn.Module):
+    """Features -> (policy logits, value), over a time axis so an LSTM core can be unrolled."""
+
+    def __init__(self, in_features: int, num_actions: int, lstm_units: int = 0) -> None:
+        super().__init__()
+        if in_features <= 0 or num_actions <= 0 or lstm_units < 0:
+            raise ValueError("a head needs positive features and actions, lstm_units >= 0")
+        self.lstm = nn.LSTMCell(in_features, lstm_units) if lstm_units else None
+        width = lstm_units or in_features
+        self.policy = nn.Linear(width, num_actions)
+        self.value = nn.Linear(width, 1)
+        # A near-uniform initial policy (small logits) keeps early exploration wide.
+        nn.init.normal_(self.policy.weight, std=0.01)
+        nn.init.zeros_(self.policy.bias)
+
+    def initial_state(self, batch: int) -> LSTMState | None:
+        """Zero LSTM state for ``batch`` environments, or ``None`` without an LSTM."""
+        if self.lstm is None:
+            return None
+        zeros = torch.zeros(batch, self.lstm.hidden_size)
+        return zeros, zeros.clone()
+
+    def forward(
+        self, features: torch.Tensor, starts: torch.Tensor, state: LSTMState | None
+    ) -> tuple[torch.Tensor, torch.Tensor, LSTMState | None]:
+        # features: [T, B, F]; starts: [T, B] bool (first step of an episode: reset the LSTM)
+        # -> logits [T, B, A], values [T, B], state after step T-1 (h, c: [B, H]) or None
+        if self.lstm is not None:
+            h, c = state if state is not None else self.initial_state(features.shape[1])
+            outputs = []
+            for x, start in zip(features, starts, strict=True):
+                keep = (~start).to(h.dtype).unsqueeze(1)  # [B, 1]
+                h, c = self.lstm(x, (h * keep, c * keep))
+                outputs.append(h)
+            features, state = torch.stack(outputs), (h, c)
+        return self.policy(features), self.value(features).squeeze(-1), state

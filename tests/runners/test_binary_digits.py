@@ -1,0 +1,142 @@
+"""The binary-digits runner: smoke run, outputs, resume, user errors."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import runners.binary_digits as runner
+from evolution.config import EvoConfig
+from runners.binary_digits import BinaryDigitsConfig, main
+from runners.cli import parse_config
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def tiny(run_dir: Path, **overrides) -> BinaryDigitsConfig:
+    settings = dict(
+        seed=3,
+        pairs=2,
+        threshold=0.9,
+        max_generations=4,
+        evo=EvoConfig(population=6),
+        run_dir=str(run_dir),
+        progress=False,
+        checkpoint_every=1,
+        image_every=2,
+    )
+    settings.update(overrides)
+    return BinaryDigitsConfig(**settings)
+
+
+def test_smoke_run_writes_summary_config_events_and_figure(tmp_path):
+    summary = main(tiny(tmp_path / "run"))
+    run = tmp_path / "run"
+    on_disk = json.loads((run / "summary.json").read_text())
+    assert on_disk == json.loads(json.dumps(summary))
+    for key in ("scratch_generations", "finetune_generations", "pathnet_generations"):
+        assert len(summary[key]) == 2
+        assert all(1 <= g <= 4 for g in summary[key])
+    assert summary["speedup_vs_scratch"] > 0 and summary["speedup_vs_finetune"] > 0
+    assert all(0.0 <= r <= 1.0 for r in summary["module_reuse"])
+    assert json.loads((run / "config.json").read_text())["evo"]["population"] == 6
+    assert list(run.glob("events.out.tfevents.*"))
+    assert (run / "paths.png").stat().st_size > 1000
+    assert not list(run.glob(".*"))  # no temporary files left behind
+
+
+def test_resume_after_interruption_reproduces_the_uninterrupted_run(tmp_path, monkeypatch):
+    expected = main(tiny(tmp_path / "full"))
+
+    original = runner.GenerationLogger.__call__
+    calls = {"n": 0}
+
+    def interrupting(self, *, state, outcome):
+        original(self, state=state, outcome=outcome)
+        calls["n"] += 1
+        if calls["n"] == 11:  # in the middle of the first pair's phases
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(runner.GenerationLogger, "__call__", interrupting)
+    with pytest.raises(KeyboardInterrupt):
+        main(tiny(tmp_path / "cut"))
+    assert not (tmp_path / "cut" / "summary.json").exists()
+    monkeypatch.setattr(runner.GenerationLogger, "__call__", original)
+    resumed = main(BinaryDigitsConfig(resume=str(tmp_path / "cut"), progress=False))
+    assert resumed == expected
+    # Resuming a finished run returns its summary without recomputing.
+    assert main(BinaryDigitsConfig(resume=str(tmp_path / "cut"), progress=False)) == expected
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, str(ROOT / "runners" / "binary_digits.py"), *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--tasks", "3v3:1v7"], "unknown task '3v3'"),
+        (["--tasks", "3v5:1v12"], "unknown task '1v12'"),
+        (["--evo.active", "11"], "active N=11 > modules M=10"),
+        (["--pairs", "0"], "must be positive"),
+        (["--pairs", "many"], "--pairs"),
+        (["--train.noise", "1.5"], "noise must lie in [0, 1]"),
+        (["--no-such-flag"], "Unrecognized options"),
+    ],
+)
+def test_bad_flags_become_one_line_value_errors(args, message):
+    with pytest.raises(ValueError) as error:
+        parse_config(BinaryDigitsConfig, "test", args)
+    assert message in str(error.value)
+    assert "\n" not in str(error.value)
+
+
+def test_missing_cuda_and_bad_resume_dir_are_user_errors(tmp_path):
+    with pytest.raises(ValueError, match="CUDA is not available"):
+        main(tiny(tmp_path / "run", device="cuda:7"))
+    with pytest.raises(ValueError, match="cannot resume"):
+        main(BinaryDigitsConfig(resume=str(tmp_path / "nothing-here")))
+
+
+def test_cli_prints_one_line_and_exits_2_without_traceback(tmp_path):
+    result = run_cli("--evo.active", "11", "--run-dir", str(tmp_path / "run"))
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "error: a path cannot use more modules per layer than exist: active N=11 > modules M=10"
+    ]
+
+
+def test_unreadable_checkpoint_is_a_one_line_error_and_is_left_untouched(tmp_path):
+    run = tmp_path / "run"
+    main(tiny(run, pairs=1, max_generations=1))
+    (run / "summary.json").unlink()
+    (run / "checkpoint.pt").write_bytes(b"not a checkpoint")
+    result = run_cli("--resume", str(run))
+    assert result.returncode == 2
+    assert result.stderr.strip().startswith("error: unreadable checkpoint")
+    assert (run / "checkpoint.pt").read_bytes() == b"not a checkpoint"
+
+
+def test_existing_run_dir_is_not_overwritten(tmp_path):
+    run = tmp_path / "run"
+    main(tiny(run, pairs=1, max_generations=1))
+    before = (run / "summary.json").read_bytes()
+    with pytest.raises(ValueError, match="already holds a run"):
+        main(tiny(run, pairs=1, max_generations=1))
+    assert (run / "summary.json").read_bytes() == before
+
+
+def test_help_lists_documented_flags():
+    result = run_cli("--help")
+    assert result.returncode == 0
+    for flag in ("--seed", "--run-dir", "--device", "--pairs", "--resume", "--evo.active"):
+        assert flag in result.stdout
+    assert "K: number of random (A, B) task pairs" in result.stdout
