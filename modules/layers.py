@@ -1,13 +1,20 @@
-"""Path layers: M modules of one kind stored as one stacked parameter.
+"""Path layers: M modules of one kind, stored in one stacked tensor per parameter kind.
 
 PathNet (Fernando et al. 2017, arXiv:1701.08734): a layer holds M small modules (linear or conv
 + ReLU); a path activates up to N of them and the layer's output is the sum (or the mean) of the
-active modules' outputs. The modules of a layer live in one tensor of shape ``[M, ...]`` so a
-path's modules are gathered with one ``index_select`` and run as one matmul / conv with N·C_out
-output channels. Compute grows with N, not with M.
+active modules' outputs. A path's N modules are stacked and run as one matmul / conv with
+N·C_out output channels.
 
-New layer kinds (MoE, hyper-generated weights) subclass :class:`ModuleLayer`: they expose their
-stacked parameters (leading dimension M) so that freezing and re-initialisation work unchanged.
+Storage: each parameter kind of a layer (weight, bias) is one ``[M, ...]`` tensor, so the whole
+library is a handful of storages (one shared-memory segment each for Hogwild), but every module
+is its own ``nn.Parameter`` — a view into that storage. Gradients therefore exist only for the
+modules a path used, and optimisers skip the others (their ``grad`` is ``None``): forward,
+backward and the optimiser step all cost O(N), not O(M). A frozen module is a parameter with
+``requires_grad=False``.
+
+New layer kinds (MoE, hyper-generated weights) subclass :class:`ModuleLayer` and register their
+per-module parameters with :meth:`ModuleLayer.module_parameters`, so that freezing and
+re-initialisation work unchanged.
 """
 
 from __future__ import annotations
@@ -63,10 +70,10 @@ def combine(
 
 
 class ModuleLayer(nn.Module):
-    """Base of all path layers: M modules, stacked parameters, frozen-module mask.
+    """Base of all path layers: M modules, per-module parameters, frozen-module mask.
 
-    Subclasses implement ``forward(x, ids)`` and ``forward_population(x, ids)`` and keep every
-    trainable parameter with leading dimension ``num_modules``.
+    Subclasses implement ``forward(x, ids)`` and ``forward_population(x, ids)`` and create their
+    parameters with :meth:`module_parameters`.
     """
 
     def __init__(self, num_modules: int, reduce: str = "sum") -> None:
@@ -77,46 +84,53 @@ class ModuleLayer(nn.Module):
             raise ValueError(f"reduce must be one of {REDUCTIONS}, got {reduce!r}")
         self.num_modules = num_modules
         self.reduce = reduce
+        self.parameter_kinds: list[str] = []
         self.register_buffer("frozen", torch.zeros(num_modules, dtype=torch.bool))
-        self.has_frozen = False
-        """Python-side copy of ``frozen.any()``, kept by :meth:`freeze_modules` and loading."""
         self.register_load_state_dict_post_hook(_refresh_frozen_after_load)
 
-    def freeze_modules(self, module_ids: torch.Tensor) -> None:
-        """Mark ``module_ids`` ([K] long) frozen (no gradient reaches them from now on)."""
-        self.frozen[module_ids.to(self.frozen.device)] = True
+    def module_parameters(self, name: str, *shape: int) -> nn.ParameterList:
+        """Register M parameters of ``shape`` under ``name``: views into one [M, *shape] tensor."""
+        storage = torch.empty(self.num_modules, *shape)
+        params = nn.ParameterList(nn.Parameter(storage[m]) for m in range(self.num_modules))
+        setattr(self, name, params)
+        self.parameter_kinds.append(name)
+        return params
+
+    def stacked(self, name: str) -> torch.Tensor:
+        """A detached [M, ...] copy of the parameter kind ``name`` (for inspection and tests)."""
+        return torch.stack([param.detach() for param in getattr(self, name)])
+
+    @staticmethod
+    def gather(params: nn.ParameterList, ids: list[int]) -> torch.Tensor:
+        """The modules ``ids`` of one parameter kind stacked: [K, ...]."""
+        return torch.stack([params[m] for m in ids])
+
+    def freeze_modules(self, module_ids: list[int]) -> None:
+        """Mark ``module_ids`` frozen: no gradient reaches them from now on."""
+        self.frozen[module_ids] = True
         self.refresh_frozen()
 
     def refresh_frozen(self) -> None:
-        self.has_frozen = bool(self.frozen.any())
+        """Make ``requires_grad`` of every module agree with the ``frozen`` mask."""
+        for m, frozen in enumerate(self.frozen.tolist()):
+            for name in self.parameter_kinds:
+                getattr(self, name)[m].requires_grad_(not frozen)
 
-    def stacked_parameters(self) -> list[nn.Parameter]:
-        """Parameters whose first dimension indexes the layer's modules."""
-        return list(self.parameters(recurse=False))
-
-    def reset_modules(self, module_ids: torch.Tensor) -> None:
-        """Re-initialise the modules ``module_ids`` ([K] long) in place."""
+    def reset_modules(self, module_ids: list[int]) -> None:
+        """Re-initialise the modules ``module_ids`` in place."""
         raise NotImplementedError
-
-    def gather(self, param: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
-        """``param[ids]`` with no gradient flowing into frozen modules.
-
-        param: [M, ...]; ids: [K] long -> [K, ...]. Masking here (not with tensor hooks) keeps
-        the guarantee in spawned workers, where hooks are not pickled.
-        """
-        rows = param.index_select(0, ids)
-        if not self.has_frozen:
-            return rows
-        frozen_rows = self.frozen.index_select(0, ids).view(-1, *([1] * (rows.dim() - 1)))
-        return torch.where(frozen_rows, rows.detach(), rows)
 
 
 def _refresh_frozen_after_load(layer: ModuleLayer, _incompatible_keys: object) -> None:
     layer.refresh_frozen()  # a top-level function (not a lambda) keeps layers picklable
 
 
+def _ids(ids: torch.Tensor | list[int]) -> list[int]:
+    return ids.tolist() if isinstance(ids, torch.Tensor) else list(ids)
+
+
 class LinearModuleLayer(ModuleLayer):
-    """M linear+ReLU modules ``in_features -> out_features``; weight [M, out, in], bias [M, out]."""
+    """M linear+ReLU modules ``in_features -> out_features``; weights [out, in], biases [out]."""
 
     def __init__(
         self,
@@ -132,53 +146,61 @@ class LinearModuleLayer(ModuleLayer):
         self.in_features = in_features
         self.out_features = out_features
         self.activation = activation
-        self.weight = nn.Parameter(torch.empty(num_modules, out_features, in_features))
-        self.bias = nn.Parameter(torch.empty(num_modules, out_features))
-        self.reset_modules(torch.arange(num_modules))
+        self.weights = self.module_parameters("weights", out_features, in_features)
+        self.biases = self.module_parameters("biases", out_features)
+        self.reset_modules(range(num_modules))
 
     @torch.no_grad()
-    def reset_modules(self, module_ids: torch.Tensor) -> None:
+    def reset_modules(self, module_ids) -> None:
         """nn.Linear's default initialisation, module by module."""
         bound = 1.0 / math.sqrt(self.in_features)
-        for m in module_ids.tolist():
-            nn.init.kaiming_uniform_(self.weight[m], a=math.sqrt(5))
-            nn.init.uniform_(self.bias[m], -bound, bound)
+        for m in module_ids:
+            nn.init.kaiming_uniform_(self.weights[m], a=math.sqrt(5))
+            nn.init.uniform_(self.biases[m], -bound, bound)
 
     def forward(
-        self, x: torch.Tensor, ids: torch.Tensor, dedup: torch.Tensor | None | str = "auto"
+        self,
+        x: torch.Tensor,
+        ids: torch.Tensor | list[int],
+        dedup: torch.Tensor | None | str = "auto",
     ) -> torch.Tensor:
-        # x: [B, in]; ids: [N] long -> [B, out]
+        # x: [B, in]; ids: [N] module ids -> [B, out]
         # dedup: combine()'s weights, or "auto" to compute them from ids
-        n = ids.shape[0]
-        weight = self.gather(self.weight, ids).reshape(n * self.out_features, self.in_features)
-        bias = self.gather(self.bias, ids).reshape(n * self.out_features)
+        ids = _ids(ids)
+        n = len(ids)
+        weight = self.gather(self.weights, ids).view(n * self.out_features, self.in_features)
+        bias = self.gather(self.biases, ids).view(n * self.out_features)
         y = F.linear(x, weight, bias)  # [B, N*out]
         if self.activation:
             y = F.relu(y)
         if isinstance(dedup, str):
-            dedup = duplicate_weights(ids)
+            dedup = duplicate_weights(torch.tensor(ids))
         return combine(y.view(x.shape[0], n, self.out_features), dedup, 1, self.reduce)
 
     def forward_population(
-        self, x: torch.Tensor, ids: torch.Tensor, dedup: torch.Tensor | None | str = "auto"
+        self,
+        x: torch.Tensor,
+        ids: torch.Tensor | list[list[int]],
+        dedup: torch.Tensor | None | str = "auto",
     ) -> torch.Tensor:
-        # x: [P, B, in] or [B, in] (shared input); ids: [P, N] long -> [P, B, out]
-        p, n = ids.shape
-        flat = ids.reshape(-1)
-        weight = self.gather(self.weight, flat).view(p, n * self.out_features, self.in_features)
-        bias = self.gather(self.bias, flat).view(p, 1, n * self.out_features)
+        # x: [P, B, in] or [B, in] (shared input); ids: [P, N] module ids -> [P, B, out]
+        rows = ids.tolist() if isinstance(ids, torch.Tensor) else ids
+        p, n = len(rows), len(rows[0])
+        flat = [m for row in rows for m in row]
+        weight = self.gather(self.weights, flat).view(p, n * self.out_features, self.in_features)
+        bias = self.gather(self.biases, flat).view(p, 1, n * self.out_features)
         if x.dim() == 2:
             x = x.unsqueeze(0).expand(p, -1, -1)
         y = torch.baddbmm(bias, x, weight.transpose(1, 2))  # [P, B, N*out]
         if self.activation:
             y = F.relu(y)
         if isinstance(dedup, str):
-            dedup = duplicate_weights(ids)
+            dedup = duplicate_weights(torch.tensor(rows))
         return combine(y.view(p, x.shape[1], n, self.out_features), dedup, 2, self.reduce)
 
 
 class Conv2dModuleLayer(ModuleLayer):
-    """M conv+ReLU modules; weight [M, C_out, C_in, k, k], bias [M, C_out]."""
+    """M conv+ReLU modules; weights [C_out, C_in, k, k], biases [C_out]."""
 
     def __init__(
         self,
@@ -196,19 +218,18 @@ class Conv2dModuleLayer(ModuleLayer):
         self.out_channels = out_channels
         self.kernel_size = kernel_size
         self.stride = stride
-        self.weight = nn.Parameter(
-            torch.empty(num_modules, out_channels, in_channels, kernel_size, kernel_size)
-        )
-        self.bias = nn.Parameter(torch.empty(num_modules, out_channels))
-        self.reset_modules(torch.arange(num_modules))
+        k = kernel_size
+        self.weights = self.module_parameters("weights", out_channels, in_channels, k, k)
+        self.biases = self.module_parameters("biases", out_channels)
+        self.reset_modules(range(num_modules))
 
     @torch.no_grad()
-    def reset_modules(self, module_ids: torch.Tensor) -> None:
+    def reset_modules(self, module_ids) -> None:
         """nn.Conv2d's default initialisation, module by module."""
         bound = 1.0 / math.sqrt(self.in_channels * self.kernel_size**2)
-        for m in module_ids.tolist():
-            nn.init.kaiming_uniform_(self.weight[m], a=math.sqrt(5))
-            nn.init.uniform_(self.bias[m], -bound, bound)
+        for m in module_ids:
+            nn.init.kaiming_uniform_(self.weights[m], a=math.sqrt(5))
+            nn.init.uniform_(self.biases[m], -bound, bound)
 
     def output_shape(self, height: int, width: int) -> tuple[int, int, int]:
         """[C_out, H', W'] of one module for an input of spatial size H x W."""
@@ -216,28 +237,35 @@ class Conv2dModuleLayer(ModuleLayer):
         return self.out_channels, (height - k) // s + 1, (width - k) // s + 1
 
     def forward(
-        self, x: torch.Tensor, ids: torch.Tensor, dedup: torch.Tensor | None | str = "auto"
+        self,
+        x: torch.Tensor,
+        ids: torch.Tensor | list[int],
+        dedup: torch.Tensor | None | str = "auto",
     ) -> torch.Tensor:
-        # x: [B, C_in, H, W]; ids: [N] long -> [B, C_out, H', W']
+        # x: [B, C_in, H, W]; ids: [N] module ids -> [B, C_out, H', W']
         # dedup: combine()'s weights, or "auto" to compute them from ids
-        n, c = ids.shape[0], self.out_channels
-        weight = self.gather(self.weight, ids).flatten(0, 1)  # [N*C_out, C_in, k, k]
-        bias = self.gather(self.bias, ids).flatten()
+        ids = _ids(ids)
+        n, c = len(ids), self.out_channels
+        weight = self.gather(self.weights, ids).flatten(0, 1)  # [N*C_out, C_in, k, k]
+        bias = self.gather(self.biases, ids).flatten()
         y = F.relu(F.conv2d(x, weight, bias, stride=self.stride))  # [B, N*C_out, H', W']
         if isinstance(dedup, str):
-            dedup = duplicate_weights(ids)
+            dedup = duplicate_weights(torch.tensor(ids))
         return combine(y.view(x.shape[0], n, c, *y.shape[-2:]), dedup, 1, self.reduce)
 
     def forward_population(
-        self, x: torch.Tensor, ids: torch.Tensor, dedup: torch.Tensor | None | str = "auto"
+        self,
+        x: torch.Tensor,
+        ids: torch.Tensor | list[list[int]],
+        dedup: torch.Tensor | None | str = "auto",
     ) -> torch.Tensor:
-        # x: [P, B, C_in, H, W] or [B, C_in, H, W] (shared input); ids: [P, N] long
+        # x: [P, B, C_in, H, W] or [B, C_in, H, W] (shared input); ids: [P, N] module ids
         # -> [P, B, C_out, H', W']
-        p, n = ids.shape
-        c = self.out_channels
-        flat = ids.reshape(-1)
-        weight = self.gather(self.weight, flat).flatten(0, 1)  # [P*N*C_out, C_in, k, k]
-        bias = self.gather(self.bias, flat).flatten()
+        rows = ids.tolist() if isinstance(ids, torch.Tensor) else ids
+        p, n, c = len(rows), len(rows[0]), self.out_channels
+        flat = [m for row in rows for m in row]
+        weight = self.gather(self.weights, flat).flatten(0, 1)  # [P*N*C_out, C_in, k, k]
+        bias = self.gather(self.biases, flat).flatten()
         if x.dim() == 4:
             # One input for every path: a plain conv with all P*N*C_out filters.
             y = F.conv2d(x, weight, bias, stride=self.stride)
@@ -248,5 +276,5 @@ class Conv2dModuleLayer(ModuleLayer):
         y = F.relu(y)  # [B, P*N*C_out, H', W']
         y = y.view(y.shape[0], p, n, c, *y.shape[-2:]).transpose(0, 1)  # [P, B, N, C, H', W']
         if isinstance(dedup, str):
-            dedup = duplicate_weights(ids)
+            dedup = duplicate_weights(torch.tensor(rows))
         return combine(y, dedup, 2, self.reduce)

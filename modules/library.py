@@ -2,10 +2,11 @@
 
 PathNet (Fernando et al. 2017, arXiv:1701.08734). A path is a LongTensor ``[L, N]`` of module ids;
 ``forward(x, path)`` runs only those modules. After a task is learned its best path is frozen:
-those modules must stay *bitwise* identical under any later training. Two guards do that: the
-layers detach frozen modules when they gather them (so their gradient is zero), and
-:meth:`PathLibrary.guard` registers an optimizer post-step hook that writes the frozen values
-back (Adam's momentum or weight decay would otherwise still move a weight whose gradient is zero).
+those modules must stay *bitwise* identical under any later training. Two guards do that: a
+frozen module's parameters stop requiring gradients (so no gradient, and no optimiser update,
+reaches them), and :meth:`PathLibrary.guard` registers an optimiser post-step hook that writes
+the frozen values back, whatever the optimiser does (momentum, weight decay, a user who turned
+``requires_grad`` back on).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ class PathLibrary(nn.Module):
             raise ValueError("a library needs at least one layer")
         self.layers = nn.ModuleList(layers)
         self.output_size = output_size
-        self._frozen_values: dict[str, torch.Tensor] = {}
+        self._frozen_values: dict[tuple[int, str, int], torch.Tensor] = {}
         self.register_load_state_dict_post_hook(_snapshot_after_load)
 
     @property
@@ -46,7 +47,7 @@ class PathLibrary(nn.Module):
     def forward(self, x: torch.Tensor, path: torch.Tensor) -> torch.Tensor:
         # x: [B, ...input]; path: [L, N] long -> [B, F] features
         dedup = duplicate_weights(path)  # None, or [L, N]
-        for index, (layer, ids) in enumerate(zip(self.layers, path, strict=True)):
+        for index, (layer, ids) in enumerate(zip(self.layers, path.tolist(), strict=True)):
             if isinstance(layer, LinearModuleLayer) and x.dim() > 2:
                 x = x.flatten(1)
             x = layer(x, ids, None if dedup is None else dedup[index])
@@ -56,7 +57,7 @@ class PathLibrary(nn.Module):
         # x: [B, ...input] shared by all paths (or [P, B, ...]); paths: [P, L, N] -> [P, B, F]
         paths = paths.transpose(0, 1)  # [L, P, N]
         dedup = duplicate_weights(paths)  # None, or [L, P, N]
-        for index, (layer, ids) in enumerate(zip(self.layers, paths, strict=True)):
+        for index, (layer, ids) in enumerate(zip(self.layers, paths.tolist(), strict=True)):
             if isinstance(layer, LinearModuleLayer) and x.dim() > 3:
                 x = x.flatten(2)
             x = layer.forward_population(x, ids, None if dedup is None else dedup[index])
@@ -66,7 +67,7 @@ class PathLibrary(nn.Module):
 
     def freeze(self, path: torch.Tensor) -> None:
         """Make the modules on ``path`` ([L, N] long) immutable from now on."""
-        for layer, ids in zip(self.layers, path, strict=True):
+        for layer, ids in zip(self.layers, path.tolist(), strict=True):
             layer.freeze_modules(ids)
         self._snapshot_frozen()
 
@@ -78,9 +79,7 @@ class PathLibrary(nn.Module):
     def reinit_unfrozen(self) -> None:
         """Re-initialise every module that is not frozen (the rest of the library)."""
         for layer in self.layers:
-            free = torch.nonzero(~layer.frozen).flatten().cpu()
-            if free.numel():
-                layer.reset_modules(free)
+            layer.reset_modules([m for m, frozen in enumerate(layer.frozen.tolist()) if not frozen])
 
     def guard(self, optimizer: torch.optim.Optimizer) -> torch.utils.hooks.RemovableHandle:
         """Keep ``optimizer`` from moving frozen modules: restore them after every step."""
@@ -88,23 +87,19 @@ class PathLibrary(nn.Module):
 
     @torch.no_grad()
     def restore_frozen(self) -> None:
-        """Write the frozen modules' saved values back into the stacked parameters."""
-        for layer_index, layer in enumerate(self.layers):
-            frozen_ids = torch.nonzero(layer.frozen).flatten()
-            if not frozen_ids.numel():
-                continue
-            for name, param in layer.named_parameters(recurse=False):
-                saved = self._frozen_values[f"{layer_index}.{name}"]
-                param.index_copy_(0, frozen_ids, saved)
+        """Write the frozen modules' saved values back into their parameters."""
+        for (layer_index, name, m), saved in self._frozen_values.items():
+            getattr(self.layers[layer_index], name)[m].copy_(saved)
 
     @torch.no_grad()
     def _snapshot_frozen(self) -> None:
-        self._frozen_values = {}
-        for layer_index, layer in enumerate(self.layers):
-            frozen_ids = torch.nonzero(layer.frozen).flatten()
-            for name, param in layer.named_parameters(recurse=False):
-                values = param.index_select(0, frozen_ids).clone()
-                self._frozen_values[f"{layer_index}.{name}"] = values
+        self._frozen_values = {
+            (layer_index, name, m): getattr(layer, name)[m].detach().clone()
+            for layer_index, layer in enumerate(self.layers)
+            for m, frozen in enumerate(layer.frozen.tolist())
+            if frozen
+            for name in layer.parameter_kinds
+        }
 
 
 def _snapshot_after_load(library: PathLibrary, _incompatible_keys: object) -> None:
