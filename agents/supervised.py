@@ -28,9 +28,9 @@ class SupervisedConfig:
     """T: minibatches of training per evaluation (the paper's T = 50)."""
     batch_size: int = 16
     """Examples per minibatch (the paper's 16)."""
-    learning_rate: float = 0.1
+    learning_rate: float = 0.05
     """SGD step size."""
-    noise: float = 0.0
+    noise: float = 0.5
     """Salt-and-pepper noise: probability that an input value is replaced by 0 or 1 (paper: 0.5)."""
 
     def __post_init__(self) -> None:

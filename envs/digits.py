@@ -2,7 +2,8 @@
 
 Fernando et al. 2017 (arXiv:1701.08734) evolve paths on binary MNIST tasks (one digit against
 another) with salt-and-pepper input noise. The default data are the 8×8 digits that ship with
-scikit-learn (no download); a user with the real MNIST IDX files passes their directory instead.
+scikit-learn (no download), optionally upsampled (bilinear) to MNIST's 28×28 so that inputs have
+the paper's size; a user with the real MNIST IDX files passes their directory instead.
 A task is named ``"AvB"`` (e.g. ``"3v5"``): class 0 is digit A, class 1 digit B.
 """
 
@@ -15,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from envs.mnist_idx import load_mnist
 
@@ -47,27 +49,37 @@ def all_tasks() -> list[str]:
     return [f"{a}v{b}" for a in range(10) for b in range(a + 1, 10)]
 
 
-def make_binary_task(name: str, data_dir: str | Path | None = None) -> BinaryTask:
-    """The task ``name`` from scikit-learn's 8×8 digits, or from MNIST IDX files in ``data_dir``."""
+def make_binary_task(
+    name: str, data_dir: str | Path | None = None, resolution: int | None = None
+) -> BinaryTask:
+    """The task ``name`` from scikit-learn's 8×8 digits, or from MNIST IDX files in ``data_dir``.
+
+    ``resolution`` resizes the images (bilinear) to ``resolution × resolution`` first; ``None``
+    keeps their own size (8 for scikit-learn's digits, 28 for MNIST).
+    """
     first, second = parse_task(name)
+    if resolution is not None and resolution <= 0:
+        raise ValueError(f"resolution must be positive, got {resolution}")
     images, labels = _dataset(str(data_dir) if data_dir is not None else None)
     keep = (labels == first) | (labels == second)
-    x = torch.from_numpy(images[keep])
+    x = torch.from_numpy(images[keep])  # [n, H, W]
+    if resolution is not None and resolution != x.shape[-1]:
+        x = F.interpolate(x.unsqueeze(1), size=(resolution, resolution), mode="bilinear")
+        x = x.squeeze(1).clamp(0.0, 1.0)
     y = torch.from_numpy((labels[keep] == second).astype(np.int64))
-    return BinaryTask(name=name, x=x, y=y)
+    return BinaryTask(name=name, x=x.flatten(1).contiguous(), y=y)
 
 
 @lru_cache(maxsize=2)
 def _dataset(data_dir: str | None) -> tuple[np.ndarray, np.ndarray]:
-    """Flattened images [n, D] float32 in [0, 1] and labels [n]."""
+    """Images [n, H, W] float32 in [0, 1] and labels [n]."""
     if data_dir is None:
         from sklearn.datasets import load_digits
 
         digits = load_digits()
-        return (digits.data / 16.0).astype(np.float32), digits.target.astype(np.int64)
+        return (digits.images / 16.0).astype(np.float32), digits.target.astype(np.int64)
     images, labels = load_mnist(data_dir, "train")
-    flat = images.reshape(len(images), -1).astype(np.float32) / 255.0
-    return flat, labels.astype(np.int64)
+    return images.astype(np.float32) / 255.0, labels.astype(np.int64)
 
 
 def salt_and_pepper(

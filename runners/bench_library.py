@@ -17,7 +17,7 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -50,6 +50,12 @@ class BenchLibraryConfig:
     """Seconds each timing runs for (more is steadier)."""
     threads: int = 1
     """Torch threads."""
+    settings: tuple[Literal["mlp-paper", "mlp-wide", "atari-conv"], ...] = (
+        "mlp-paper",
+        "mlp-wide",
+        "atari-conv",
+    )
+    """Network shapes to time (the first one gives the headline figures)."""
     seed: int = 0
     """Seed of the libraries, inputs and paths."""
     json: str | None = None
@@ -60,6 +66,8 @@ class BenchLibraryConfig:
             raise ValueError("every library size M must be at least N (--active)")
         if min(self.active, self.population, self.threads) <= 0 or self.min_run_time <= 0:
             raise ValueError("active, population, threads and min_run_time must be positive")
+        if not self.settings:
+            raise ValueError("name at least one setting to time")
 
 
 @dataclass(frozen=True)
@@ -67,6 +75,7 @@ class Setting:
     """One network shape to time: MLP (PathNet's binary MNIST) or conv (PathNet's Atari)."""
 
     name: str
+    description: str
     batch: int
     kind: str  # "linear" or "conv"
     in_features: int = 0
@@ -74,11 +83,17 @@ class Setting:
     layers: int = 0
 
 
-SETTINGS = (
-    Setting("mlp-paper (784-in, 3x20 units, batch 16)", 16, "linear", 784, 20, 3),
-    Setting("mlp-wide (784-in, 3x256 units, batch 256)", 256, "linear", 784, 256, 3),
-    Setting("atari-conv (4x84x84, 8-kernel convs + 50-unit linear, batch 32)", 32, "conv"),
-)
+SETTINGS = {
+    setting.name: setting
+    for setting in (
+        Setting("mlp-paper", "784 inputs, 3 layers of 20-unit modules, batch 16", 16, "linear",
+                784, 20, 3),
+        Setting("mlp-wide", "784 inputs, 3 layers of 256-unit modules, batch 256", 256, "linear",
+                784, 256, 3),
+        Setting("atari-conv", "4x84x84, convs of 8 kernels + 50-unit linear, batch 32", 32,
+                "conv"),
+    )
+}  # fmt: skip
 
 
 class DenseBaseline(nn.Module):
@@ -160,11 +175,12 @@ def main(cfg: BenchLibraryConfig) -> dict[str, Any]:
     torch.set_num_threads(cfg.threads)
     console = Console()
     results: dict[str, Any] = {"active": cfg.active, "population": cfg.population, "settings": {}}
-    for setting in SETTINGS:
+    for name in cfg.settings:
+        setting = SETTINGS[name]
         rows = time_path_vs_dense(setting, cfg)
         population = time_population(setting, cfg)
         results["settings"][setting.name] = {"path_vs_dense": rows, "population": population}
-        table = Table(title=f"{setting.name}: one path (N={cfg.active}) fwd+bwd vs dense")
+        table = Table(title=f"{name} ({setting.description}): one path of N={cfg.active}, fwd+bwd")
         for column in ("M", "path ms", "dense ms", "path / dense"):
             table.add_column(column, justify="right")
         for modules, row in rows.items():
@@ -179,8 +195,7 @@ def main(cfg: BenchLibraryConfig) -> dict[str, Any]:
             f"forward_population, P={cfg.population}: {population['population_ms']:.2f} ms vs "
             f"loop {population['loop_ms']:.2f} ms -> {population['speedup']:.1f}x faster\n"
         )
-    # Headline figures: the paper's MLP setting.
-    headline = results["settings"][SETTINGS[0].name]
+    headline = results["settings"][cfg.settings[0]]
     results["path_vs_dense"] = {m: row["ratio"] for m, row in headline["path_vs_dense"].items()}
     results["population_speedup"] = headline["population"]["speedup"]
     if cfg.json is not None:

@@ -64,6 +64,8 @@ class BinaryDigitsConfig:
     """Training accuracy (fitness) at which a task counts as learned (the paper: 0.998)."""
     max_generations: int = 300
     """Give up on a phase after this many generations (counted as reaching it)."""
+    resolution: int = 28
+    """Input images are resized to this side (28: MNIST's size; the 8x8 digits are upsampled)."""
     hidden: int = 20
     """Units per linear module."""
     last_layer: Literal["sum", "mean"] = "sum"
@@ -92,8 +94,8 @@ class BinaryDigitsConfig:
     """Show a progress display."""
 
     def __post_init__(self) -> None:
-        if self.pairs <= 0 or self.max_generations <= 0 or self.hidden <= 0:
-            raise ValueError("pairs, max_generations and hidden must be positive")
+        if min(self.pairs, self.max_generations, self.hidden, self.resolution) <= 0:
+            raise ValueError("pairs, max_generations, hidden and resolution must be positive")
         if min(self.checkpoint_every, self.image_every, self.workers, self.threads) <= 0:
             raise ValueError("checkpoint_every, image_every, workers and threads must be positive")
         if not 0.0 < self.threshold <= 1.0:
@@ -198,7 +200,9 @@ def main(cfg: BinaryDigitsConfig) -> dict[str, Any]:
         raise ValueError("the 'processes' backend shares the library in CPU memory; use cpu")
     torch.set_num_threads(cfg.threads)
     pairs = choose_pairs(cfg)
-    tasks = {name: make_binary_task(name, cfg.data_dir) for pair in pairs for name in pair}
+    tasks = {
+        name: make_binary_task(name, cfg.data_dir, cfg.resolution) for pair in pairs for name in pair
+    }
     for task in tasks.values():
         task.x, task.y = task.x.to(device), task.y.to(device)
 

@@ -18,6 +18,17 @@ def test_sklearn_task_holds_the_two_digits_as_binary_labels():
     assert 300 < len(task.y) < 400  # about 180 examples per digit
 
 
+def test_upsampled_task_has_mnist_sized_inputs():
+    small, large = make_binary_task("3v5"), make_binary_task("3v5", resolution=28)
+    assert large.x.shape == (len(small.y), 784)
+    assert torch.equal(large.y, small.y)
+    assert 0.0 <= large.x.min() and large.x.max() <= 1.0
+    # Bilinear upsampling keeps the picture: mean intensities agree closely.
+    assert abs(large.x.mean().item() - small.x.mean().item()) < 0.05
+    with pytest.raises(ValueError, match="resolution"):
+        make_binary_task("3v5", resolution=0)
+
+
 def test_task_names_and_errors():
     assert parse_task("0v9") == (0, 9)
     assert len(all_tasks()) == 45

@@ -1,0 +1,26 @@
+"""The library benchmark runs and reports its ratios (the figures themselves live in the README)."""
+
+import json
+
+import pytest
+
+from runners.bench_library import BenchLibraryConfig, main
+
+
+def test_bench_library_reports_path_vs_dense_and_population_speedup(tmp_path):
+    out = tmp_path / "bench.json"
+    cfg = BenchLibraryConfig(
+        library_sizes=(4, 8), active=2, population=4, min_run_time=0.01, settings=("mlp-paper",),
+        json=str(out),
+    )  # fmt: skip
+    results = main(cfg)
+    assert set(results["path_vs_dense"]) == {4, 8}
+    assert all(ratio > 0 for ratio in results["path_vs_dense"].values())
+    assert results["population_speedup"] > 0
+    written = json.loads(out.read_text())
+    assert set(written["path_vs_dense"]) == {"4", "8"}
+
+
+def test_library_sizes_below_n_are_rejected():
+    with pytest.raises(ValueError, match="at least N"):
+        BenchLibraryConfig(library_sizes=(2,), active=3)
