@@ -200,9 +200,8 @@ def main(cfg: BinaryDigitsConfig) -> dict[str, Any]:
         raise ValueError("the 'processes' backend shares the library in CPU memory; use cpu")
     torch.set_num_threads(cfg.threads)
     pairs = choose_pairs(cfg)
-    tasks = {
-        name: make_binary_task(name, cfg.data_dir, cfg.resolution) for pair in pairs for name in pair
-    }
+    names = sorted({name for pair in pairs for name in pair})
+    tasks = {name: make_binary_task(name, cfg.data_dir, cfg.resolution) for name in names}
     for task in tasks.values():
         task.x, task.y = task.x.to(device), task.y.to(device)
 

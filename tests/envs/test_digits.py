@@ -22,7 +22,7 @@ def test_upsampled_task_has_mnist_sized_inputs():
     small, large = make_binary_task("3v5"), make_binary_task("3v5", resolution=28)
     assert large.x.shape == (len(small.y), 784)
     assert torch.equal(large.y, small.y)
-    assert 0.0 <= large.x.min() and large.x.max() <= 1.0
+    assert large.x.min() >= 0.0 and large.x.max() <= 1.0
     # Bilinear upsampling keeps the picture: mean intensities agree closely.
     assert abs(large.x.mean().item() - small.x.mean().item()) < 0.05
     with pytest.raises(ValueError, match="resolution"):
