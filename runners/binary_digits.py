@@ -101,7 +101,9 @@ class BinaryDigitsConfig:
         if not 0.0 < self.threshold <= 1.0:
             raise ValueError(f"threshold must lie in (0, 1], got {self.threshold}")
         for pair in self.tasks:
-            task_a, _, task_b = pair.partition(":")
+            task_a, colon, task_b = pair.partition(":")
+            if not colon:
+                raise ValueError(f"task pair {pair!r} should read 'A:B', such as '3v5:1v7'")
             parse_task(task_a), parse_task(task_b)
 
 
@@ -163,9 +165,17 @@ class GenerationLogger:
             self.checkpoint(state)
 
 
+def check_device(cfg: BinaryDigitsConfig) -> torch.device:
+    device = resolve_device(cfg.device)
+    if cfg.backend == "processes" and device.type != "cpu":
+        raise ValueError("the 'processes' backend shares the library in CPU memory; use cpu")
+    return device
+
+
 def open_run(cfg: BinaryDigitsConfig) -> tuple[BinaryDigitsConfig, Path, dict[str, Any]]:
     """A new run directory, or the resumed run's config, directory and checkpoint."""
     if cfg.resume is None:
+        check_device(cfg)  # before anything is written
         run_path = rd.prepare_run_dir(cfg.run_dir, "binary_digits", cfg.seed)
         rd.save_config(run_path, cfg)
         return cfg, run_path, {"pair": 0, "phase": 0, "results": [], "search": None}
@@ -195,9 +205,7 @@ def main(cfg: BinaryDigitsConfig) -> dict[str, Any]:
     cfg, run_path, state = open_run(cfg)
     if state.get("summary") is not None:
         return state["summary"]  # the run had finished
-    device = resolve_device(cfg.device)
-    if cfg.backend == "processes" and device.type != "cpu":
-        raise ValueError("the 'processes' backend shares the library in CPU memory; use cpu")
+    device = check_device(cfg)
     torch.set_num_threads(cfg.threads)
     pairs = choose_pairs(cfg)
     names = sorted({name for pair in pairs for name in pair})

@@ -85,6 +85,7 @@ def run_cli(*args: str) -> subprocess.CompletedProcess:
     [
         (["--tasks", "3v3:1v7"], "unknown task '3v3'"),
         (["--tasks", "3v5:1v12"], "unknown task '1v12'"),
+        (["--tasks", "3v5"], "should read 'A:B'"),
         (["--evo.active", "11"], "active N=11 > modules M=10"),
         (["--pairs", "0"], "must be positive"),
         (["--pairs", "many"], "--pairs"),
@@ -102,6 +103,7 @@ def test_bad_flags_become_one_line_value_errors(args, message):
 def test_missing_cuda_and_bad_resume_dir_are_user_errors(tmp_path):
     with pytest.raises(ValueError, match="CUDA is not available"):
         main(tiny(tmp_path / "run", device="cuda:7"))
+    assert not (tmp_path / "run").exists()  # nothing written for a run that cannot start
     with pytest.raises(ValueError, match="cannot resume"):
         main(BinaryDigitsConfig(resume=str(tmp_path / "nothing-here")))
 
