@@ -85,6 +85,9 @@ class ModuleLayer(nn.Module):
         self.num_modules = num_modules
         self.reduce = reduce
         self.parameter_kinds: list[str] = []
+        # Plain lists of the same Parameter objects: indexing an nn.ParameterList costs ~7 µs,
+        # a list ~0.2 µs, and a path gathers N modules per kind and layer on every forward.
+        self._module_lists: dict[str, list[nn.Parameter]] = {}
         self.register_buffer("frozen", torch.zeros(num_modules, dtype=torch.bool))
         self.register_load_state_dict_post_hook(_refresh_frozen_after_load)
 
@@ -94,15 +97,22 @@ class ModuleLayer(nn.Module):
         params = nn.ParameterList(nn.Parameter(storage[m]) for m in range(self.num_modules))
         setattr(self, name, params)
         self.parameter_kinds.append(name)
+        self._module_lists[name] = list(params)
         return params
+
+    def _apply(self, fn, recurse=True):  # noqa: ANN001, ANN202 - nn.Module's signature
+        # .to(), .cuda(), .share_memory() ... may replace Parameter objects: refresh the lists.
+        result = super()._apply(fn, recurse)
+        self._module_lists = {name: list(getattr(self, name)) for name in self.parameter_kinds}
+        return result
 
     def stacked(self, name: str) -> torch.Tensor:
         """A detached [M, ...] copy of the parameter kind ``name`` (for inspection and tests)."""
         return torch.stack([param.detach() for param in getattr(self, name)])
 
-    @staticmethod
-    def gather(params: nn.ParameterList, ids: list[int]) -> torch.Tensor:
-        """The modules ``ids`` of one parameter kind stacked: [K, ...]."""
+    def gather(self, name: str, ids: list[int]) -> torch.Tensor:
+        """The modules ``ids`` of the parameter kind ``name`` stacked: [K, ...]."""
+        params = self._module_lists[name]
         return torch.stack([params[m] for m in ids])
 
     def freeze_modules(self, module_ids: list[int]) -> None:
@@ -168,8 +178,8 @@ class LinearModuleLayer(ModuleLayer):
         # dedup: combine()'s weights, or "auto" to compute them from ids
         ids = _ids(ids)
         n = len(ids)
-        weight = self.gather(self.weights, ids).view(n * self.out_features, self.in_features)
-        bias = self.gather(self.biases, ids).view(n * self.out_features)
+        weight = self.gather("weights", ids).view(n * self.out_features, self.in_features)
+        bias = self.gather("biases", ids).view(n * self.out_features)
         y = F.linear(x, weight, bias)  # [B, N*out]
         if self.activation:
             y = F.relu(y)
@@ -187,8 +197,8 @@ class LinearModuleLayer(ModuleLayer):
         rows = ids.tolist() if isinstance(ids, torch.Tensor) else ids
         p, n = len(rows), len(rows[0])
         flat = [m for row in rows for m in row]
-        weight = self.gather(self.weights, flat).view(p, n * self.out_features, self.in_features)
-        bias = self.gather(self.biases, flat).view(p, 1, n * self.out_features)
+        weight = self.gather("weights", flat).view(p, n * self.out_features, self.in_features)
+        bias = self.gather("biases", flat).view(p, 1, n * self.out_features)
         if x.dim() == 2:
             x = x.unsqueeze(0).expand(p, -1, -1)
         y = torch.baddbmm(bias, x, weight.transpose(1, 2))  # [P, B, N*out]
@@ -246,8 +256,8 @@ class Conv2dModuleLayer(ModuleLayer):
         # dedup: combine()'s weights, or "auto" to compute them from ids
         ids = _ids(ids)
         n, c = len(ids), self.out_channels
-        weight = self.gather(self.weights, ids).flatten(0, 1)  # [N*C_out, C_in, k, k]
-        bias = self.gather(self.biases, ids).flatten()
+        weight = self.gather("weights", ids).flatten(0, 1)  # [N*C_out, C_in, k, k]
+        bias = self.gather("biases", ids).flatten()
         y = F.relu(F.conv2d(x, weight, bias, stride=self.stride))  # [B, N*C_out, H', W']
         if isinstance(dedup, str):
             dedup = duplicate_weights(torch.tensor(ids))
@@ -264,8 +274,8 @@ class Conv2dModuleLayer(ModuleLayer):
         rows = ids.tolist() if isinstance(ids, torch.Tensor) else ids
         p, n, c = len(rows), len(rows[0]), self.out_channels
         flat = [m for row in rows for m in row]
-        weight = self.gather(self.weights, flat).flatten(0, 1)  # [P*N*C_out, C_in, k, k]
-        bias = self.gather(self.biases, flat).flatten()
+        weight = self.gather("weights", flat).flatten(0, 1)  # [P*N*C_out, C_in, k, k]
+        bias = self.gather("biases", flat).flatten()
         if x.dim() == 4:
             # One input for every path: a plain conv with all P*N*C_out filters.
             y = F.conv2d(x, weight, bias, stride=self.stride)
