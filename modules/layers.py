@@ -20,6 +20,7 @@ re-initialisation work unchanged.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -100,7 +101,7 @@ class ModuleLayer(nn.Module):
         self._module_lists[name] = list(params)
         return params
 
-    def _apply(self, fn, recurse=True):  # noqa: ANN001, ANN202 - nn.Module's signature
+    def _apply(self, fn: Callable[[torch.Tensor], torch.Tensor], recurse: bool = True) -> nn.Module:
         # .to(), .cuda(), .share_memory() ... may replace Parameter objects: refresh the lists.
         result = super()._apply(fn, recurse)
         self._module_lists = {name: list(getattr(self, name)) for name in self.parameter_kinds}
