@@ -1,0 +1,39 @@
+"""Run directories: atomic writes, config round trip, checkpoints."""
+
+import pytest
+
+from evolution.config import EvoConfig
+from runners import run_dir as rd
+from runners.binary_digits import BinaryDigitsConfig
+
+
+def test_a_failed_write_keeps_the_previous_file_and_leaves_no_temporary(tmp_path):
+    target = tmp_path / "summary.json"
+    rd.write_json(target, {"version": 1})
+
+    def broken(handle):
+        handle.write(b'{"version": 2, "trunc')
+        raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError):
+        rd.atomic_write(target, broken)
+    assert target.read_text() == '{\n  "version": 1\n}\n'
+    assert [p.name for p in tmp_path.iterdir()] == ["summary.json"]
+
+
+def test_config_round_trip_with_nested_sections_and_tuples(tmp_path):
+    cfg = BinaryDigitsConfig(tasks=("3v5:1v7",), evo=EvoConfig(population=8), seed=4)
+    rd.save_config(tmp_path, cfg)
+    assert rd.load_config(tmp_path, BinaryDigitsConfig) == cfg
+
+
+def test_checkpoint_round_trip_and_missing_checkpoint(tmp_path):
+    assert rd.load_checkpoint(tmp_path) is None
+    rd.save_checkpoint(tmp_path, {"pair": 2, "results": [{"a": 1}]})
+    assert rd.load_checkpoint(tmp_path) == {"pair": 2, "results": [{"a": 1}]}
+
+
+def test_new_run_dirs_never_collide(tmp_path):
+    first = rd.new_run_dir("demo", 0, root=tmp_path)
+    second = rd.new_run_dir("demo", 0, root=tmp_path)
+    assert first != second and first.is_dir() and second.is_dir()
