@@ -50,6 +50,9 @@ def make_atari_env(
         >>> env.observation_space.shape
         (4, 84, 84)
     """
+    # AtariPreprocessing reads the gray screen from the ALE itself; the base env's own per-frame
+    # observation is thrown away, and a gray one is the cheapest that the wrapper accepts.
+    kwargs.setdefault("obs_type", "grayscale")
     env = gym.make(
         env_id,
         frameskip=1,

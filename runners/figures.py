@@ -104,7 +104,8 @@ def plot_learning_curves(
     ax.set_xlabel("environment steps (all workers)")
     ax.set_ylabel("mean return (last 20 episodes)")
     ax.set_title(title, fontsize=10)
-    ax.legend(fontsize=8)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=8)
     fig.tight_layout()
     tmp = out.with_name(f".{out.name}.tmp.png")
     fig.savefig(tmp, dpi=120)

@@ -1,0 +1,389 @@
+"""A3C: asynchronous advantage actor-critic with Hogwild workers.
+
+Mnih et al. 2016, "Asynchronous Methods for Deep Reinforcement Learning", arXiv:1602.01783.
+Each worker keeps a private copy of the shared network, and repeatedly: copies the shared
+parameters into it, acts for ``t_max`` steps, computes n-step returns bootstrapped from the value
+of the last state, and applies the gradient of the actor-critic loss to the *shared* parameters
+with a shared optimiser, without locks.
+
+For CPU throughput a worker may step several environments and batch their inference; the rollout
+runs without autograd and the loss is recomputed over the whole rollout ``[T, E]`` in one batched
+pass (the same parameters, so the same values and logits as during acting).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from torch import nn
+
+from agents.processes import worker_process
+from agents.returns import a3c_loss, gae_advantages, n_step_returns
+from agents.shared_optim import apply_gradients
+from envs import make_env
+from modules.actor_critic import ActorCriticHead, LSTMState
+
+Forward = Callable[
+    [torch.Tensor, torch.Tensor, LSTMState | None],
+    tuple[torch.Tensor, torch.Tensor, LSTMState | None],
+]
+"""``forward(obs [T, E, ...], starts [T, E], state)`` -> logits [T, E, A], values [T, E], state."""
+
+
+@dataclass
+class A3CConfig:
+    """A3C hyperparameters (defaults: the A3C/PathNet paper's, with RMSProp)."""
+
+    t_max: int = 20
+    """Steps per environment in one rollout (the n of the n-step returns)."""
+    gamma: float = 0.99
+    """Discount factor."""
+    gae_lambda: float | None = None
+    """GAE λ for the advantages; None uses plain n-step returns (the paper)."""
+    entropy_coef: float = 0.01
+    """Weight of the entropy bonus."""
+    value_coef: float = 0.5
+    """Weight of the value loss ½(R - V)²."""
+    max_grad_norm: float = 40.0
+    """Clip the global gradient norm of each update to this value."""
+    optimizer: Literal["rmsprop", "adam"] = "rmsprop"
+    """Shared optimiser: RMSProp with shared statistics (the paper) or shared Adam."""
+    lr: float = 7e-4
+    """Learning rate (of every worker, unless PathNet samples one per worker)."""
+    rmsprop_alpha: float = 0.99
+    """RMSProp decay α."""
+    rmsprop_eps: float = 0.1
+    """RMSProp ε (inside the square root, as in the paper)."""
+    envs_per_worker: int = 1
+    """Environments a worker steps in lockstep, with one batched inference per step."""
+    hidden: int = 256
+    """Units of the fully connected layer(s) of the standard network."""
+    lstm: int = 0
+    """Units of an LSTM core between torso and heads; 0 for a feed-forward agent."""
+    clip_rewards: bool = True
+    """Clip rewards to [-1, 1] for learning (returns are reported unclipped)."""
+    log_every: int = 10
+    """Updates between the loss statistics a worker sends to the runner."""
+
+    def __post_init__(self) -> None:
+        for name in ("t_max", "envs_per_worker", "hidden", "log_every"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        if not 0.0 <= self.gamma <= 1.0:
+            raise ValueError(f"gamma must lie in [0, 1], got {self.gamma}")
+        if self.gae_lambda is not None and not 0.0 <= self.gae_lambda <= 1.0:
+            raise ValueError(f"gae_lambda must lie in [0, 1], got {self.gae_lambda}")
+        if self.lr <= 0 or self.max_grad_norm <= 0:
+            raise ValueError("lr and max_grad_norm must be positive")
+        if self.entropy_coef < 0 or self.value_coef < 0 or self.lstm < 0:
+            raise ValueError("entropy_coef, value_coef and lstm must be non-negative")
+        if self.optimizer not in ("rmsprop", "adam"):
+            raise ValueError(f"unknown optimizer {self.optimizer!r}; choose rmsprop or adam")
+
+
+# --- networks --------------------------------------------------------------------------------
+
+
+def scale_obs(obs: torch.Tensor) -> torch.Tensor:
+    """uint8 pixels to [0, 1]; anything else to float as it is.
+
+    obs: [B, ...]. Image batches [B, C, H, W] come out channels-last: on a CPU, oneDNN runs the
+    convolutions' backward pass about three times faster in that layout.
+    """
+    if obs.dim() == 4:
+        obs = obs.contiguous(memory_format=torch.channels_last)
+    if obs.dtype == torch.uint8:
+        return obs.float().mul_(1.0 / 255.0)
+    return obs.float()
+
+
+def standard_torso(obs_shape: tuple[int, ...], hidden: int) -> tuple[nn.Module, int]:
+    """The usual network below the heads for an observation shape, and its feature size.
+
+    Vectors: a 2-layer tanh MLP. Atari-sized pixels (≥ 36 px): Mnih et al. 2016's conv net
+    (16 8×8/4, 32 4×4/2, fully connected). Small grids (MinAtar): Young & Tian 2019's 16 3×3/1
+    conv and a fully connected layer.
+    """
+    if len(obs_shape) == 1:
+        torso = nn.Sequential(
+            nn.Linear(obs_shape[0], hidden), nn.Tanh(), nn.Linear(hidden, hidden), nn.Tanh()
+        )
+        return torso, hidden
+    if len(obs_shape) != 3:
+        raise ValueError(f"unsupported observation shape {obs_shape}; need [D] or [C, H, W]")
+    channels, height, width = obs_shape
+    if min(height, width) >= 36:
+        convs = nn.Sequential(
+            nn.Conv2d(channels, 16, 8, stride=4), nn.ReLU(),
+            nn.Conv2d(16, 32, 4, stride=2), nn.ReLU(), nn.Flatten(),
+        )  # fmt: skip
+    elif min(height, width) >= 3:
+        convs = nn.Sequential(nn.Conv2d(channels, 16, 3), nn.ReLU(), nn.Flatten())
+    else:
+        raise ValueError(f"observation {obs_shape} is too small for a conv torso")
+    with torch.no_grad():
+        flat = convs(torch.zeros(1, *obs_shape)).shape[1]
+    return nn.Sequential(convs, nn.Linear(flat, hidden), nn.ReLU()), hidden
+
+
+class A3CNet(nn.Module):
+    """The plain A3C agent: a standard torso and an actor-critic head (optionally an LSTM)."""
+
+    def __init__(
+        self, obs_shape: tuple[int, ...], num_actions: int, hidden: int = 256, lstm: int = 0
+    ) -> None:
+        super().__init__()
+        self.torso, features = standard_torso(obs_shape, hidden)
+        self.head = ActorCriticHead(features, num_actions, lstm)
+
+    def initial_state(self, batch: int) -> LSTMState | None:
+        return self.head.initial_state(batch)
+
+    def forward(
+        self, obs: torch.Tensor, starts: torch.Tensor, state: LSTMState | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, LSTMState | None]:
+        # obs: [T, B, ...]; starts: [T, B] bool -> logits [T, B, A], values [T, B], state
+        steps, batch = obs.shape[:2]
+        features = self.torso(scale_obs(obs.flatten(0, 1))).view(steps, batch, -1)
+        return self.head(features, starts, state)
+
+
+# --- acting ----------------------------------------------------------------------------------
+
+
+class EnvBatch:
+    """E environments stepped in lockstep with manual auto-reset; tracks episode returns."""
+
+    def __init__(self, env_id: str, seeds: list[int]) -> None:
+        self.envs = [make_env(env_id, seed) for seed in seeds]
+        self.obs = torch.as_tensor(np.stack([env.reset()[0] for env in self.envs]))  # [E, ...]
+        self.starts = torch.ones(len(self.envs), dtype=torch.bool)  # [E]
+        self.returns = np.zeros(len(self.envs))
+        self.lengths = np.zeros(len(self.envs), dtype=np.int64)
+
+    def __len__(self) -> int:
+        return len(self.envs)
+
+    def step(
+        self, actions: np.ndarray
+    ) -> tuple[torch.Tensor, torch.Tensor, list[tuple[int, float, int]]]:
+        """Act in every env; ended episodes restart. -> rewards [E], dones [E], finished
+        episodes as (env index, return, length)."""
+        rewards = np.zeros(len(self.envs), dtype=np.float32)
+        dones = np.zeros(len(self.envs), dtype=bool)
+        finished: list[tuple[int, float, int]] = []
+        observations = []
+        for index, (env, action) in enumerate(zip(self.envs, actions.tolist(), strict=True)):
+            obs, reward, terminated, truncated, _ = env.step(action)
+            rewards[index] = reward
+            self.returns[index] += reward
+            self.lengths[index] += 1
+            # Truncation is treated as an episode end (no bootstrap), as in the A3C paper.
+            if terminated or truncated:
+                dones[index] = True
+                finished.append((index, float(self.returns[index]), int(self.lengths[index])))
+                self.returns[index], self.lengths[index] = 0.0, 0
+                obs, _ = env.reset()
+            observations.append(obs)
+        self.obs = torch.as_tensor(np.stack(observations))
+        self.starts = torch.as_tensor(dones)
+        return torch.as_tensor(rewards), torch.as_tensor(dones), finished
+
+    def close(self) -> None:
+        for env in self.envs:
+            env.close()
+
+
+@dataclass
+class Rollout:
+    """t_max steps of E environments, enough to recompute the loss in one pass."""
+
+    obs: torch.Tensor  # [T, E, ...] as the env returned it (uint8 pixels stay uint8)
+    starts: torch.Tensor  # [T, E] bool, obs[t] is the first of an episode
+    actions: torch.Tensor  # [T, E] long
+    rewards: torch.Tensor  # [T, E] float
+    dones: torch.Tensor  # [T, E] bool, the episode ended with step t
+    bootstrap: torch.Tensor  # [E] V(s_T), the value of the state after the rollout
+    initial_state: LSTMState | None  # LSTM state before obs[0]
+    episodes: list[tuple[int, float, int]]  # finished (env index, return, length)
+
+    @property
+    def num_steps(self) -> int:
+        return self.actions.numel()
+
+
+@torch.no_grad()
+def collect_rollout(
+    forward: Forward, envs: EnvBatch, t_max: int, state: LSTMState | None
+) -> tuple[Rollout, LSTMState | None]:
+    """Act ``t_max`` steps in every env with actions sampled from the policy (no autograd)."""
+    size = len(envs)
+    obs = torch.empty((t_max, size, *envs.obs.shape[1:]), dtype=envs.obs.dtype)
+    starts = torch.empty((t_max, size), dtype=torch.bool)
+    actions = torch.empty((t_max, size), dtype=torch.long)
+    rewards = torch.empty((t_max, size))
+    dones = torch.empty((t_max, size), dtype=torch.bool)
+    initial_state, episodes = state, []
+    for t in range(t_max):
+        obs[t], starts[t] = envs.obs, envs.starts
+        logits, _, state = forward(envs.obs.unsqueeze(0), envs.starts.unsqueeze(0), state)
+        actions[t] = torch.multinomial(torch.softmax(logits[0], -1), 1).squeeze(1)
+        rewards[t], dones[t], finished = envs.step(actions[t].numpy())
+        episodes += finished
+    _, bootstrap, _ = forward(envs.obs.unsqueeze(0), envs.starts.unsqueeze(0), state)
+    rollout = Rollout(obs, starts, actions, rewards, dones, bootstrap[0], initial_state, episodes)
+    return rollout, state
+
+
+def a3c_gradients(
+    forward: Forward, params: list[torch.Tensor], rollout: Rollout, cfg: A3CConfig
+) -> tuple[list[torch.Tensor | None], dict[str, float]]:
+    """Fresh, clipped gradients of the A3C loss of ``rollout`` w.r.t. ``params``, and stats.
+
+    A parameter that does not require a gradient (a frozen module) or that the loss does not
+    use gets ``None``, which the optimiser skips.
+    """
+    logits, values, _ = forward(rollout.obs, rollout.starts, rollout.initial_state)
+    rewards = rollout.rewards.clamp(-1.0, 1.0) if cfg.clip_rewards else rollout.rewards
+    baseline = values.detach()  # [T, E]
+    if cfg.gae_lambda is None:
+        returns = n_step_returns(rewards, rollout.dones, rollout.bootstrap, cfg.gamma)
+        advantages = returns - baseline
+    else:
+        advantages = gae_advantages(
+            rewards, baseline, rollout.dones, rollout.bootstrap, cfg.gamma, cfg.gae_lambda
+        )
+        returns = advantages + baseline
+    loss = a3c_loss(
+        logits.flatten(0, 1),
+        rollout.actions.flatten(),
+        values.flatten(),
+        returns.flatten(),
+        advantages.flatten(),
+        cfg.value_coef,
+        cfg.entropy_coef,
+    )
+    trainable = [p for p in params if p.requires_grad]
+    found = iter(torch.autograd.grad(loss.total, trainable, allow_unused=True))
+    grads = [next(found) if p.requires_grad else None for p in params]
+    present = [g for g in grads if g is not None]
+    norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in present]))
+    scale = min(1.0, cfg.max_grad_norm / (float(norm) + 1e-6))
+    if scale < 1.0:
+        for grad in present:
+            grad.mul_(scale)
+    stats = {
+        "policy_loss": float(loss.policy.detach()),
+        "value_loss": float(loss.value.detach()),
+        "entropy": float(loss.entropy.detach()),
+        "grad_norm": float(norm),
+    }
+    return grads, stats
+
+
+# --- the worker ------------------------------------------------------------------------------
+
+
+@dataclass
+class WorkerSpec:
+    """Everything a worker needs, picklable to a spawned process (tensors in shared memory)."""
+
+    env_id: str
+    seed: int
+    workers: int
+    cfg: A3CConfig
+    model: nn.Module
+    """The shared network (``share_memory()`` called)."""
+    optimizer: torch.optim.Optimizer
+    """A shared optimiser over ``model``'s parameters (pickled with it, so identities hold)."""
+    steps: torch.Tensor
+    """[W] long, shared: environment steps done by each worker (the budget counts their sum)."""
+    budget: int
+    """Stop when all workers together have done this many environment steps."""
+    stop: torch.Tensor
+    """[] bool, shared: set by the runner to stop the workers early."""
+    queue: Any
+    """Where metrics go (the runner's process writes TensorBoard)."""
+    lrs: torch.Tensor
+    """[W] float: each worker's learning rate."""
+
+    def env_seeds(self, rank: int) -> list[int]:
+        """Distinct env seeds: ``seed + rank + j * workers`` for the worker's j-th env."""
+        return [self.seed + rank + j * self.workers for j in range(self.cfg.envs_per_worker)]
+
+    def finished(self) -> bool:
+        return bool(self.stop) or int(self.steps.sum()) >= self.budget
+
+
+ParameterPairs = Callable[[], tuple[list[torch.Tensor], list[torch.Tensor]]]
+"""``() -> (local parameters, the same parameters of the shared model)`` for the next update."""
+
+
+def sync_parameters(local: list[torch.Tensor], shared: list[torch.Tensor]) -> None:
+    """Copy the shared parameters into the worker's private network."""
+    with torch.no_grad():
+        for mine, theirs in zip(local, shared, strict=True):
+            mine.copy_(theirs)
+
+
+def run_worker(
+    rank: int,
+    spec: WorkerSpec,
+    forward: Forward,
+    parameters: ParameterPairs,
+    state: LSTMState | None,
+    after_rollout: Callable[[Rollout], None] | None = None,
+) -> None:
+    """The A3C loop shared by plain and PathNet workers: sync, act, update shared, report.
+
+    ``forward`` runs the worker's private network; ``parameters`` says which of its parameters
+    take part in the next update (PathNet: only the current path's modules and the task head,
+    so an update costs O(N), not O(M)); ``state`` is the initial LSTM state (carried across
+    rollouts, without gradient: rollouts run under ``no_grad``).
+    """
+    cfg = spec.cfg
+    torch.manual_seed(spec.seed + rank)
+    for group in spec.optimizer.param_groups:
+        group["lr"] = float(spec.lrs[rank])
+    envs = EnvBatch(spec.env_id, spec.env_seeds(rank))
+    totals: dict[str, float] = {}
+    updates = 0
+    try:
+        while not spec.finished():
+            local_params, shared_params = parameters()
+            sync_parameters(local_params, shared_params)
+            rollout, state = collect_rollout(forward, envs, cfg.t_max, state)
+            grads, stats = a3c_gradients(forward, local_params, rollout, cfg)
+            apply_gradients(shared_params, grads, spec.optimizer)
+            spec.steps[rank] += rollout.num_steps
+            step = int(spec.steps.sum())
+            for _, episode_return, length in rollout.episodes:
+                spec.queue.put(
+                    {"kind": "episode", "rank": rank, "step": step,
+                     "return": episode_return, "length": length}
+                )  # fmt: skip
+            updates += 1
+            for key, value in stats.items():
+                totals[key] = totals.get(key, 0.0) + value
+            if updates % cfg.log_every == 0:
+                averaged = {key: value / cfg.log_every for key, value in totals.items()}
+                spec.queue.put({"kind": "update", "rank": rank, "step": step, **averaged})
+                totals = {}
+            if after_rollout is not None:
+                after_rollout(rollout)
+    finally:
+        envs.close()
+
+
+def a3c_worker(rank: int, spec: WorkerSpec) -> None:
+    """A plain A3C worker process: trains ``spec.model`` until the step budget is spent."""
+    with worker_process(rank, spec.queue):
+        local = copy.deepcopy(spec.model)
+        pairs = list(local.parameters()), list(spec.model.parameters())
+        state = local.initial_state(spec.cfg.envs_per_worker)
+        run_worker(rank, spec, local.forward, lambda: pairs, state)

@@ -1,0 +1,239 @@
+"""PathNet-A3C: A3C workers that each train one evolving path through a shared module library.
+
+Fernando et al. 2017, "PathNet: Evolution Channels Gradient Descent in Super Neural Networks",
+arXiv:1701.08734, section 2 (parallel asynchronous tournament with A3C). Every worker owns one
+path genome; it trains only its path's modules and the task's actor-critic head with A3C
+(Mnih et al. 2016, arXiv:1602.01783); its fitness is the mean return over its last T episodes,
+after which it runs the asynchronous tournament (:mod:`evolution.async_tournament`). The Atari
+setting: L = 4 layers of M = 10 modules, N = 4 active per layer, conv modules of 8 kernels
+(8×8/4, 4×4/2, 3×3/1) and a linear last layer; learning rates may be sampled per worker
+log-uniformly in [1e-4, 1e-2] (the paper's robustness study).
+
+Frozen modules (after transfer) stay bitwise identical: the library detaches them when it gathers
+a path, and the shared optimiser is guarded (``PathLibrary.guard``) in every worker.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import random
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch import nn
+
+from agents.a3c import Rollout, WorkerSpec, run_worker, scale_obs
+from agents.processes import worker_process
+from evolution.async_tournament import SharedPopulation, async_tournament
+from evolution.config import EvoConfig
+from evolution.toolbox import make_toolbox
+from modules.actor_critic import ActorCriticHead, LSTMState
+from modules.heads import TaskHeads
+from modules.library import PathLibrary, conv_library, linear_library
+
+ATARI_CONVS = ((8, 4), (4, 2), (3, 1))
+"""PathNet's Atari conv modules: (kernel, stride) of the first three layers."""
+
+
+@dataclass
+class PathNetA3CConfig:
+    """The module library and the asynchronous tournament (defaults: the paper's Atari setting)."""
+
+    layers: int = 4
+    """L: layers of the library (all but the last are conv layers for pixel observations)."""
+    modules: int = 10
+    """M: modules per layer."""
+    active: int = 4
+    """N: modules a path may use per layer."""
+    kernels: int = 8
+    """Output channels of each conv module."""
+    units: int = 50
+    """Units of each linear module (the last layer; every layer for vector observations)."""
+    last_reduce: Literal["sum", "mean"] = "sum"
+    """How the last shared layer combines its active modules."""
+    episodes_per_evaluation: int = 10
+    """T: episodes a worker plays with its path before its tournament."""
+    rivals: int = 2
+    """B: random other genomes a worker compares itself with."""
+    max_shift: int = 2
+    """Mutation moves a gene by a uniform integer in [-max_shift, max_shift]."""
+    wrap: bool = False
+    """Wrap mutated genes modulo M instead of clamping them."""
+    sample_lr: bool = False
+    """Sample each worker's learning rate log-uniformly in [lr_min, lr_max]."""
+    lr_min: float = 1e-4
+    """Lower end of the sampled learning rates."""
+    lr_max: float = 1e-2
+    """Upper end of the sampled learning rates."""
+
+    def __post_init__(self) -> None:
+        for name in ("kernels", "units", "episodes_per_evaluation", "rivals"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        if not 0 < self.lr_min <= self.lr_max:
+            raise ValueError(f"need 0 < lr_min <= lr_max, got {self.lr_min}, {self.lr_max}")
+        self.evo_config(2)  # validates L, M, N and the mutation settings
+
+    def evo_config(self, population: int) -> EvoConfig:
+        """The genome settings for a population of ``population`` paths (one per worker)."""
+        return EvoConfig(
+            layers=self.layers,
+            modules=self.modules,
+            active=self.active,
+            population=population,
+            max_shift=self.max_shift,
+            wrap=self.wrap,
+        )
+
+    def learning_rates(self, workers: int, lr: float, seed: int) -> torch.Tensor:
+        """[W] per-worker learning rates: ``lr`` each, or log-uniform samples if ``sample_lr``."""
+        if not self.sample_lr:
+            return torch.full((workers,), lr, dtype=torch.float64)
+        rng = random.Random(seed)
+        low, high = math.log(self.lr_min), math.log(self.lr_max)
+        return torch.tensor([math.exp(rng.uniform(low, high)) for _ in range(workers)])
+
+
+def pathnet_library(obs_shape: tuple[int, ...], cfg: PathNetA3CConfig) -> PathLibrary:
+    """The module library for an observation shape.
+
+    Vectors: L linear layers of ``units``. Atari-sized pixels: the paper's conv modules (the
+    first L - 1 of 8×8/4, 4×4/2, 3×3/1) and a linear last layer. Small grids (MinAtar): L - 1
+    conv layers of 3×3/1 and a linear last layer.
+    """
+    if len(obs_shape) == 1:
+        return linear_library(obs_shape[0], cfg.units, cfg.layers, cfg.modules, cfg.last_reduce)
+    if len(obs_shape) != 3:
+        raise ValueError(f"unsupported observation shape {obs_shape}; need [D] or [C, H, W]")
+    if cfg.layers < 2:
+        raise ValueError("a pixel library needs at least 2 layers (convs, then linear)")
+    if min(obs_shape[1:]) >= 36:
+        if cfg.layers - 1 > len(ATARI_CONVS):
+            raise ValueError(f"the Atari library has at most {len(ATARI_CONVS) + 1} layers")
+        convs = [(cfg.kernels, k, s) for k, s in ATARI_CONVS[: cfg.layers - 1]]
+    else:
+        convs = [(cfg.kernels, 3, 1)] * (cfg.layers - 1)
+    shape = (obs_shape[0], obs_shape[1], obs_shape[2])
+    return conv_library(shape, convs, cfg.modules, cfg.units, cfg.last_reduce)
+
+
+def common_input_shape(*shapes: tuple[int, ...]) -> tuple[int, ...]:
+    """The library input shape that serves every task: the most channels (or features).
+
+    Tasks must agree on everything else (MinAtar games differ only in channel count; Atari
+    games all give [4, 84, 84]); observations with fewer channels are zero-padded.
+    """
+    if len({(len(shape), *shape[1:]) for shape in shapes}) != 1:
+        raise ValueError(f"observation shapes {list(shapes)} differ beyond their first dimension")
+    return (max(shape[0] for shape in shapes), *shapes[0][1:])
+
+
+class PathNetA3C(nn.Module):
+    """A module library plus one actor-critic head per task; ``forward`` runs one path.
+
+    ``input_shape`` is the library's input; observations with fewer channels (features) are
+    zero-padded to it, so games with different channel counts share one library.
+    """
+
+    def __init__(self, library: PathLibrary, input_shape: tuple[int, ...], lstm: int = 0) -> None:
+        super().__init__()
+        self.library = library
+        self.input_shape = tuple(input_shape)
+        self.heads = TaskHeads()
+        self.lstm = lstm
+
+    def add_task(self, task: str, num_actions: int) -> ActorCriticHead:
+        """A fresh head for ``task`` (replacing any earlier one of that name)."""
+        head = ActorCriticHead(self.library.output_size, num_actions, self.lstm)
+        self.heads.add(task, head)
+        return head
+
+    def initial_state(self, task: str, batch: int) -> LSTMState | None:
+        return self.heads[task].initial_state(batch)
+
+    def path_parameters(self, path: torch.Tensor, task: str) -> list[nn.Parameter]:
+        """The parameters ``path`` ([L, N]) and ``task``'s head use, in a fixed order: O(N)."""
+        params: list[nn.Parameter] = []
+        for layer, ids in zip(self.library.layers, path.tolist(), strict=True):
+            for module in sorted(set(ids)):
+                params += [getattr(layer, kind)[module] for kind in layer.parameter_kinds]
+        return params + list(self.heads[task].parameters())
+
+    def forward(
+        self,
+        obs: torch.Tensor,
+        starts: torch.Tensor,
+        state: LSTMState | None,
+        *,
+        path: torch.Tensor,
+        task: str,
+    ) -> tuple[torch.Tensor, torch.Tensor, LSTMState | None]:
+        # obs: [T, B, ...]; starts: [T, B] bool; path: [L, N] long
+        # -> logits [T, B, A], values [T, B], state
+        steps, batch = obs.shape[:2]
+        x = obs.flatten(0, 1)  # [T*B, C, ...]
+        missing = self.input_shape[0] - x.shape[1]
+        if missing > 0:
+            x = torch.cat([x, x.new_zeros(x.shape[0], missing, *x.shape[2:])], dim=1)
+        features = self.library(scale_obs(x), path).view(steps, batch, -1)
+        return self.heads[task](features, starts, state)
+
+
+@dataclass
+class PathNetWorkerSpec:
+    """A PathNet-A3C worker: the A3C spec (``model`` is a shared :class:`PathNetA3C`) and more."""
+
+    a3c: WorkerSpec
+    population: SharedPopulation
+    pathnet: PathNetA3CConfig
+    task: str
+    """The head the worker trains."""
+    evolve: bool = True
+    """Run tournaments; False keeps every worker on its initial path (the fine-tuning control)."""
+
+
+def pathnet_worker(rank: int, spec: PathNetWorkerSpec) -> None:
+    """Train slot ``rank``'s path with A3C; after every T episodes, run its tournament."""
+    base, cfg = spec.a3c, spec.pathnet
+    with worker_process(rank, base.queue):
+        evo = cfg.evo_config(len(spec.population))
+        toolbox = make_toolbox(evo, rng=random.Random(base.seed + rank))
+        base.model.library.guard(base.optimizer)  # frozen modules stay bitwise identical
+        local = copy.deepcopy(base.model)
+        current = {"path": spec.population.path(rank, evo.layers, evo.active), "version": 0}
+        started_in = [0] * base.cfg.envs_per_worker  # genome version each env's episode began in
+        window: list[float] = []
+
+        def forward(
+            obs: torch.Tensor, starts: torch.Tensor, state: LSTMState | None
+        ) -> tuple[torch.Tensor, torch.Tensor, LSTMState | None]:
+            return local(obs, starts, state, path=current["path"], task=spec.task)
+
+        def after_rollout(rollout: Rollout) -> None:
+            for env_index, episode_return, _ in rollout.episodes:
+                # Only episodes played entirely with the current genome count for its fitness.
+                if started_in[env_index] == current["version"]:
+                    window.append(episode_return)
+                started_in[env_index] = current["version"]
+            if not spec.evolve or len(window) < cfg.episodes_per_evaluation:
+                return
+            last = window[-cfg.episodes_per_evaluation :]
+            fitness = sum(last) / len(last)
+            window.clear()
+            outcome = async_tournament(spec.population, rank, fitness, toolbox, cfg.rivals)
+            base.queue.put(
+                {"kind": "tournament", "rank": rank, "step": int(base.steps.sum()),
+                 "fitness": fitness, "copied_from": outcome.copied_from}
+            )  # fmt: skip
+            if outcome.copied_from is not None:
+                current["path"] = spec.population.path(rank, evo.layers, evo.active)
+                current["version"] += 1
+
+        def parameters() -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+            mine = local.path_parameters(current["path"], spec.task)
+            return mine, base.model.path_parameters(current["path"], spec.task)
+
+        state = local.initial_state(spec.task, base.cfg.envs_per_worker)
+        run_worker(rank, base, forward, parameters, state, after_rollout)

@@ -1,0 +1,110 @@
+"""Worker processes for Hogwild training: spawn, collect metrics, always stop them.
+
+Runners own the process lifetimes through :class:`WorkerGroup`: workers are started with the
+*spawn* context, report over one queue (they never write TensorBoard themselves), and are
+stopped, joined and if need be terminated when the ``with`` block exits — normally, on an
+exception, or on Ctrl-C — so no worker outlives its runner. A worker that raises sends its
+traceback and the runner's loop re-raises it as :class:`WorkerError` instead of waiting forever.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import queue as queue_module
+import time
+import traceback
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from types import TracebackType
+from typing import Any
+
+import torch
+import torch.multiprocessing as mp
+
+
+class WorkerError(RuntimeError):
+    """A worker process failed (raised, or died without a word)."""
+
+
+@contextmanager
+def worker_process(rank: int, queue: Any) -> Iterator[None]:
+    """The body of every worker: one torch thread, errors reported to the runner."""
+    torch.set_num_threads(1)
+    try:
+        yield
+    except KeyboardInterrupt:
+        return  # Ctrl-C reaches the whole process group; the runner shuts everything down
+    except BaseException:
+        queue.put({"kind": "error", "rank": rank, "traceback": traceback.format_exc()})
+        raise
+
+
+class WorkerGroup:
+    """Processes running ``target(*args)``, a metrics queue and a shared stop flag.
+
+    Example:
+        >>> with WorkerGroup() as group:  # doctest: +SKIP
+        ...     group.start(a3c_worker, [(rank, spec) for rank in range(2)])
+        ...     for message in group.messages():
+        ...         print(message)
+    """
+
+    def __init__(self, join_timeout: float = 10.0) -> None:
+        self.context = mp.get_context("spawn")
+        self.queue = self.context.Queue()
+        self.stop = torch.zeros((), dtype=torch.bool).share_memory_()
+        """Set by the runner to ask workers to finish their current update and exit."""
+        self.join_timeout = join_timeout
+        self.processes: list[Any] = []
+
+    def __enter__(self) -> WorkerGroup:
+        return self
+
+    def start(self, target: Callable[..., None], args: list[tuple[Any, ...]]) -> None:
+        """Start one daemon process per argument tuple."""
+        for index, worker_args in enumerate(args):
+            process = self.context.Process(
+                target=target, args=worker_args, name=f"pathevo-worker-{index}", daemon=True
+            )
+            process.start()
+            self.processes.append(process)
+
+    def messages(self, poll: float = 0.2) -> Iterator[dict[str, Any]]:
+        """Yield worker messages until every worker has exited; raise if one failed."""
+        while True:
+            try:
+                message = self.queue.get(timeout=poll)
+            except queue_module.Empty:
+                codes = [process.exitcode for process in self.processes]
+                for rank, code in enumerate(codes):
+                    if code not in (None, 0):
+                        raise WorkerError(f"worker {rank} died with exit code {code}") from None
+                if all(code == 0 for code in codes):
+                    return
+                continue
+            if message["kind"] == "error":
+                raise WorkerError(f"worker {message['rank']} failed:\n{message['traceback']}")
+            yield message
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop.fill_(True)
+        deadline = time.monotonic() + self.join_timeout
+        # Drain the queue while waiting: a worker blocks on exit until its queued items are read.
+        while any(p.is_alive() for p in self.processes) and time.monotonic() < deadline:
+            with contextlib.suppress(queue_module.Empty):
+                while True:
+                    self.queue.get_nowait()
+            for process in self.processes:
+                process.join(timeout=0.05)
+        for process in self.processes:
+            if process.is_alive():
+                process.terminate()
+        for process in self.processes:
+            process.join()
+        self.queue.close()
+        self.queue.join_thread()

@@ -1,0 +1,333 @@
+"""PathNet-A3C transfer between two games: learn A, freeze its best path, learn B faster.
+
+Fernando et al. 2017, arXiv:1701.08734, section 3.3 (Atari) with A3C workers (Mnih et al. 2016,
+arXiv:1602.01783). Four training phases of ``--steps`` environment steps each:
+
+* ``pathnet_a``: PathNet-A3C on game A (fresh library, random paths);
+* ``pathnet_b``: A's best path frozen, every other module and the population re-initialised,
+  a new head, PathNet-A3C on game B — the **pathnet** condition;
+* ``scratch``: PathNet-A3C on B with a fresh library — the from-scratch control;
+* ``finetune``: A's network (its library after phase A, every worker on A's best path, not
+  frozen) fine-tuned on B with a new head, no evolution — the fine-tuning control.
+
+Speed-up = steps the control needs to reach a return threshold on B / steps PathNet needs.
+Games with different channel counts (MinAtar) share the library by zero-padding channels.
+Run ``python runners/atari_transfer.py --help``; ``tensorboard --logdir runs``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from rich.console import Console
+from rich.progress import Progress
+from rich.table import Table
+from torch.utils.tensorboard import SummaryWriter
+
+if __package__ in (None, ""):  # run as a script: make the project importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from agents.a3c import A3CConfig, WorkerSpec
+from agents.curves import curve_auc, final_mean_return, learning_curve, steps_to_threshold
+from agents.pathnet_a3c import (
+    PathNetA3C,
+    PathNetA3CConfig,
+    PathNetWorkerSpec,
+    common_input_shape,
+    pathnet_library,
+    pathnet_worker,
+)
+from agents.processes import WorkerGroup
+from agents.shared_optim import make_shared_optimizer
+from evolution.async_tournament import SharedPopulation
+from evolution.operators import genome_to_path
+from evolution.transfer import begin_transfer, module_reuse, reused_modules
+from runners import run_dir as rd
+from runners.a3c import PhaseLog, env_spaces, make_progress, new_population, run_phase
+from runners.cli import run_cli
+from runners.figures import path_grid, plot_learning_curves, plot_transfer_paths
+
+PHASES = ("pathnet_a", "pathnet_b", "scratch", "finetune")
+CONDITIONS = {"pathnet": "pathnet_b", "scratch": "scratch", "finetune": "finetune"}
+"""Condition on task B -> the phase that trains it."""
+
+
+@dataclass
+class TransferConfig:
+    """PathNet-A3C transfer from game A to game B, with from-scratch and fine-tuning controls."""
+
+    env_a: str = "MinAtar/Breakout-v1"
+    """Source game id (task A)."""
+    env_b: str = "MinAtar/SpaceInvaders-v1"
+    """Target game id (task B)."""
+    workers: int = 2
+    """Worker processes, one path genome each."""
+    steps: int = 500_000
+    """Budget of every phase: environment steps summed over all workers."""
+    seed: int = 0
+    """Seed of everything; phase p uses seed + 100 p, its worker r seed + 100 p + r."""
+    threshold: float | None = None
+    """Mean return (last 20 episodes) on B that counts as learned; None: see threshold-fraction."""
+    threshold_fraction: float = 0.5
+    """Without --threshold: lowest + fraction x (highest - lowest) of the three B curves."""
+    a3c: A3CConfig = field(default_factory=A3CConfig)
+    pathnet: PathNetA3CConfig = field(default_factory=PathNetA3CConfig)
+    run_dir: str | None = None
+    """Where to write the run (default: runs/atari_transfer-<time>-s<seed>)."""
+    resume: str | None = None
+    """Continue the run in this directory from its last checkpoint (other flags are ignored)."""
+    checkpoint_every: int = 100_000
+    """Environment steps between checkpoints (one is also written after every phase)."""
+    progress: bool = True
+    """Show a progress display."""
+
+    def __post_init__(self) -> None:
+        if self.workers < 2:
+            raise ValueError("PathNet-A3C needs at least 2 workers (one genome each)")
+        if self.steps <= 0 or self.checkpoint_every <= 0:
+            raise ValueError("steps and checkpoint_every must be positive")
+        if not 0.0 < self.threshold_fraction <= 1.0:
+            raise ValueError(
+                f"threshold_fraction must lie in (0, 1], got {self.threshold_fraction}"
+            )
+
+
+def task_names(cfg: TransferConfig) -> tuple[str, str]:
+    """Head names: distinct even if A and B are the same game."""
+    return f"A:{cfg.env_a}", f"B:{cfg.env_b}"
+
+
+def setup_phase(
+    phase: str,
+    cfg: TransferConfig,
+    shape: tuple[int, ...],
+    actions: tuple[int, int],
+    state: dict[str, Any],
+) -> tuple[PathNetA3C, SharedPopulation, str]:
+    """The phase's shared model (library + heads), population and the task it trains."""
+    seed = cfg.seed + 100 * PHASES.index(phase)
+    torch.manual_seed(seed)
+    task_a, task_b = task_names(cfg)
+    model = PathNetA3C(pathnet_library(shape, cfg.pathnet), shape, cfg.a3c.lstm)
+    if phase != "scratch":
+        model.add_task(task_a, actions[0])
+    if phase in ("pathnet_b", "finetune"):
+        model.load_state_dict(state["after_a"])
+    if phase == "pathnet_b":
+        path_a = genome_to_path(state["best_a"], cfg.pathnet.layers, cfg.pathnet.active)
+        begin_transfer(model.library, path_a)
+    if phase != "pathnet_a":
+        model.add_task(task_b, actions[1])
+    if phase == "finetune":
+        population = SharedPopulation.create([state["best_a"]] * cfg.workers)
+    else:
+        population = new_population(cfg.pathnet, cfg.workers, seed)
+    model.share_memory()
+    return model, population, task_a if phase == "pathnet_a" else task_b
+
+
+def train_phase(
+    cfg: TransferConfig,
+    state: dict[str, Any],
+    shape: tuple[int, ...],
+    actions: tuple[int, int],
+    run_path: Path,
+    writer: SummaryWriter,
+    progress: Progress,
+) -> None:
+    """Train phase ``state["phase"]`` (from its mid-phase checkpoint, if any); record its log,
+    best path and, after phase A, A's network and best path in ``state``."""
+    phase = PHASES[state["phase"]]
+    model, population, task = setup_phase(phase, cfg, shape, actions, state)
+    env_id = cfg.env_a if phase == "pathnet_a" else cfg.env_b
+    a3c = cfg.a3c
+    optimizer = make_shared_optimizer(
+        a3c.optimizer, model.parameters(), a3c.lr, a3c.rmsprop_alpha, a3c.rmsprop_eps
+    )
+    steps = torch.zeros(cfg.workers, dtype=torch.long).share_memory_()
+    seed = cfg.seed + 100 * state["phase"]
+    lrs = cfg.pathnet.learning_rates(cfg.workers, a3c.lr, seed)
+    log = PhaseLog()
+    if state["current"] is not None:  # resuming inside this phase
+        current = state["current"]
+        model.load_state_dict(current["model"])
+        optimizer.load_state_dict(current["optimizer"])
+        optimizer.share_memory()
+        steps.copy_(current["steps"])
+        population.genomes.copy_(current["genomes"])
+        population.fitness.copy_(current["fitness"])
+        log = PhaseLog(**current["log"])
+
+    def save() -> None:
+        state["current"] = {
+            "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+            "steps": steps.clone(), "genomes": population.genomes.clone(),
+            "fitness": population.fitness.clone(), "log": dataclasses.asdict(log),
+        }  # fmt: skip
+        rd.save_checkpoint(run_path, state)
+
+    def build_args(group: WorkerGroup) -> list[tuple[Any, ...]]:
+        spec = WorkerSpec(
+            env_id, seed, cfg.workers, a3c, model, optimizer, steps, cfg.steps,
+            group.stop, group.queue, lrs,
+        )  # fmt: skip
+        pathnet = PathNetWorkerSpec(spec, population, cfg.pathnet, task, phase != "finetune")
+        return [(rank, pathnet) for rank in range(cfg.workers)]
+
+    run_phase(
+        pathnet_worker, build_args, steps=steps, budget=cfg.steps, log=log,
+        writer=writer, prefix=f"{phase}/", progress=progress, checkpoint=save,
+        checkpoint_every=cfg.checkpoint_every, population=population,
+        frozen=torch.stack(model.library.frozen_mask()),
+    )  # fmt: skip
+    state["logs"][phase] = dataclasses.asdict(log)
+    state["paths"][phase] = population.genomes[population.best()].tolist()
+    if phase == "pathnet_a":
+        state["after_a"] = {k: v.clone() for k, v in model.state_dict().items()}
+        state["best_a"] = state["paths"][phase]
+
+
+def main(cfg: TransferConfig) -> dict[str, Any]:
+    """Run the four phases (or resume them) and return the summary written to summary.json."""
+    checkpoint = None
+    if cfg.resume is not None:
+        run_path = Path(cfg.resume)
+        cfg = dataclasses.replace(rd.load_config(run_path, TransferConfig), resume=cfg.resume)
+        checkpoint = rd.load_checkpoint(run_path)
+        if checkpoint is not None and checkpoint.get("summary") is not None:
+            return checkpoint["summary"]
+    shape_a, actions_a = env_spaces(cfg.env_a, cfg.seed)
+    shape_b, actions_b = env_spaces(cfg.env_b, cfg.seed)
+    shape = common_input_shape(shape_a, shape_b)
+    if cfg.resume is None:  # bad ids and shapes fail before any write
+        run_path = rd.prepare_run_dir(cfg.run_dir, "atari_transfer", cfg.seed)
+        rd.save_config(run_path, cfg)
+    state: dict[str, Any] = checkpoint or {
+        "phase": 0, "logs": {}, "paths": {}, "after_a": None, "best_a": None, "current": None,
+    }  # fmt: skip
+
+    writer = SummaryWriter(str(run_path))
+    writer.add_text("config", f"```\n{rd.json.dumps(dataclasses.asdict(cfg), indent=2)}\n```")
+    console = Console()
+    with make_progress(console, cfg.progress) as progress:
+        while state["phase"] < len(PHASES):
+            train_phase(cfg, state, shape, (actions_a, actions_b), run_path, writer, progress)
+            state["phase"] += 1
+            state["current"] = None
+            rd.save_checkpoint(run_path, state)
+
+    summary = summarise(cfg, state)
+    rd.write_json(run_path / rd.SUMMARY, summary)
+    plot(cfg, run_path, summary)
+    for name, condition in summary["conditions"].items():
+        writer.add_scalar(f"summary/{name}_auc", condition["auc"])
+    writer.close()
+    state["summary"] = summary
+    rd.save_checkpoint(run_path, state)
+    print_table(console, summary, run_path)
+    return summary
+
+
+def summarise(cfg: TransferConfig, state: dict[str, Any]) -> dict[str, Any]:
+    """Curves, steps to threshold, AUC and speed-ups of the three B conditions; module reuse."""
+    episodes = {phase: state["logs"][phase]["episodes"] for phase in PHASES}
+    full = {
+        name: learning_curve(episodes[phase], points=10**9, full_window=True)
+        for name, phase in CONDITIONS.items()
+    }
+    threshold = cfg.threshold
+    if threshold is None:
+        values = [value for curve in full.values() for _, value in curve] or [0.0]
+        low, high = min(values), max(values)
+        threshold = low + cfg.threshold_fraction * (high - low)
+    conditions = {}
+    for name, phase in CONDITIONS.items():
+        reached = steps_to_threshold(full[name], threshold)
+        conditions[name] = {
+            "curve": learning_curve(episodes[phase]),
+            "steps_to_threshold": reached,
+            "solved": reached is not None,
+            "auc": curve_auc(full[name], cfg.steps),
+            "final_mean_return": final_mean_return(episodes[phase]),
+            "best_path": state["paths"][phase],
+        }
+
+    def needed(name: str) -> int:  # a condition that never reached the threshold used it all
+        return conditions[name]["steps_to_threshold"] or cfg.steps
+
+    layers, active = cfg.pathnet.layers, cfg.pathnet.active
+    path_a = genome_to_path(state["best_a"], layers, active)
+    path_b = genome_to_path(state["paths"]["pathnet_b"], layers, active)
+    return {
+        "env_a": cfg.env_a,
+        "env_b": cfg.env_b,
+        "steps_per_phase": cfg.steps,
+        "threshold": threshold,
+        "conditions": conditions,
+        "speedup_vs_scratch": needed("scratch") / needed("pathnet"),
+        "speedup_vs_finetune": needed("finetune") / needed("pathnet"),
+        "module_reuse": module_reuse(path_b, path_a),
+        "reused_modules": reused_modules(path_b, path_a),
+        "task_a": {
+            "curve": learning_curve(episodes["pathnet_a"]),
+            "final_mean_return": final_mean_return(episodes["pathnet_a"]),
+            "best_path": state["best_a"],
+        },
+        "seconds": sum(state["logs"][phase]["seconds"] for phase in PHASES),
+    }
+
+
+def plot(cfg: TransferConfig, run_path: Path, summary: dict[str, Any]) -> None:
+    curves = {name: c["curve"] for name, c in summary["conditions"].items()}
+    plot_learning_curves(
+        run_path / "learning_curves.png", curves,
+        f"{cfg.env_b} after {cfg.env_a}", summary["threshold"],
+    )  # fmt: skip
+    layers, active, modules = cfg.pathnet.layers, cfg.pathnet.active, cfg.pathnet.modules
+    grid_a = path_grid(
+        genome_to_path(summary["task_a"]["best_path"], layers, active).tolist(), modules
+    )
+    path_b = summary["conditions"]["pathnet"]["best_path"]
+    grid_b = path_grid(genome_to_path(path_b, layers, active).tolist(), modules)
+    # The helper colours its bars grey, grey, green: the controls first, PathNet last.
+    bars = {
+        name: (float(summary["conditions"][name]["steps_to_threshold"] or cfg.steps), 0.0)
+        for name in ("scratch", "finetune", "pathnet")
+    }
+    short_a, short_b = cfg.env_a.split("/")[-1], cfg.env_b.split("/")[-1]
+    title = f"{short_a} → {short_b}: reuse {summary['module_reuse']:.0%}"
+    plot_transfer_paths(
+        run_path / "paths.png", [(title, grid_a, grid_b)], bars, "steps to threshold"
+    )
+
+
+def print_table(console: Console, summary: dict[str, Any], run_path: Path) -> None:
+    table = Table(
+        title=f"{summary['env_b']} after {summary['env_a']}: "
+        f"steps to mean return {summary['threshold']:.2f}"
+    )
+    for column in ("condition", "steps to threshold", "AUC", "final mean return"):
+        table.add_column(column, justify="right")
+    for name, condition in summary["conditions"].items():
+        reached = condition["steps_to_threshold"]
+        table.add_row(
+            name,
+            f"{reached:,}" if reached is not None else f"> {summary['steps_per_phase']:,}",
+            f"{condition['auc']:.2f}",
+            f"{condition['final_mean_return']:.2f}",
+        )
+    console.print(table)
+    console.print(
+        f"PathNet speed-up: {summary['speedup_vs_scratch']:.2f}x vs scratch, "
+        f"{summary['speedup_vs_finetune']:.2f}x vs fine-tuning; "
+        f"module reuse {summary['module_reuse']:.0%}.  Run: {run_path}"
+    )
+
+
+if __name__ == "__main__":
+    run_cli(main, TransferConfig, description=__doc__.split("\n\n")[0])

@@ -1,0 +1,164 @@
+"""Throughput of A3C and PathNet-A3C workers against the raw environment limit, in one run.
+
+Mnih et al. 2016, arXiv:1602.01783 (A3C); Fernando et al. 2017, arXiv:1701.08734 (PathNet).
+Three measurements on the same machine, one after the other:
+
+* ``raw``: ale-py's C++ vector env stepping uniformly random actions with the same
+  preprocessing as ``envs.make_env`` (84×84 gray, frame skip 4 with max-pooling, 4 stacked
+  frames, up to 30 no-ops, sticky actions 0.25) and as many threads as workers;
+* ``a3c``: ``runners/a3c.py`` with the standard network, W workers;
+* ``pathnet``: ``runners/a3c.py --agent pathnet`` (the paper's Atari library), W workers, for
+  each library size M in ``--modules``: the cost of a step must not grow with M.
+
+Agent throughput is steady state: environment steps from the moment every worker has sent its
+first update to the end, over that wall time (process and environment start-up excluded).
+One step is one action (4 frames).
+Run ``python runners/bench_a3c.py --workers 2 --json bench.json``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from rich.console import Console
+from rich.table import Table
+
+if __package__ in (None, ""):  # run as a script: make the project importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from agents.a3c import A3CConfig
+from agents.pathnet_a3c import PathNetA3CConfig
+from envs.atari import FRAME_SKIP, FRAME_STACK, NOOP_MAX, REPEAT_ACTION_PROBABILITY, SCREEN_SIZE
+from runners import a3c as a3c_runner
+from runners import run_dir as rd
+from runners.cli import run_cli
+
+
+@dataclass
+class BenchA3CConfig:
+    """Steps per second of PathNet-A3C and A3C workers vs. the raw vector environment."""
+
+    env_id: str = "ALE/Pong-v5"
+    """An ALE id (the raw limit uses ale-py's vector env)."""
+    workers: int = 2
+    """Worker processes of the agents; threads of the raw vector env."""
+    steps: int = 20_000
+    """Environment steps per agent measurement (summed over workers)."""
+    raw_seconds: float = 10.0
+    """How long to step the raw vector env."""
+    a3c: A3CConfig = field(
+        default_factory=lambda: A3CConfig(t_max=20, envs_per_worker=8, log_every=1)
+    )
+    """Agent settings (a worker steps envs-per-worker envs and batches their inference)."""
+    modules: tuple[int, ...] = (10, 40)
+    """Library sizes M to time PathNet-A3C with (the paper's is 10)."""
+    seed: int = 0
+    """Seed of the envs and agents."""
+    json: Path | None = None
+    """Also write the results to this JSON file."""
+
+    def __post_init__(self) -> None:
+        if not self.env_id.startswith("ALE/"):
+            raise ValueError(f"the raw limit needs an ALE id (ALE/<Game>-v5), got {self.env_id}")
+        if self.workers <= 0 or self.steps <= 0 or self.raw_seconds <= 0:
+            raise ValueError("workers, steps and raw_seconds must be positive")
+        if not self.modules or min(self.modules) < 4:
+            raise ValueError("modules needs library sizes M >= 4 (N = 4 modules are active)")
+
+
+def rom_name(env_id: str) -> str:
+    """``ALE/SpaceInvaders-v5`` -> ``space_invaders`` (ale-py's ROM id)."""
+    game = env_id.removeprefix("ALE/").rsplit("-v", 1)[0]
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", game).lower()
+
+
+def raw_steps_per_second(cfg: BenchA3CConfig) -> float:
+    """Random-action steps per second of ale-py's vector env, W threads, W·E envs."""
+    from ale_py.vector_env import AtariVectorEnv
+
+    num_envs = cfg.workers * cfg.a3c.envs_per_worker
+    env = AtariVectorEnv(
+        rom_name(cfg.env_id), num_envs, num_threads=cfg.workers,
+        repeat_action_probability=REPEAT_ACTION_PROBABILITY, img_height=SCREEN_SIZE,
+        img_width=SCREEN_SIZE, stack_num=FRAME_STACK, frameskip=FRAME_SKIP, noop_max=NOOP_MAX,
+        reward_clipping=False, use_fire_reset=False,
+    )  # fmt: skip
+    rng = np.random.default_rng(cfg.seed)
+    try:
+        env.reset(seed=cfg.seed)
+        actions = env.single_action_space.n
+        steps, start = 0, time.perf_counter()
+        while time.perf_counter() - start < cfg.raw_seconds:
+            env.step(rng.integers(0, actions, num_envs))
+            steps += num_envs
+        return steps / (time.perf_counter() - start)
+    finally:
+        env.close()
+
+
+def agent_steps_per_second(cfg: BenchA3CConfig, agent: str, modules: int = 10) -> float:
+    """Steady-state steps per second of ``runners/a3c.py`` with this agent (a throwaway run)."""
+    with tempfile.TemporaryDirectory() as run_dir:
+        run = a3c_runner.A3CRunConfig(
+            env_id=cfg.env_id, agent=agent, workers=cfg.workers, steps=cfg.steps,
+            seed=cfg.seed, a3c=cfg.a3c, pathnet=PathNetA3CConfig(modules=modules),
+            run_dir=str(Path(run_dir) / "run"), checkpoint_every=10**12, progress=False,
+        )  # fmt: skip
+        return a3c_runner.main(run)["steps_per_second"]
+
+
+def main(cfg: BenchA3CConfig) -> dict[str, Any]:
+    """Measure, print a table, return (and optionally write) the results.
+
+    The raw limit is measured before every agent and once at the end; each agent is compared
+    with the mean of the two raw measurements around it, so that a change in the machine's load
+    during the run (other processes) biases no ratio in particular.
+    """
+    console = Console()
+    agents = [("A3C", "a3c", 10)] + [(f"PathNet-A3C, M = {m}", "pathnet", m) for m in cfg.modules]
+    raws, rates = [], []
+    for label, agent, modules in agents:
+        console.print(f"raw vector env, {cfg.workers} threads ...")
+        raws.append(raw_steps_per_second(cfg))
+        console.print(f"{label}, {cfg.workers} workers ...")
+        rates.append(agent_steps_per_second(cfg, agent, modules))
+    raws.append(raw_steps_per_second(cfg))
+    fractions = [rate / ((raws[i] + raws[i + 1]) / 2) for i, rate in enumerate(rates)]
+    pathnet = {m: rates[1 + i] for i, m in enumerate(cfg.modules)}
+    results = {
+        "env_id": cfg.env_id,
+        "workers": cfg.workers,
+        "envs_per_worker": cfg.a3c.envs_per_worker,
+        "t_max": cfg.a3c.t_max,
+        "raw_steps_per_second": sum(raws) / len(raws),
+        "raw_measurements": raws,
+        "a3c_steps_per_second": rates[0],
+        "pathnet_steps_per_second": {str(m): rate for m, rate in pathnet.items()},
+        "a3c_fraction_of_raw": fractions[0],
+        "pathnet_fraction_of_raw": fractions[1],
+        "pathnet_fractions_of_raw": {str(m): fractions[1 + i] for i, m in enumerate(cfg.modules)},
+        "pathnet_cost_ratio_largest_vs_smallest_m": rates[1] / rates[-1],
+        "config": dataclasses.asdict(cfg),
+    }
+    table = Table(title=f"{cfg.env_id}, {cfg.workers} workers / threads: steps per second")
+    for column in ("what", "steps/s", "raw around it", "fraction of raw"):
+        table.add_column(column, justify="right")
+    for i, ((label, _, _), rate) in enumerate(zip(agents, rates, strict=True)):
+        around = (raws[i] + raws[i + 1]) / 2
+        table.add_row(label, f"{rate:,.0f}", f"{around:,.0f}", f"{fractions[i]:.2f}")
+    console.print(table)
+    if cfg.json is not None:
+        rd.write_json(cfg.json, results)
+    return results
+
+
+if __name__ == "__main__":
+    run_cli(main, BenchA3CConfig, description=__doc__.split("\n\n")[0])

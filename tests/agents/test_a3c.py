@@ -1,0 +1,142 @@
+"""The A3C network, rollouts and the batched loss pass; Atari and MinAtar smoke tests."""
+
+import copy
+import math
+import queue
+
+import pytest
+import torch
+
+from agents.a3c import (
+    A3CConfig,
+    A3CNet,
+    EnvBatch,
+    WorkerSpec,
+    a3c_gradients,
+    collect_rollout,
+    run_worker,
+)
+from agents.pathnet_a3c import PathNetA3C, PathNetA3CConfig, pathnet_library
+from agents.shared_optim import make_shared_optimizer
+
+
+@pytest.mark.parametrize(
+    ("obs_shape", "lstm"), [((4,), 0), ((4,), 8), ((4, 10, 10), 0), ((4, 84, 84), 0)]
+)
+def test_network_shapes(obs_shape, lstm):
+    net = A3CNet(obs_shape, num_actions=3, hidden=32, lstm=lstm)
+    obs = torch.rand(5, 2, *obs_shape)  # [T, B, ...]
+    starts = torch.zeros(5, 2, dtype=torch.bool)
+    logits, values, state = net(obs, starts, net.initial_state(2))
+    assert logits.shape == (5, 2, 3) and values.shape == (5, 2)
+    assert (state is None) == (lstm == 0)
+
+
+def test_lstm_state_resets_at_episode_starts():
+    torch.manual_seed(0)
+    net = A3CNet((3,), 2, hidden=8, lstm=4)
+    obs = torch.randn(1, 1, 3)
+    start = torch.ones(1, 1, dtype=torch.bool)
+    fresh, _, _ = net(obs, start, None)
+    _, _, state = net(torch.randn(4, 1, 3), torch.zeros(4, 1, dtype=torch.bool), None)
+    after_reset, _, _ = net(obs, start, state)
+    carried, _, _ = net(obs, ~start, state)
+    assert torch.allclose(fresh, after_reset)
+    assert not torch.allclose(fresh, carried)
+
+
+@pytest.mark.parametrize("lstm", [0, 6])
+def test_batched_loss_pass_sees_what_acting_saw(lstm):
+    """Recomputing the rollout in one pass gives the acting-time values (same parameters)."""
+    torch.manual_seed(0)
+    net = A3CNet((4,), 2, hidden=16, lstm=lstm)
+    envs = EnvBatch("CartPole-v1", [0, 1, 2])
+    recorded = []
+
+    def forward(obs, starts, state):
+        logits, values, state = net(obs, starts, state)
+        recorded.append(values.detach())
+        return logits, values, state
+
+    rollout, _ = collect_rollout(forward, envs, t_max=30, state=net.initial_state(3))
+    assert rollout.obs.shape == (30, 3, 4) and rollout.num_steps == 90
+    assert rollout.dones.any() and rollout.episodes  # CartPole episodes end within 30 steps
+    assert rollout.starts[1:][rollout.dones[:-1]].all()  # an end is followed by a start
+    _, values, _ = net(rollout.obs, rollout.starts, rollout.initial_state)
+    assert torch.allclose(values, torch.cat(recorded[:-1]), atol=1e-6)
+    assert torch.allclose(rollout.bootstrap, recorded[-1][0], atol=1e-6)
+    grads, stats = a3c_gradients(net, list(net.parameters()), rollout, A3CConfig())
+    assert all(g is not None and torch.isfinite(g).all() for g in grads)
+    assert math.isfinite(stats["policy_loss"]) and stats["grad_norm"] > 0
+
+
+def test_gradient_clipping_bounds_the_global_norm():
+    torch.manual_seed(0)
+    net = A3CNet((4,), 2, hidden=16)
+    envs = EnvBatch("CartPole-v1", [0])
+    rollout, _ = collect_rollout(net, envs, t_max=20, state=None)
+    grads, stats = a3c_gradients(
+        net, list(net.parameters()), rollout, A3CConfig(max_grad_norm=1e-3)
+    )
+    total = torch.linalg.vector_norm(torch.stack([g.norm() for g in grads]))
+    assert stats["grad_norm"] > 1e-3
+    assert total.item() == pytest.approx(1e-3, rel=1e-3)
+
+
+def test_worker_counts_steps_and_reports_episodes():
+    torch.manual_seed(0)
+    cfg = A3CConfig(t_max=10, envs_per_worker=2, hidden=16, log_every=2)
+    model = A3CNet((4,), 2, hidden=16)
+    model.share_memory()
+    optimizer = make_shared_optimizer("adam", model.parameters(), 1e-3)
+    steps = torch.zeros(2, dtype=torch.long)
+    messages = queue.Queue()
+    spec = WorkerSpec(
+        "CartPole-v1", 0, 2, cfg, model, optimizer, steps, 200, torch.tensor(False), messages,
+        torch.full((2,), 1e-3),
+    )  # fmt: skip
+    assert spec.env_seeds(1) == [1, 3]
+    local = copy.deepcopy(model)
+    pairs = list(local.parameters()), list(model.parameters())
+    run_worker(1, spec, local, lambda: pairs, None)
+    assert steps.tolist() == [0, 200]
+    kinds = [messages.get()["kind"] for _ in range(messages.qsize())]
+    assert kinds.count("update") == 5 and "episode" in kinds
+
+
+def test_atari_pong_smoke_observations_and_finite_loss():
+    """The first steps of ALE/Pong-v5: [4, 84, 84] uint8 frames, a finite loss for both agents."""
+    envs = EnvBatch("ALE/Pong-v5", [0, 1])
+    assert envs.obs.shape == (2, 4, 84, 84) and envs.obs.dtype == torch.uint8
+    torch.manual_seed(0)
+    plain = A3CNet((4, 84, 84), 6)
+    rollout, _ = collect_rollout(plain, envs, t_max=5, state=None)
+    assert rollout.obs.shape == (5, 2, 4, 84, 84)
+    _, stats = a3c_gradients(plain, list(plain.parameters()), rollout, A3CConfig())
+    assert all(math.isfinite(v) for v in stats.values())
+    library = pathnet_library((4, 84, 84), PathNetA3CConfig())
+    assert [type(layer).__name__ for layer in library.layers] == ["Conv2dModuleLayer"] * 3 + [
+        "LinearModuleLayer"
+    ]
+    assert library.output_size == 50 and library.modules_per_layer == [10] * 4
+    pathnet = PathNetA3C(library, (4, 84, 84))
+    pathnet.add_task("ALE/Pong-v5", 6)
+    path = torch.tensor([[0, 1, 2, 3]] * 4)
+
+    def forward(obs, starts, state):
+        return pathnet(obs, starts, state, path=path, task="ALE/Pong-v5")
+
+    rollout, _ = collect_rollout(forward, envs, t_max=5, state=None)
+    _, stats = a3c_gradients(forward, list(pathnet.parameters()), rollout, A3CConfig())
+    assert all(math.isfinite(v) for v in stats.values())
+    envs.close()
+
+
+def test_minatar_smoke_with_channel_padding():
+    envs = EnvBatch("MinAtar/Breakout-v1", [0])
+    assert envs.obs.shape == (1, 4, 10, 10)
+    pathnet = PathNetA3C(pathnet_library((6, 10, 10), PathNetA3CConfig()), (6, 10, 10))
+    pathnet.add_task("breakout", 3)
+    path = torch.tensor([[0, 1, 2, 3]] * 4)
+    logits, values, _ = pathnet(envs.obs[None], envs.starts[None], None, path=path, task="breakout")
+    assert logits.shape == (1, 1, 3) and torch.isfinite(values).all()

@@ -1,0 +1,103 @@
+"""runners/a3c.py: A3C solves CartPole, PathNet-A3C improves, runs resume, errors are one line."""
+
+import json
+import sys
+
+import pytest
+import torch
+
+from agents.a3c import A3CConfig
+from agents.pathnet_a3c import PathNetA3CConfig
+from runners import a3c as runner
+from runners import run_dir as rd
+
+CARTPOLE_A3C = A3CConfig(optimizer="adam", lr=2e-3, t_max=5, envs_per_worker=4, hidden=64)
+"""Measured on a loaded 2-core machine: solved in 24k-35k steps, 27-73 s (docs/a3c.md)."""
+
+
+def test_plain_a3c_with_two_workers_solves_cartpole(tmp_path):
+    cfg = runner.A3CRunConfig(
+        env_id="CartPole-v1", workers=2, steps=150_000, seed=0, target_return=195.0,
+        a3c=CARTPOLE_A3C, run_dir=str(tmp_path / "run"), progress=False,
+    )  # fmt: skip
+    summary = runner.main(cfg)
+    assert summary["final_mean_return"] >= 195.0, summary["curve"][-5:]
+    assert summary["solved"] and summary["steps"] <= 150_000 + 2 * 20
+    assert summary["steps_per_second"] > 0
+
+
+def test_smoke_run_writes_everything_and_resumes(tmp_path):
+    run = tmp_path / "run"
+    cfg = runner.A3CRunConfig(
+        env_id="MinAtar/Breakout-v1", workers=2, steps=600, seed=1, checkpoint_every=200,
+        a3c=A3CConfig(t_max=5, hidden=32, lstm=8, log_every=1), run_dir=str(run),
+        progress=False,
+    )  # fmt: skip
+    summary = runner.main(cfg)
+    for key in ("steps", "steps_per_second", "final_mean_return", "curve"):
+        assert key in summary
+    assert summary["steps"] >= 600
+    assert json.loads((run / rd.SUMMARY).read_text())["steps"] == summary["steps"]
+    names = {path.name for path in run.iterdir()}
+    assert {"config.json", "checkpoint.pt", "learning_curve.png"} <= names
+    assert any(name.startswith("events.out.tfevents") for name in names)
+    # A finished run resumes to its summary without training again.
+    assert runner.main(runner.A3CRunConfig(resume=str(run))) == summary
+    # A run interrupted after its last checkpoint picks up its model, optimiser and history.
+    state = torch.load(run / rd.CHECKPOINT, weights_only=False)
+    state["summary"] = None
+    rd.save_checkpoint(run, state)
+    resumed = runner.main(runner.A3CRunConfig(resume=str(run)))
+    assert resumed["steps"] >= summary["steps"]
+    assert resumed["episodes"] >= summary["episodes"]
+
+
+def test_unknown_env_id_is_a_one_line_user_error(tmp_path, monkeypatch, capsys):
+    with pytest.raises(ValueError, match="unknown environment id"):
+        runner.main(runner.A3CRunConfig(env_id="CartPol-v1", run_dir=str(tmp_path / "r")))
+    assert not (tmp_path / "r").exists()
+    monkeypatch.setattr(sys, "argv", ["a3c.py", "--workers", "0"])
+    with pytest.raises(SystemExit) as exit_:
+        runner.run_cli(runner.main, runner.A3CRunConfig, "test")
+    assert exit_.value.code == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith("error:") and "\n" not in error
+    with pytest.raises(ValueError, match="at least 2 workers"):
+        runner.A3CRunConfig(agent="pathnet", workers=1)
+    with pytest.raises(ValueError, match="unknown optimizer"):
+        A3CConfig(optimizer="sgd")
+
+
+@pytest.mark.slow
+def test_pathnet_a3c_learns_cartpole(tmp_path):
+    """Measured: solved (195) at 43k and 66k steps for seeds 1 and 0, 28-52 s of training; but
+    repeats at seed 0 differ (Hogwild), and about one in three fell short of 150 in 100k steps."""
+    cfg = runner.A3CRunConfig(
+        env_id="CartPole-v1", agent="pathnet", workers=2, steps=150_000, seed=0,
+        target_return=195.0, a3c=CARTPOLE_A3C,
+        pathnet=PathNetA3CConfig(
+            layers=2, modules=4, active=2, units=64, last_reduce="mean",
+            episodes_per_evaluation=20, rivals=1,
+        ),
+        run_dir=str(tmp_path / "run"), progress=False,
+    )  # fmt: skip
+    summary = runner.main(cfg)
+    first = summary["curve"][min(19, len(summary["curve"]) - 1)][1]  # random policy: ~20
+    best = max(value for _, value in summary["curve"])  # policy gradients can relapse later
+    assert best >= 100.0 and best > 4 * first, (first, best, summary["final_mean_return"])
+
+
+@pytest.mark.slow
+def test_pathnet_a3c_learns_minatar_breakout(tmp_path):
+    cfg = runner.A3CRunConfig(
+        env_id="MinAtar/Breakout-v1", agent="pathnet", workers=2, steps=100_000, seed=0,
+        a3c=A3CConfig(optimizer="adam", lr=2e-3, t_max=10, envs_per_worker=4),
+        pathnet=PathNetA3CConfig(
+            layers=3, modules=6, active=2, units=32, episodes_per_evaluation=5, rivals=1
+        ),
+        run_dir=str(tmp_path / "run"), progress=False,
+    )  # fmt: skip
+    summary = runner.main(cfg)
+    first = summary["curve"][min(19, len(summary["curve"]) - 1)][1]  # random policy: < 1
+    best = max(value for _, value in summary["curve"])
+    assert best >= 2.0 and best > 2 * first, (first, best, summary["final_mean_return"])

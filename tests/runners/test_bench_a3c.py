@@ -1,0 +1,29 @@
+"""runners/bench_a3c.py: ROM names, settings, and a tiny end-to-end run (slow)."""
+
+import pytest
+
+from agents.a3c import A3CConfig
+from runners import bench_a3c as bench
+
+
+def test_rom_names_and_bad_settings():
+    assert bench.rom_name("ALE/Pong-v5") == "pong"
+    assert bench.rom_name("ALE/SpaceInvaders-v5") == "space_invaders"
+    with pytest.raises(ValueError, match="ALE id"):
+        bench.BenchA3CConfig(env_id="MinAtar/Breakout-v1")
+    with pytest.raises(ValueError, match="M >= 4"):
+        bench.BenchA3CConfig(modules=(2,))
+
+
+@pytest.mark.slow
+def test_tiny_benchmark_reports_the_fractions(tmp_path):
+    out = tmp_path / "bench.json"
+    results = bench.main(
+        bench.BenchA3CConfig(
+            workers=2, steps=640, raw_seconds=1.0, modules=(4, 8), json=out,
+            a3c=A3CConfig(t_max=5, envs_per_worker=2, log_every=1),
+        )
+    )  # fmt: skip
+    for key in ("raw_steps_per_second", "pathnet_fraction_of_raw", "a3c_fraction_of_raw"):
+        assert results[key] > 0
+    assert out.exists()
