@@ -9,6 +9,7 @@ code never knows which backend runs it. Ray (multi-machine) plugs in here as ano
 
 from __future__ import annotations
 
+import random
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -20,13 +21,21 @@ from evolution.toolbox import MapFn
 BACKENDS = ("serial", "processes")
 
 
-def _init_worker(threads: int) -> None:
+def _init_worker(threads: int, seed: int) -> None:
     torch.set_num_threads(threads)
+    # Pool workers are numbered 1..W; each draws its own minibatches (seed + rank).
+    identity = mp.current_process()._identity
+    rank = identity[0] if identity else 0
+    torch.manual_seed(seed + rank)
+    random.seed(seed + rank)
 
 
 @contextmanager
-def map_backend(kind: str, workers: int = 2) -> Iterator[MapFn]:
-    """Yield a ``map(fn, items)`` for ``kind``; the pool, if any, is closed on exit."""
+def map_backend(kind: str, workers: int = 2, seed: int = 0) -> Iterator[MapFn]:
+    """Yield a ``map(fn, items)`` for ``kind``; the pool, if any, is closed on exit.
+
+    Pool workers use one torch thread each and are seeded ``seed + rank``.
+    """
     if kind == "serial":
         yield map
         return
@@ -34,7 +43,7 @@ def map_backend(kind: str, workers: int = 2) -> Iterator[MapFn]:
         raise ValueError(f"unknown map backend {kind!r}; choose one of {BACKENDS}")
     if workers <= 0:
         raise ValueError(f"workers must be positive, got {workers}")
-    pool = mp.get_context("spawn").Pool(workers, initializer=_init_worker, initargs=(1,))
+    pool = mp.get_context("spawn").Pool(workers, initializer=_init_worker, initargs=(1, seed))
     try:
         yield pool.map
     finally:

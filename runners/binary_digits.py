@@ -238,7 +238,7 @@ def main(cfg: BinaryDigitsConfig) -> dict[str, Any]:
         TextColumn("best {task.fields[best]:.3f}"), TimeElapsedColumn(),
         console=console, disable=not cfg.progress,
     )  # fmt: skip
-    with map_backend(cfg.backend, cfg.workers) as map_fn, progress:
+    with map_backend(cfg.backend, cfg.workers, cfg.seed) as map_fn, progress:
         bar = progress.add_task("", total=cfg.max_generations, best=0.0)
         while state["pair"] < len(pairs):
             k, phase = state["pair"], PHASES[state["phase"]]

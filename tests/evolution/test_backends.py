@@ -24,6 +24,16 @@ def test_backends_map_in_order(kind):
         assert list(map_fn(square, range(5))) == [0, 1, 4, 9, 16]
 
 
+def draw(_: int) -> float:
+    return torch.rand(()).item()
+
+
+def test_process_workers_draw_different_random_streams():
+    with map_backend("processes", workers=2, seed=7) as map_fn:
+        draws = list(map_fn(draw, range(8)))
+    assert len(set(draws)) == 8
+
+
 def test_unknown_backend_is_rejected():
     with pytest.raises(ValueError, match="unknown map backend"), map_backend("cluster"):
         pass
