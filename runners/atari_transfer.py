@@ -192,8 +192,11 @@ def train_phase(
         state["best_a"] = state["paths"][phase]
 
 
-def main(cfg: TransferConfig) -> dict[str, Any]:
-    """Run the four phases (or resume them) and return the summary written to summary.json."""
+def main(cfg: TransferConfig, runner: str = "atari_transfer") -> dict[str, Any]:
+    """Run the four phases (or resume them) and return the summary written to summary.json.
+
+    ``runner`` names a new run directory: ``runs/<runner>-<time>-s<seed>``.
+    """
     checkpoint = None
     if cfg.resume is not None:
         run_path = Path(cfg.resume)
@@ -205,7 +208,7 @@ def main(cfg: TransferConfig) -> dict[str, Any]:
     shape_b, actions_b = env_spaces(cfg.env_b, cfg.seed)
     shape = common_input_shape(shape_a, shape_b)
     if cfg.resume is None:  # bad ids and shapes fail before any write
-        run_path = rd.prepare_run_dir(cfg.run_dir, "atari_transfer", cfg.seed)
+        run_path = rd.prepare_run_dir(cfg.run_dir, runner, cfg.seed)
         rd.save_config(run_path, cfg)
     state: dict[str, Any] = checkpoint or {
         "phase": 0, "logs": {}, "paths": {}, "after_a": None, "best_a": None, "current": None,
