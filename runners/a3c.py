@@ -156,6 +156,10 @@ def run_phase(
             for message in group.messages():
                 kind, rank, step = message["kind"], message["rank"], message["step"]
                 if kind == "episode":
+                    if group.stop.item():
+                        # The target was reached: episodes finishing while the workers wind
+                        # down are not part of the run (they would move the reported mean).
+                        continue
                     log.episodes.append((step, message["return"]))
                     mean = final_mean_return(log.episodes)
                     writer.add_scalar(f"{prefix}charts/episodic_return/worker{rank}",
