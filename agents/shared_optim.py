@@ -24,6 +24,14 @@ import torch
 OPTIMIZERS = ("rmsprop", "adam")
 
 
+def share_state(optimizer: torch.optim.Optimizer) -> None:
+    """Move every tensor of ``optimizer``'s per-parameter state to shared memory."""
+    for state in optimizer.state.values():
+        for value in state.values():
+            if isinstance(value, torch.Tensor):
+                value.share_memory_()
+
+
 class SharedRMSprop(torch.optim.Optimizer):
     """RMSProp with shared squared-gradient statistics, as in the A3C paper."""
 
@@ -46,9 +54,7 @@ class SharedRMSprop(torch.optim.Optimizer):
 
     def share_memory(self) -> None:
         """Move the statistics to shared memory (again after ``load_state_dict``)."""
-        for state in self.state.values():
-            for value in state.values():
-                value.share_memory_()
+        share_state(self)
 
     @torch.no_grad()
     def step(self, closure: Callable[[], Any] | None = None) -> None:
@@ -88,9 +94,7 @@ class SharedAdam(torch.optim.Optimizer):
 
     def share_memory(self) -> None:
         """Move the statistics to shared memory (again after ``load_state_dict``)."""
-        for state in self.state.values():
-            for value in state.values():
-                value.share_memory_()
+        share_state(self)
 
     @torch.no_grad()
     def step(self, closure: Callable[[], Any] | None = None) -> None:
