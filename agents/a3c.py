@@ -6,9 +6,12 @@ parameters into it, acts for ``t_max`` steps, computes n-step returns bootstrapp
 of the last state, and applies the gradient of the actor-critic loss to the *shared* parameters
 with a shared optimiser, without locks.
 
-For CPU throughput a worker may step several environments and batch their inference; the rollout
-runs without autograd and the loss is recomputed over the whole rollout ``[T, E]`` in one batched
-pass (the same parameters, so the same values and logits as during acting).
+For CPU throughput a worker may step several environments and batch their inference. The loss
+needs the rollout's logits and values with their autograd graph, in one of two ways
+(``A3CConfig.recompute``): act without autograd and recompute the whole rollout ``[T, E]`` in one
+batched pass (the same parameters, so the same values and logits as during acting; best with
+few environments per worker), or keep the acting pass's graph and skip the second forward pass
+(best from about 16 environments per worker on, where a step's batch is large enough).
 """
 
 from __future__ import annotations
@@ -18,14 +21,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-import numpy as np
 import torch
 from torch import nn
 
+from agents.env_batch import EnvBatchLike, make_env_batch
 from agents.processes import worker_process
 from agents.returns import a3c_loss, gae_advantages, n_step_returns
 from agents.shared_optim import apply_gradients
-from envs import make_env
 from modules.actor_critic import ActorCriticHead, LSTMState
 
 Forward = Callable[
@@ -61,6 +63,9 @@ class A3CConfig:
     """RMSProp ε (inside the square root, as in the paper)."""
     envs_per_worker: int = 1
     """Environments a worker steps in lockstep, with one batched inference per step."""
+    recompute: bool = True
+    """Act without autograd and recompute the loss over the rollout in one batched pass; False
+    keeps the acting pass's graph instead (no second forward; faster with many envs per worker)."""
     hidden: int = 256
     """Units of the fully connected layer(s) of the standard network."""
     lstm: int = 0
@@ -156,49 +161,6 @@ class A3CNet(nn.Module):
 # --- acting ----------------------------------------------------------------------------------
 
 
-class EnvBatch:
-    """E environments stepped in lockstep with manual auto-reset; tracks episode returns."""
-
-    def __init__(self, env_id: str, seeds: list[int]) -> None:
-        self.envs = [make_env(env_id, seed) for seed in seeds]
-        self.obs = torch.as_tensor(np.stack([env.reset()[0] for env in self.envs]))  # [E, ...]
-        self.starts = torch.ones(len(self.envs), dtype=torch.bool)  # [E]
-        self.returns = np.zeros(len(self.envs))
-        self.lengths = np.zeros(len(self.envs), dtype=np.int64)
-
-    def __len__(self) -> int:
-        return len(self.envs)
-
-    def step(
-        self, actions: np.ndarray
-    ) -> tuple[torch.Tensor, torch.Tensor, list[tuple[int, float, int]]]:
-        """Act in every env; ended episodes restart. -> rewards [E], dones [E], finished
-        episodes as (env index, return, length)."""
-        rewards = np.zeros(len(self.envs), dtype=np.float32)
-        dones = np.zeros(len(self.envs), dtype=bool)
-        finished: list[tuple[int, float, int]] = []
-        observations = []
-        for index, (env, action) in enumerate(zip(self.envs, actions.tolist(), strict=True)):
-            obs, reward, terminated, truncated, _ = env.step(action)
-            rewards[index] = reward
-            self.returns[index] += reward
-            self.lengths[index] += 1
-            # Truncation is treated as an episode end (no bootstrap), as in the A3C paper.
-            if terminated or truncated:
-                dones[index] = True
-                finished.append((index, float(self.returns[index]), int(self.lengths[index])))
-                self.returns[index], self.lengths[index] = 0.0, 0
-                obs, _ = env.reset()
-            observations.append(obs)
-        self.obs = torch.as_tensor(np.stack(observations))
-        self.starts = torch.as_tensor(dones)
-        return torch.as_tensor(rewards), torch.as_tensor(dones), finished
-
-    def close(self) -> None:
-        for env in self.envs:
-            env.close()
-
-
 @dataclass
 class Rollout:
     """t_max steps of E environments, enough to recompute the loss in one pass."""
@@ -211,17 +173,27 @@ class Rollout:
     bootstrap: torch.Tensor  # [E] V(s_T), the value of the state after the rollout
     initial_state: LSTMState | None  # LSTM state before obs[0]
     episodes: list[tuple[int, float, int]]  # finished (env index, return, length)
+    logits: torch.Tensor | None = None  # [T, E, A] of the acting pass, with its graph (or None)
+    values: torch.Tensor | None = None  # [T, E] of the acting pass, with its graph (or None)
 
     @property
     def num_steps(self) -> int:
         return self.actions.numel()
 
 
-@torch.no_grad()
 def collect_rollout(
-    forward: Forward, envs: EnvBatch, t_max: int, state: LSTMState | None
+    forward: Forward,
+    envs: EnvBatchLike,
+    t_max: int,
+    state: LSTMState | None,
+    keep_graph: bool = False,
 ) -> tuple[Rollout, LSTMState | None]:
-    """Act ``t_max`` steps in every env with actions sampled from the policy (no autograd)."""
+    """Act ``t_max`` steps in every env with actions sampled from the policy.
+
+    Without autograd by default; ``keep_graph`` runs the acting pass with autograd and keeps its
+    logits and values (with their graph) in the rollout, so the loss needs no second pass. The
+    returned LSTM state carries no graph (truncated backpropagation at rollout boundaries).
+    """
     size = len(envs)
     obs = torch.empty((t_max, size, *envs.obs.shape[1:]), dtype=envs.obs.dtype)
     starts = torch.empty((t_max, size), dtype=torch.bool)
@@ -229,14 +201,25 @@ def collect_rollout(
     rewards = torch.empty((t_max, size))
     dones = torch.empty((t_max, size), dtype=torch.bool)
     initial_state, episodes = state, []
-    for t in range(t_max):
-        obs[t], starts[t] = envs.obs, envs.starts
-        logits, _, state = forward(envs.obs.unsqueeze(0), envs.starts.unsqueeze(0), state)
-        actions[t] = torch.multinomial(torch.softmax(logits[0], -1), 1).squeeze(1)
-        rewards[t], dones[t], finished = envs.step(actions[t].numpy())
-        episodes += finished
-    _, bootstrap, _ = forward(envs.obs.unsqueeze(0), envs.starts.unsqueeze(0), state)
+    kept_logits, kept_values = [], []
+    with torch.set_grad_enabled(keep_graph):
+        for t in range(t_max):
+            obs[t], starts[t] = envs.obs, envs.starts
+            logits, values, state = forward(envs.obs.unsqueeze(0), envs.starts.unsqueeze(0), state)
+            if keep_graph:
+                kept_logits.append(logits[0])
+                kept_values.append(values[0])
+            with torch.no_grad():
+                actions[t] = torch.multinomial(torch.softmax(logits[0], -1), 1).squeeze(1)
+            rewards[t], dones[t], finished = envs.step(actions[t].numpy())
+            episodes += finished
+    with torch.no_grad():
+        _, bootstrap, _ = forward(envs.obs.unsqueeze(0), envs.starts.unsqueeze(0), state)
+    if state is not None:
+        state = (state[0].detach(), state[1].detach())
     rollout = Rollout(obs, starts, actions, rewards, dones, bootstrap[0], initial_state, episodes)
+    if keep_graph:
+        rollout.logits, rollout.values = torch.stack(kept_logits), torch.stack(kept_values)
     return rollout, state
 
 
@@ -245,10 +228,14 @@ def a3c_gradients(
 ) -> tuple[list[torch.Tensor | None], dict[str, float]]:
     """Fresh, clipped gradients of the A3C loss of ``rollout`` w.r.t. ``params``, and stats.
 
-    A parameter that does not require a gradient (a frozen module) or that the loss does not
-    use gets ``None``, which the optimiser skips.
+    The logits and values come from the rollout's acting pass if it kept them, else from one
+    batched pass of ``forward`` over the rollout. A parameter that does not require a gradient
+    (a frozen module) or that the loss does not use gets ``None``, which the optimiser skips.
     """
-    logits, values, _ = forward(rollout.obs, rollout.starts, rollout.initial_state)
+    if rollout.logits is not None and rollout.values is not None:
+        logits, values = rollout.logits, rollout.values
+    else:
+        logits, values, _ = forward(rollout.obs, rollout.starts, rollout.initial_state)
     rewards = rollout.rewards.clamp(-1.0, 1.0) if cfg.clip_rewards else rollout.rewards
     baseline = values.detach()  # [T, E]
     if cfg.gae_lambda is None:
@@ -344,20 +331,22 @@ def run_worker(
     ``forward`` runs the worker's private network; ``parameters`` says which of its parameters
     take part in the next update (PathNet: only the current path's modules and the task head,
     so an update costs O(N), not O(M)); ``state`` is the initial LSTM state (carried across
-    rollouts, without gradient: rollouts run under ``no_grad``).
+    rollouts without its graph).
     """
     cfg = spec.cfg
     torch.manual_seed(spec.seed + rank)
     for group in spec.optimizer.param_groups:
         group["lr"] = float(spec.lrs[rank])
-    envs = EnvBatch(spec.env_id, spec.env_seeds(rank))
+    envs = make_env_batch(spec.env_id, spec.env_seeds(rank))
     totals: dict[str, float] = {}
     updates = 0
     try:
         while not spec.finished():
             local_params, shared_params = parameters()
             sync_parameters(local_params, shared_params)
-            rollout, state = collect_rollout(forward, envs, cfg.t_max, state)
+            rollout, state = collect_rollout(
+                forward, envs, cfg.t_max, state, keep_graph=not cfg.recompute
+            )
             grads, stats = a3c_gradients(forward, local_params, rollout, cfg)
             apply_gradients(shared_params, grads, spec.optimizer)
             spec.steps[rank] += rollout.num_steps

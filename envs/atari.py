@@ -7,14 +7,19 @@ stochasticity).
 
 Observations are uint8 `[4, 84, 84]` in [0, 255] (stacked frames first, for NCHW conv nets);
 scale by 1/255 in the network. ROMs ship with ale-py; nothing is downloaded.
+
+`make_atari_env` is one gymnasium env (Python wrappers); `make_atari_vector_env` is ale-py's C++
+vector env with the same preprocessing, which A3C workers use to step their batch of games.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import ale_py
 import gymnasium as gym
+from ale_py.vector_env import AtariVectorEnv
 from gymnasium.wrappers import AtariPreprocessing, FrameStackObservation
 
 gym.register_envs(ale_py)
@@ -69,3 +74,30 @@ def make_atari_env(
         grayscale_obs=True,
     )
     return FrameStackObservation(env, FRAME_STACK)
+
+
+def rom_name(env_id: str) -> str:
+    """``ALE/SpaceInvaders-v5`` -> ``space_invaders`` (ale-py's ROM id)."""
+    game = env_id.removeprefix("ALE/").rsplit("-v", 1)[0]
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", game).lower()
+
+
+def make_atari_vector_env(
+    env_id: str, num_envs: int, num_threads: int = 1, same_step_reset: bool = True
+) -> AtariVectorEnv:
+    """ale-py's C++ vector env of ``num_envs`` games with the preprocessing of `make_atari_env`.
+
+    84×84 gray, frame skip 4 with max-pooling, 4 stacked frames, up to 30 no-ops, sticky
+    actions 0.25, the minimal action set, unclipped rewards, 108,000 frames per episode (the v5
+    limit). One difference: the frame stack of a new episode is zero-padded (gymnasium's repeats
+    the first frame). ``same_step_reset``: a finished game restarts within the step that ended
+    it, whose observation is then the new episode's first (the final one is in the info).
+    Seed it with ``reset(seed=np.array([...]))``, one seed per game.
+    """
+    return AtariVectorEnv(
+        rom_name(env_id), num_envs, num_threads=num_threads,
+        repeat_action_probability=REPEAT_ACTION_PROBABILITY, img_height=SCREEN_SIZE,
+        img_width=SCREEN_SIZE, stack_num=FRAME_STACK, frameskip=FRAME_SKIP, noop_max=NOOP_MAX,
+        reward_clipping=False, use_fire_reset=False,
+        autoreset_mode="SameStep" if same_step_reset else "NextStep",
+    )  # fmt: skip

@@ -56,8 +56,9 @@ def combine(
 ) -> torch.Tensor:
     """Sum (or average) module outputs over ``module_axis``, duplicates counted once.
 
-    outputs: [B, N, ...] (module_axis 1) or [P, B, N, ...] (module_axis 2); weights: ``None``
-    (no duplicates) or [N] / [P, N] from :func:`unique_weights`.
+    outputs: [B, N, ...] (module_axis 1), [P, B, N, ...] (module_axis 2) or [B, H, W, N, C]
+    (module_axis 3, channels-last conv outputs); weights: ``None`` (no duplicates) or [N] /
+    [P, N] from :func:`unique_weights`.
     """
     if weights is None:
         return outputs.mean(module_axis) if reduce == "mean" else outputs.sum(module_axis)
@@ -262,7 +263,13 @@ class Conv2dModuleLayer(ModuleLayer):
         y = F.relu(F.conv2d(x, weight, bias, stride=self.stride))  # [B, N*C_out, H', W']
         if isinstance(dedup, str):
             dedup = duplicate_weights(torch.tensor(ids))
-        return combine(y.view(x.shape[0], n, c, *y.shape[-2:]), dedup, 1, self.reduce)
+        b, _, h, w = y.shape
+        if y.is_contiguous() or not y.is_contiguous(memory_format=torch.channels_last):
+            return combine(y.view(b, n, c, h, w), dedup, 1, self.reduce)
+        # Channels-last memory is [B, H', W', N*C_out]: reduce over N there and hand the next
+        # layer a channels-last tensor (a strided reduction and layout changes cost ~3x more).
+        channels_inner = y.permute(0, 2, 3, 1).view(b, h, w, n, c)
+        return combine(channels_inner, dedup, 3, self.reduce).permute(0, 3, 1, 2)
 
     def forward_population(
         self,

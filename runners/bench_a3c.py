@@ -5,7 +5,8 @@ Three measurements on the same machine, one after the other:
 
 * ``raw``: ale-py's C++ vector env stepping uniformly random actions with the same
   preprocessing as ``envs.make_env`` (84×84 gray, frame skip 4 with max-pooling, 4 stacked
-  frames, up to 30 no-ops, sticky actions 0.25) and as many threads as workers;
+  frames, up to 30 no-ops, sticky actions 0.25), W·E games and as many threads as workers
+  (the workers step the same vector env, E games on one thread each);
 * ``a3c``: ``runners/a3c.py`` with the standard network, W workers;
 * ``pathnet``: ``runners/a3c.py --agent pathnet`` (the paper's Atari library), W workers, for
   each library size M in ``--modules``: the cost of a step must not grow with M.
@@ -19,7 +20,6 @@ Run ``python runners/bench_a3c.py --workers 2 --json bench.json``.
 from __future__ import annotations
 
 import dataclasses
-import re
 import sys
 import tempfile
 import time
@@ -36,7 +36,7 @@ if __package__ in (None, ""):  # run as a script: make the project importable
 
 from agents.a3c import A3CConfig
 from agents.pathnet_a3c import PathNetA3CConfig
-from envs.atari import FRAME_SKIP, FRAME_STACK, NOOP_MAX, REPEAT_ACTION_PROBABILITY, SCREEN_SIZE
+from envs.atari import make_atari_vector_env
 from runners import a3c as a3c_runner
 from runners import run_dir as rd
 from runners.cli import run_cli
@@ -55,9 +55,12 @@ class BenchA3CConfig:
     raw_seconds: float = 10.0
     """How long to step the raw vector env."""
     a3c: A3CConfig = field(
-        default_factory=lambda: A3CConfig(t_max=20, envs_per_worker=8, log_every=1)
+        default_factory=lambda: A3CConfig(
+            t_max=20, envs_per_worker=32, recompute=False, log_every=1
+        )
     )
-    """Agent settings (a worker steps envs-per-worker envs and batches their inference)."""
+    """Agent settings: a worker steps envs-per-worker games (ale-py's vector env on its own
+    thread), batches their inference and keeps the acting pass's graph for the loss."""
     modules: tuple[int, ...] = (10, 40)
     """Library sizes M to time PathNet-A3C with (the paper's is 10)."""
     seed: int = 0
@@ -74,23 +77,10 @@ class BenchA3CConfig:
             raise ValueError("modules needs library sizes M >= 4 (N = 4 modules are active)")
 
 
-def rom_name(env_id: str) -> str:
-    """``ALE/SpaceInvaders-v5`` -> ``space_invaders`` (ale-py's ROM id)."""
-    game = env_id.removeprefix("ALE/").rsplit("-v", 1)[0]
-    return re.sub(r"(?<!^)(?=[A-Z])", "_", game).lower()
-
-
 def raw_steps_per_second(cfg: BenchA3CConfig) -> float:
     """Random-action steps per second of ale-py's vector env, W threads, W·E envs."""
-    from ale_py.vector_env import AtariVectorEnv
-
     num_envs = cfg.workers * cfg.a3c.envs_per_worker
-    env = AtariVectorEnv(
-        rom_name(cfg.env_id), num_envs, num_threads=cfg.workers,
-        repeat_action_probability=REPEAT_ACTION_PROBABILITY, img_height=SCREEN_SIZE,
-        img_width=SCREEN_SIZE, stack_num=FRAME_STACK, frameskip=FRAME_SKIP, noop_max=NOOP_MAX,
-        reward_clipping=False, use_fire_reset=False,
-    )  # fmt: skip
+    env = make_atari_vector_env(cfg.env_id, num_envs, num_threads=cfg.workers)
     rng = np.random.default_rng(cfg.seed)
     try:
         env.reset(seed=cfg.seed)

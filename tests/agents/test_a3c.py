@@ -10,12 +10,12 @@ import torch
 from agents.a3c import (
     A3CConfig,
     A3CNet,
-    EnvBatch,
     WorkerSpec,
     a3c_gradients,
     collect_rollout,
     run_worker,
 )
+from agents.env_batch import EnvBatch
 from agents.pathnet_a3c import PathNetA3C, PathNetA3CConfig, pathnet_library
 from agents.shared_optim import make_shared_optimizer
 
@@ -68,6 +68,28 @@ def test_batched_loss_pass_sees_what_acting_saw(lstm):
     grads, stats = a3c_gradients(net, list(net.parameters()), rollout, A3CConfig())
     assert all(g is not None and torch.isfinite(g).all() for g in grads)
     assert math.isfinite(stats["policy_loss"]) and stats["grad_norm"] > 0
+
+
+@pytest.mark.parametrize("lstm", [0, 6])
+def test_keeping_the_acting_graph_gives_the_recomputed_gradients(lstm):
+    """keep_graph skips the second pass; the gradients and the carried state are the same."""
+    torch.manual_seed(0)
+    net = A3CNet((4,), 2, hidden=16, lstm=lstm)
+    params = list(net.parameters())
+    results = []
+    for keep_graph in (False, True):
+        torch.manual_seed(1)  # the same sampled actions in both modes
+        envs = EnvBatch("CartPole-v1", [0, 1])
+        rollout, state = collect_rollout(net, envs, 25, net.initial_state(2), keep_graph)
+        assert (rollout.logits is not None) == keep_graph
+        assert state is None or not state[0].requires_grad
+        grads, stats = a3c_gradients(net, params, rollout, A3CConfig())
+        results.append((rollout.actions, grads, stats["policy_loss"]))
+    (actions, grads, loss), (kept_actions, kept_grads, kept_loss) = results
+    assert torch.equal(actions, kept_actions)
+    assert kept_loss == pytest.approx(loss, rel=1e-5)
+    for grad, kept in zip(grads, kept_grads, strict=True):
+        torch.testing.assert_close(kept, grad, rtol=1e-4, atol=1e-6)
 
 
 def test_gradient_clipping_bounds_the_global_norm():

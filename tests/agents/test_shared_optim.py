@@ -8,12 +8,12 @@ import torch
 from agents.a3c import (
     A3CConfig,
     A3CNet,
-    EnvBatch,
     WorkerSpec,
     a3c_gradients,
     a3c_worker,
     collect_rollout,
 )
+from agents.env_batch import EnvBatch
 from agents.processes import WorkerGroup
 from agents.shared_optim import SharedAdam, SharedRMSprop, apply_gradients, make_shared_optimizer
 

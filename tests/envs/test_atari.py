@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from envs import make_env
+from envs.atari import make_atari_vector_env, rom_name
 
 
 def test_pong_preprocessing() -> None:
@@ -34,3 +35,15 @@ def test_options() -> None:
         if terminated or truncated:
             break
     assert terminated and info["lives"] == 4
+
+
+def test_vector_env_matches_the_preprocessing() -> None:
+    assert rom_name("ALE/Pong-v5") == "pong"
+    assert rom_name("ALE/SpaceInvaders-v5") == "space_invaders"
+    vector = make_atari_vector_env("ALE/Breakout-v5", 2)
+    single = make_env("ALE/Breakout-v5", seed=0)
+    assert vector.single_observation_space == single.observation_space
+    assert vector.single_action_space == single.action_space
+    obs, _ = vector.reset(seed=np.array([0, 1]))
+    assert obs.shape == (2, 4, 84, 84) and obs.dtype == np.uint8
+    vector.close()

@@ -18,7 +18,8 @@ def naive_conv(layer: Conv2dModuleLayer, x: torch.Tensor, ids: list[int]) -> tor
         F.relu(F.conv2d(x, layer.weights[m], layer.biases[m], stride=layer.stride))
         for m in sorted(set(ids))
     ]
-    return torch.stack(outputs).sum(0)
+    total = torch.stack(outputs).sum(0)
+    return total / len(outputs) if layer.reduce == "mean" else total
 
 
 @pytest.mark.parametrize("ids", [[0, 3, 7], [2, 2, 5], [4, 4, 4]])
@@ -31,13 +32,19 @@ def test_linear_path_equals_naive_sum_of_active_modules(ids, reduce):
     torch.testing.assert_close(got, naive_linear(layer, x, ids))
 
 
-@pytest.mark.parametrize("ids", [[1, 4], [3, 3]])
-def test_conv_path_equals_naive_sum_of_active_modules(ids):
+@pytest.mark.parametrize("ids", [[1, 4], [3, 3], [0, 2, 0]])
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("reduce", ["sum", "mean"])
+def test_conv_path_equals_naive_sum_of_active_modules(ids, channels_last, reduce):
     torch.manual_seed(0)
-    layer = Conv2dModuleLayer(6, 3, 4, kernel_size=3, stride=2)
+    layer = Conv2dModuleLayer(6, 3, 4, kernel_size=3, stride=2, reduce=reduce)
     x = torch.randn(2, 3, 11, 11)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
     got = layer(x, torch.tensor(ids))
     assert got.shape == (2, 4, 5, 5)
+    # channels-last in, channels-last out (the next conv needs no layout change)
+    assert got.is_contiguous(memory_format=torch.channels_last) == channels_last
     torch.testing.assert_close(got, naive_conv(layer, x, ids))
 
 
