@@ -1,4 +1,5 @@
-"""PathNet-A3C: the library for each observation kind, path-only training, frozen modules."""
+"""PathNet-A3C: the library for each observation kind, path-only training, frozen modules,
+an LSTM-core worker on every Labyrinth level."""
 
 import copy
 import math
@@ -17,6 +18,8 @@ from agents.pathnet_a3c import (
     pathnet_worker,
 )
 from agents.shared_optim import make_shared_optimizer
+from envs.labyrinth import LABYRINTH_IDS
+from envs.labyrinth.doom import TASKS
 from evolution.async_tournament import SharedPopulation
 from evolution.transfer import begin_transfer
 
@@ -52,11 +55,13 @@ def test_sampled_learning_rates_are_log_uniform_in_range():
     assert PathNetA3CConfig().learning_rates(3, 7e-4, 0).tolist() == [7e-4] * 3
 
 
-def run_one_worker(model, optimizer, population, task, budget=300, evolve=True):
-    cfg = A3CConfig(t_max=10, envs_per_worker=2, optimizer="adam", lr=0.01, log_every=1)
+def run_one_worker(
+    model, optimizer, population, task, budget=300, evolve=True, env_id="CartPole-v1", cfg=None
+):
+    cfg = cfg or A3CConfig(t_max=10, envs_per_worker=2, optimizer="adam", lr=0.01, log_every=1)
     messages = queue.Queue()
     spec = WorkerSpec(
-        "CartPole-v1", 0, 2, cfg, model, optimizer, torch.zeros(2, dtype=torch.long), budget,
+        env_id, 0, 2, cfg, model, optimizer, torch.zeros(2, dtype=torch.long), budget,
         torch.tensor(False), messages, torch.full((2,), 0.01),
     )  # fmt: skip
     threads = torch.get_num_threads()
@@ -116,3 +121,25 @@ def test_frozen_modules_stay_bitwise_identical_under_the_shared_optimizer():
     assert not torch.equal(free, model.library.layers[0].weights[2])
     assert any(m["kind"] == "tournament" for m in messages)
     assert not math.isnan(float(population.fitness[0]))
+
+
+@pytest.mark.parametrize("env_id", LABYRINTH_IDS)
+def test_lstm_worker_smoke_run_on_every_labyrinth_level(env_id, tmp_path, monkeypatch):
+    """A3C with an LSTM core on each level's pixels: updates land, losses are finite."""
+    monkeypatch.chdir(tmp_path)  # the engine makes a _vizdoom/ directory in the working dir
+    torch.manual_seed(0)
+    model = PathNetA3C(pathnet_library((4, 84, 84), SMALL), (4, 84, 84), lstm=16)
+    model.add_task(env_id, len(TASKS[env_id.split("-")[1]].actions))
+    model.share_memory()
+    before = copy.deepcopy(model.heads[env_id].state_dict())
+    optimizer = make_shared_optimizer("rmsprop", model.parameters(), 1e-3)
+    population = SharedPopulation.create([[0, 1, 2, 3], [1, 2, 3, 0]])
+    cfg = A3CConfig(t_max=8, envs_per_worker=1, lstm=16, log_every=1)
+    messages = run_one_worker(
+        model, optimizer, population, env_id, budget=24, env_id=env_id, cfg=cfg
+    )
+    updates = [m for m in messages if m["kind"] == "update"]
+    assert len(updates) == 3
+    assert all(math.isfinite(m[key]) for m in updates for key in ("policy_loss", "value_loss"))
+    lstm = model.heads[env_id].lstm
+    assert not torch.equal(lstm.weight_hh, before["lstm.weight_hh"])
