@@ -3,8 +3,8 @@
 PathNet (Fernando et al. 2017, arXiv:1701.08734) trained on four DeepMind Lab levels (Beattie et
 al. 2016, arXiv:1612.03801): a static maze, a seek-avoid arena, "stairway to melon" and laser
 tag. DeepMind Lab is not installable from the package registries, so each level is imitated by a
-ViZDoom scenario: three that ship with ViZDoom and one that pathevo ships
-(``scenarios/stairway_to_melon.wad``). docs/labyrinth.md says how each one matches its level.
+ViZDoom scenario: two that ship with ViZDoom and two that pathevo ships (``scenarios/nav_maze.wad``,
+``scenarios/stairway_to_melon.wad``). docs/labyrinth.md says how each one matches its level.
 
 The environment is ViZDoom's own gymnasium env with wrappers around it: a small discrete action
 set of button combinations, the screen resized to ``frame_size``² and turned channels-first, and
@@ -70,7 +70,7 @@ class LabyrinthTask:
 
 
 TASKS: dict[str, LabyrinthTask] = {
-    "NavMaze": LabyrinthTask(Path(vzd.scenarios_path) / "my_way_home.cfg", NAVIGATION),
+    "NavMaze": LabyrinthTask(SCENARIOS / "nav_maze.cfg", NAVIGATION, reward_variable="ARMOR"),
     "SeekAvoid": LabyrinthTask(
         Path(vzd.scenarios_path) / "health_gathering_supreme.cfg", NAVIGATION
     ),

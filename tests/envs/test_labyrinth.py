@@ -144,6 +144,19 @@ def test_stairway_to_melon_near_small_far_large() -> None:
         env.close()
 
 
+def test_nav_maze_pays_apples_on_the_way_and_ends_at_the_goal() -> None:
+    env = make_labyrinth_env("pathevo/Labyrinth-NavMaze-v0", seed=0)
+    try:
+        assert _walk(env, [(FORWARD, 40)]) == (7.0, False)  # the apples straight ahead
+        assert _walk(env, [(TURN_LEFT, 14), (FORWARD, 30)]) == (0.0, False)  # a wall behind
+        # east, south, west, south, east: 20 apples on this line through the maze, then the goal
+        way = [(FORWARD, 19), (TURN_RIGHT, 7), (FORWARD, 9), (TURN_RIGHT, 7), (FORWARD, 17)]
+        way += [(TURN_LEFT, 7), (FORWARD, 9), (TURN_LEFT, 7), (FORWARD, 40)]
+        assert _walk(env, way) == (30.0, True)
+    finally:
+        env.close()
+
+
 def test_time_limit_truncates() -> None:
     env = make_labyrinth_env("pathevo/Labyrinth-NavMaze-v0", seed=0, max_episode_steps=5)
     try:
@@ -155,12 +168,15 @@ def test_time_limit_truncates() -> None:
     assert steps[-1][0].std() > 0  # a real last frame, not ViZDoom's blank terminal one
 
 
-def test_shipped_wad_matches_its_generator(tmp_path: Path) -> None:
+@pytest.mark.parametrize("level", ["stairway_to_melon", "nav_maze"])
+def test_shipped_wad_matches_its_generator(level: str, tmp_path: Path) -> None:
     pytest.importorskip("omg")
+    from envs.labyrinth.textmap import build_wad
+
     scenarios = Path(__file__).parents[2] / "envs" / "labyrinth" / "scenarios"
-    path = scenarios / "build_stairway_to_melon.py"
-    spec = importlib.util.spec_from_file_location("build_stairway_to_melon", path)
+    path = scenarios / f"build_{level}.py"
+    spec = importlib.util.spec_from_file_location(f"build_{level}", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    module.build_wad(tmp_path / "out.wad")
-    assert (tmp_path / "out.wad").read_bytes() == (scenarios / "stairway_to_melon.wad").read_bytes()
+    build_wad(module.LEVEL, tmp_path / "out.wad")
+    assert (tmp_path / "out.wad").read_bytes() == (scenarios / f"{level}.wad").read_bytes()
