@@ -28,6 +28,8 @@ Finished = list[tuple[int, float, int]]
 
 
 class EnvBatchLike(Protocol):
+    """What a worker needs of its environments (both batches below provide it)."""
+
     obs: torch.Tensor
     starts: torch.Tensor
 

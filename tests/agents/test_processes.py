@@ -1,11 +1,12 @@
 """Worker processes never outlive the runner: crashes surface, hangs are terminated."""
 
 import os
+import sys
 import time
 
 import pytest
 
-from agents.processes import WorkerError, WorkerGroup, worker_process
+from agents.processes import WorkerError, WorkerGroup, keep_freed_memory, worker_process
 
 
 def crashing_worker(rank: int, worker_queue) -> None:
@@ -46,3 +47,8 @@ def test_exception_in_the_runner_terminates_hanging_workers():
         raise KeyError("runner failed")
     assert all(not p.is_alive() for p in group.processes)
     assert all(p.exitcode is not None for p in group.processes)
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="glibc's mallopt")
+def test_workers_keep_freed_memory_with_glibc():
+    assert keep_freed_memory()
