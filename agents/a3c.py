@@ -173,6 +173,7 @@ class Rollout:
     bootstrap: torch.Tensor  # [E] V(s_T), the value of the state after the rollout
     initial_state: LSTMState | None  # LSTM state before obs[0]
     episodes: list[tuple[int, float, int]]  # finished (env index, return, length)
+    truncation_values: torch.Tensor  # [T, E] V(last obs) of an episode a time limit cut at t, or 0
     logits: torch.Tensor | None = None  # [T, E, A] of the acting pass, with its graph (or None)
     values: torch.Tensor | None = None  # [T, E] of the acting pass, with its graph (or None)
 
@@ -200,6 +201,7 @@ def collect_rollout(
     actions = torch.empty((t_max, size), dtype=torch.long)
     rewards = torch.empty((t_max, size))
     dones = torch.empty((t_max, size), dtype=torch.bool)
+    truncation_values = torch.zeros((t_max, size))
     initial_state, episodes = state, []
     kept_logits, kept_values = [], []
     with torch.set_grad_enabled(keep_graph):
@@ -211,13 +213,22 @@ def collect_rollout(
                 kept_values.append(values[0])
             with torch.no_grad():
                 actions[t] = torch.multinomial(torch.softmax(logits[0], -1), 1).squeeze(1)
-            rewards[t], dones[t], finished = envs.step(actions[t].numpy())
-            episodes += finished
+            step = envs.step(actions[t].numpy())
+            rewards[t], dones[t] = step.rewards, step.dones
+            episodes += step.finished
+            if step.final_obs is not None:  # a time limit is not the end of the task
+                with torch.no_grad():
+                    not_starts = torch.zeros((1, size), dtype=torch.bool)
+                    _, final, _ = forward(step.final_obs.unsqueeze(0), not_starts, state)
+                truncation_values[t] = torch.where(step.truncated, final[0], 0.0)
     with torch.no_grad():
         _, bootstrap, _ = forward(envs.obs.unsqueeze(0), envs.starts.unsqueeze(0), state)
     if state is not None:
         state = (state[0].detach(), state[1].detach())
-    rollout = Rollout(obs, starts, actions, rewards, dones, bootstrap[0], initial_state, episodes)
+    rollout = Rollout(
+        obs, starts, actions, rewards, dones, bootstrap[0], initial_state, episodes,
+        truncation_values,
+    )  # fmt: skip
     if keep_graph:
         rollout.logits, rollout.values = torch.stack(kept_logits), torch.stack(kept_values)
     return rollout, state
@@ -237,6 +248,9 @@ def a3c_gradients(
     else:
         logits, values, _ = forward(rollout.obs, rollout.starts, rollout.initial_state)
     rewards = rollout.rewards.clamp(-1.0, 1.0) if cfg.clip_rewards else rollout.rewards
+    # An episode cut by a time limit ends its return with γ·V(its last observation) (the step
+    # is marked done, so nothing after the restart leaks in).
+    rewards = rewards + cfg.gamma * rollout.truncation_values
     baseline = values.detach()  # [T, E]
     if cfg.gae_lambda is None:
         returns = n_step_returns(rewards, rollout.dones, rollout.bootstrap, cfg.gamma)

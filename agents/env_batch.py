@@ -10,12 +10,14 @@ inference into one forward pass per step. Two implementations with one interface
 :func:`make_env_batch` picks the vector env for ``ALE/`` ids. Both keep ``obs`` ([E, ...], the
 observations to act on), ``starts`` ([E] bool, obs is an episode's first) and the returns and
 lengths of running episodes. An episode that ends (terminated or truncated) restarts within the
-same step, so ``obs`` is the new episode's first observation.
+same step, so ``obs`` is the new episode's first observation; the last observation of an episode
+cut by a time limit comes with the step (``Step.final_obs``), so that a learner can bootstrap
+from its value instead of treating the cut as the end of the task.
 """
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 import numpy as np
 import torch
@@ -27,6 +29,17 @@ Finished = list[tuple[int, float, int]]
 """Episodes that ended in a step: (env index, return, length)."""
 
 
+class Step(NamedTuple):
+    """What one step of E environments gives."""
+
+    rewards: torch.Tensor  # [E] float
+    dones: torch.Tensor  # [E] bool: the episode ended with this step (and restarted)
+    truncated: torch.Tensor  # [E] bool: ended by a time limit, not by the task itself
+    final_obs: torch.Tensor | None  # [E, ...] the step's observations before any restart, or
+    # None when no episode was truncated (only the truncated rows are needed)
+    finished: Finished
+
+
 class EnvBatchLike(Protocol):
     """What a worker needs of its environments (both batches below provide it)."""
 
@@ -35,7 +48,7 @@ class EnvBatchLike(Protocol):
 
     def __len__(self) -> int: ...
 
-    def step(self, actions: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, Finished]: ...
+    def step(self, actions: np.ndarray) -> Step: ...
 
     def close(self) -> None: ...
 
@@ -71,22 +84,28 @@ class EnvBatch:
     def __len__(self) -> int:
         return len(self.envs)
 
-    def step(self, actions: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, Finished]:
-        """Act in every env (actions [E]) -> rewards [E], dones [E], finished episodes."""
-        rewards = np.zeros(len(self.envs), dtype=np.float32)
-        dones = np.zeros(len(self.envs), dtype=bool)
-        observations = []
+    def step(self, actions: np.ndarray) -> Step:
+        """Act in every env (actions [E]); ended episodes restart."""
+        size = len(self.envs)
+        rewards = np.zeros(size, dtype=np.float32)
+        dones = np.zeros(size, dtype=bool)
+        truncated = np.zeros(size, dtype=bool)
+        observations, finals = [], []
         for index, (env, action) in enumerate(zip(self.envs, actions.tolist(), strict=True)):
-            obs, rewards[index], terminated, truncated, _ = env.step(action)
-            # Truncation is treated as an episode end (no bootstrap), as in the A3C paper.
-            if terminated or truncated:
-                dones[index] = True
+            obs, rewards[index], terminated, cut, _ = env.step(action)
+            finals.append(obs)
+            if terminated or cut:
+                dones[index], truncated[index] = True, cut and not terminated
                 obs, _ = env.reset()
             observations.append(obs)
         self.obs = torch.as_tensor(np.stack(observations))
         self.starts = torch.from_numpy(dones)
+        final_obs = torch.as_tensor(np.stack(finals)) if truncated.any() else None
         finished = self.episodes.update(rewards, dones)
-        return torch.from_numpy(rewards), self.starts.clone(), finished
+        return Step(
+            torch.from_numpy(rewards), self.starts.clone(), torch.from_numpy(truncated),
+            final_obs, finished,
+        )  # fmt: skip
 
     def close(self) -> None:
         for env in self.envs:
@@ -96,8 +115,10 @@ class EnvBatch:
 class AtariVectorBatch:
     """E ALE games in ale-py's C++ vector env (one thread), game j seeded ``seeds[j]``."""
 
-    def __init__(self, env_id: str, seeds: list[int]) -> None:
-        self.env = make_atari_vector_env(env_id, len(seeds), num_threads=1)
+    def __init__(self, env_id: str, seeds: list[int], max_episode_frames: int = 108_000) -> None:
+        self.env = make_atari_vector_env(
+            env_id, len(seeds), num_threads=1, max_episode_frames=max_episode_frames
+        )
         obs, _ = self.env.reset(seed=np.asarray(seeds, dtype=np.int64))
         self.obs = torch.from_numpy(obs)  # [E, 4, 84, 84] uint8
         self.starts = torch.ones(len(seeds), dtype=torch.bool)
@@ -106,15 +127,24 @@ class AtariVectorBatch:
     def __len__(self) -> int:
         return len(self.starts)
 
-    def step(self, actions: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, Finished]:
-        """Act in every game (actions [E]) -> rewards [E], dones [E], finished episodes."""
-        obs, rewards, terminated, truncated, _ = self.env.step(actions.astype(np.int64))
-        dones = terminated | truncated  # truncation counts as an end, as in EnvBatch
+    def step(self, actions: np.ndarray) -> Step:
+        """Act in every game (actions [E]); ended games restart."""
+        obs, rewards, terminated, truncated, info = self.env.step(actions.astype(np.int64))
+        dones = terminated | truncated
+        truncated = truncated & ~terminated
         rewards = rewards.astype(np.float32)
         self.obs = torch.from_numpy(obs)  # a fresh array every step
         self.starts = torch.from_numpy(dones)
+        final_obs = None
+        if truncated.any():  # the vector env hands ended games' last observations in the info
+            final_obs = torch.from_numpy(
+                np.where(dones[:, None, None, None], info["final_obs"], obs)
+            )
         finished = self.episodes.update(rewards, dones)
-        return torch.from_numpy(rewards), self.starts.clone(), finished
+        return Step(
+            torch.from_numpy(rewards), self.starts.clone(), torch.from_numpy(truncated),
+            final_obs, finished,
+        )  # fmt: skip
 
     def close(self) -> None:
         self.env.close()

@@ -83,21 +83,26 @@ def rom_name(env_id: str) -> str:
 
 
 def make_atari_vector_env(
-    env_id: str, num_envs: int, num_threads: int = 1, same_step_reset: bool = True
+    env_id: str,
+    num_envs: int,
+    num_threads: int = 1,
+    same_step_reset: bool = True,
+    max_episode_frames: int = 108_000,
 ) -> AtariVectorEnv:
     """ale-py's C++ vector env of ``num_envs`` games with the preprocessing of `make_atari_env`.
 
     84×84 gray, frame skip 4 with max-pooling, 4 stacked frames, up to 30 no-ops, sticky
-    actions 0.25, the minimal action set, unclipped rewards, 108,000 frames per episode (the v5
-    limit). One difference: the frame stack of a new episode is zero-padded (gymnasium's repeats
-    the first frame). ``same_step_reset``: a finished game restarts within the step that ended
-    it, whose observation is then the new episode's first (the final one is in the info).
+    actions 0.25, the minimal action set, unclipped rewards, episodes truncated after
+    ``max_episode_frames`` frames (108,000, the v5 limit). One difference: the frame stack of a
+    new episode is zero-padded (gymnasium's repeats the first frame). ``same_step_reset``: a
+    finished game restarts within the step that ended it, whose observation is then the new
+    episode's first (the final one is in the info).
     Seed it with ``reset(seed=np.array([...]))``, one seed per game.
     """
     return AtariVectorEnv(
         rom_name(env_id), num_envs, num_threads=num_threads,
         repeat_action_probability=REPEAT_ACTION_PROBABILITY, img_height=SCREEN_SIZE,
         img_width=SCREEN_SIZE, stack_num=FRAME_STACK, frameskip=FRAME_SKIP, noop_max=NOOP_MAX,
-        reward_clipping=False, use_fire_reset=False,
+        reward_clipping=False, use_fire_reset=False, max_num_frames_per_episode=max_episode_frames,
         autoreset_mode="SameStep" if same_step_reset else "NextStep",
     )  # fmt: skip

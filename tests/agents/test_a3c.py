@@ -4,6 +4,7 @@ import copy
 import math
 import queue
 
+import numpy as np
 import pytest
 import torch
 
@@ -90,6 +91,27 @@ def test_keeping_the_acting_graph_gives_the_recomputed_gradients(lstm):
     assert kept_loss == pytest.approx(loss, rel=1e-5)
     for grad, kept in zip(grads, kept_grads, strict=True):
         torch.testing.assert_close(kept, grad, rtol=1e-4, atol=1e-6)
+
+
+def test_a_time_limit_bootstraps_from_the_value_of_the_last_observation():
+    envs = EnvBatch("MountainCar-v0", [0])  # truncated at 200 steps; random play never wins
+    for _ in range(195):
+        envs.step(np.array([1]))
+    seen = []
+
+    def forward(obs, starts, state):  # a uniform policy; the value is 10 * the car's position
+        seen.append(obs[0, 0, 0].item())
+        return torch.zeros(*obs.shape[:2], 3), 10 * obs[..., 0].float(), state
+
+    rollout, _ = collect_rollout(forward, envs, t_max=10, state=None)
+    cut = 4  # the 200th step
+    assert rollout.dones[:, 0].tolist() == [t == cut for t in range(10)]
+    values = rollout.truncation_values[:, 0]
+    # forward saw obs 0..4, then the last observation of the cut episode, then obs 5..9, bootstrap
+    assert values[cut].item() == pytest.approx(10 * seen[cut + 1])
+    assert values[cut] != 0 and (values[:cut] == 0).all() and (values[cut + 1 :] == 0).all()
+    assert seen[cut + 1] != rollout.obs[cut + 1, 0, 0]  # not the new episode's first observation
+    envs.close()
 
 
 def test_gradient_clipping_bounds_the_global_norm():

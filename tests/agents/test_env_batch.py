@@ -21,9 +21,9 @@ def test_env_batch_restarts_cartpole_episodes():
     assert envs.obs.shape == (2, 4) and envs.starts.all()
     lengths = []
     for _ in range(100):
-        rewards, dones, finished = envs.step(np.zeros(2, dtype=np.int64))  # always push left
-        assert torch.equal(dones, envs.starts)
-        lengths += [length for _, _, length in finished]
+        step = envs.step(np.zeros(2, dtype=np.int64))  # always push left
+        assert torch.equal(step.dones, envs.starts) and not step.truncated.any()
+        lengths += [length for _, _, length in step.finished]
     assert lengths and all(8 <= length <= 20 for length in lengths)  # pushing one way falls fast
     envs.close()
 
@@ -55,13 +55,13 @@ def test_atari_vector_batch_restarts_a_finished_game():
     envs = AtariVectorBatch("ALE/Pong-v5", [0])
     rng = np.random.default_rng(0)
     for _ in range(5000):
-        rewards, dones, finished = envs.step(rng.integers(0, 6, 1))
-        if finished:
+        step = envs.step(rng.integers(0, 6, 1))
+        if step.finished:
             break
-    assert finished, "a random Pong game ends within 5000 steps"
-    [(index, episode_return, length)] = finished
+    assert step.finished, "a random Pong game ends within 5000 steps"
+    [(index, episode_return, length)] = step.finished
     assert index == 0 and -21 <= episode_return <= -15 and length > 500
-    assert dones[0] and envs.starts[0]
+    assert step.dones[0] and envs.starts[0] and not step.truncated[0]
     assert not envs.obs[0, 0].any()  # the new episode's stack is zero-padded
     envs.close()
 
@@ -73,3 +73,27 @@ def test_make_env_batch_takes_the_vector_env_for_ale_ids():
     other = make_env_batch("MinAtar/Breakout-v1", [0, 1])
     assert isinstance(other, EnvBatch) and other.obs.shape == (2, 4, 10, 10)
     other.close()
+
+
+def test_a_time_limit_is_reported_as_truncation_with_the_last_observation():
+    envs = EnvBatch("MountainCar-v0", [0, 1])  # random play never reaches the flag in 200 steps
+    for t in range(200):
+        before = envs.obs.clone()
+        step = envs.step(np.array([t % 3, 2]))
+        if t < 199:
+            assert not step.dones.any() and step.final_obs is None
+    assert step.dones.all() and step.truncated.all() and envs.starts.all()
+    assert step.final_obs.shape == (2, 2) and not torch.equal(step.final_obs, envs.obs)
+    assert (step.final_obs - before).abs().max() < 0.1  # one step on from the last observation
+    envs.close()
+
+
+def test_atari_vector_batch_hands_over_the_last_frames_of_a_cut_game():
+    envs = AtariVectorBatch("ALE/Pong-v5", [0, 1], max_episode_frames=200)  # 50 steps
+    for _ in range(50):
+        before = envs.obs.clone()
+        step = envs.step(np.array([0, 1]))
+    assert step.truncated.all() and step.dones.all()
+    assert torch.equal(step.final_obs[:, :3], before[:, 1:])  # the cut game's stack, one on
+    assert not envs.obs[:, 0].any()  # while the new game's stack starts zero-padded
+    envs.close()
