@@ -3,8 +3,8 @@
 PathNet (Fernando et al. 2017, arXiv:1701.08734) trained on four DeepMind Lab levels (Beattie et
 al. 2016, arXiv:1612.03801): a static maze, a seek-avoid arena, "stairway to melon" and laser
 tag. DeepMind Lab is not installable from the package registries, so each level is imitated by a
-ViZDoom scenario: two that ship with ViZDoom and two that pathevo ships (``scenarios/nav_maze.wad``,
-``scenarios/stairway_to_melon.wad``). docs/labyrinth.md says how each one matches its level.
+ViZDoom scenario: LaserTag ships with ViZDoom, the other three are pathevo's own
+(``scenarios/*.wad``). docs/labyrinth.md says how each one matches its level.
 
 The environment is ViZDoom's own gymnasium env with wrappers around it: a small discrete action
 set of button combinations, the screen resized to ``frame_size``² and turned channels-first, and
@@ -65,17 +65,18 @@ class LabyrinthTask:
     """The ViZDoom scenario .cfg (map, skill, built-in rewards)."""
     actions: tuple[tuple[str, ...], ...]
     """Each discrete action is a set of ViZDoom buttons held for ``frame_skip`` tics."""
-    reward_variable: str | None = None
-    """A game variable whose increase is paid as reward on top of the scenario's own."""
+    reward_variables: tuple[tuple[str, float], ...] = ()
+    """Game variables whose increase is paid as reward on top of the scenario's own:
+    (variable, reward per unit of increase)."""
 
 
 TASKS: dict[str, LabyrinthTask] = {
-    "NavMaze": LabyrinthTask(SCENARIOS / "nav_maze.cfg", NAVIGATION, reward_variable="ARMOR"),
+    "NavMaze": LabyrinthTask(SCENARIOS / "nav_maze.cfg", NAVIGATION, (("ARMOR", 1.0),)),
     "SeekAvoid": LabyrinthTask(
-        Path(vzd.scenarios_path) / "health_gathering_supreme.cfg", NAVIGATION
+        SCENARIOS / "seekavoid_arena.cfg", NAVIGATION, (("ARMOR", 1.0), ("AMMO2", -1.0))
     ),
     "StairwayToMelon": LabyrinthTask(
-        SCENARIOS / "stairway_to_melon.cfg", NAVIGATION, reward_variable="ARMOR"
+        SCENARIOS / "stairway_to_melon.cfg", NAVIGATION, (("ARMOR", 1.0),)
     ),
     "LaserTag": LabyrinthTask(Path(vzd.scenarios_path) / "defend_the_center.cfg", SHOOTING),
 }
@@ -115,16 +116,18 @@ class ChannelsFirstScreen(gym.ObservationWrapper):
 
 
 class GameVariableReward(gym.Wrapper):
-    """Add the step's increase of a ViZDoom game variable to the reward."""
+    """Add the step's increases of ViZDoom game variables, each times its scale, to the reward."""
 
-    def __init__(self, env: gym.Env, variable: str) -> None:
+    def __init__(self, env: gym.Env, variables: tuple[tuple[str, float], ...]) -> None:
         super().__init__(env)
-        self.variable = getattr(vzd.GameVariable, variable)
-        self.last = 0.0
+        self.variables = [getattr(vzd.GameVariable, name) for name, _ in variables]
+        self.scales = np.array([scale for _, scale in variables])
+        self.last = np.zeros(len(variables))
 
-    def _read(self) -> float:
-        # The engine keeps the value readable after the episode ends (the state is then None).
-        return float(self.env.unwrapped.game.get_game_variable(self.variable))
+    def _read(self) -> np.ndarray:
+        # The engine keeps the values readable after the episode ends (the state is then None).
+        game = self.env.unwrapped.game
+        return np.array([game.get_game_variable(variable) for variable in self.variables])
 
     def reset(self, **kwargs: Any) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         obs, info = self.env.reset(**kwargs)
@@ -135,8 +138,9 @@ class GameVariableReward(gym.Wrapper):
         self, action: np.ndarray
     ) -> tuple[dict[str, np.ndarray], float, bool, bool, dict[str, Any]]:
         obs, reward, terminated, truncated, info = self.env.step(action)
-        value = self._read()
-        reward, self.last = float(reward) + max(value - self.last, 0.0), value
+        values = self._read()
+        gained = np.maximum(values - self.last, 0.0)
+        reward, self.last = float(reward) + float(self.scales @ gained), values
         return obs, reward, terminated, truncated, info
 
 
@@ -177,8 +181,8 @@ def make_doom_env(
         episode_timeout=0,  # gymnasium's TimeLimit truncates, so the last frame is a real one
         doom_config_path=str(DOOM_INI),
     )
-    if spec.reward_variable is not None:
-        env = GameVariableReward(env, spec.reward_variable)
+    if spec.reward_variables:
+        env = GameVariableReward(env, spec.reward_variables)
 
     table = np.array([[b in combo for b in buttons] for combo in spec.actions], dtype=np.int8)
     env = ChannelsFirstScreen(ButtonCombos(env, table), frame_size)

@@ -157,6 +157,15 @@ def test_nav_maze_pays_apples_on_the_way_and_ends_at_the_goal() -> None:
         env.close()
 
 
+def test_seek_avoid_pays_apples_and_charges_lemons() -> None:
+    env = make_labyrinth_env("pathevo/Labyrinth-SeekAvoid-v0", seed=0)
+    try:
+        assert _walk(env, [(FORWARD, 12)]) == (-1.0, False)  # a lemon four cells east
+        assert _walk(env, [(TURN_LEFT, 14), (FORWARD, 12)]) == (1.0, False)  # an apple west
+    finally:
+        env.close()
+
+
 def test_time_limit_truncates() -> None:
     env = make_labyrinth_env("pathevo/Labyrinth-NavMaze-v0", seed=0, max_episode_steps=5)
     try:
@@ -168,7 +177,7 @@ def test_time_limit_truncates() -> None:
     assert steps[-1][0].std() > 0  # a real last frame, not ViZDoom's blank terminal one
 
 
-@pytest.mark.parametrize("level", ["stairway_to_melon", "nav_maze"])
+@pytest.mark.parametrize("level", ["stairway_to_melon", "nav_maze", "seekavoid_arena"])
 def test_shipped_wad_matches_its_generator(level: str, tmp_path: Path) -> None:
     pytest.importorskip("omg")
     from envs.labyrinth.textmap import build_wad
