@@ -136,9 +136,12 @@ def plot_matrix(out: Path, matrix: dict[str, Any]) -> None:
             ax.text(column, row, text, ha="center", va="center", fontsize=8)
         ax.set_title(f"{title}: speed-up over scratch", fontsize=9)
         ax.set_xticks(range(len(names)), names, rotation=45, ha="right", fontsize=8)
-        ax.set_yticks(range(len(names)), names, fontsize=8)
         ax.set_xlabel("target B")
-        ax.set_ylabel("source A")
+        if ax is axes[0]:  # the panels share their rows: name them once, at the left
+            ax.set_yticks(range(len(names)), names, fontsize=8)
+            ax.set_ylabel("source A")
+        else:
+            ax.set_yticks(range(len(names)), [])
     fig.colorbar(image, ax=list(axes), label="log2 speed-up", shrink=0.8)
     tmp = out.with_name(f".{out.name}.tmp.png")
     fig.savefig(tmp, dpi=120, bbox_inches="tight")
