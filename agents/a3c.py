@@ -98,13 +98,19 @@ def scale_obs(obs: torch.Tensor) -> torch.Tensor:
     """uint8 pixels to [0, 1]; anything else to float as it is.
 
     obs: [B, ...]. Image batches [B, C, H, W] come out channels-last: on a CPU, oneDNN runs the
-    convolutions' backward pass about three times faster in that layout.
+    convolutions' backward pass about twice as fast in that layout.
     """
-    if obs.dim() == 4:
-        obs = obs.contiguous(memory_format=torch.channels_last)
+    if obs.dim() != 4:
+        return obs.float().mul_(1.0 / 255.0) if obs.dtype == torch.uint8 else obs.float()
+    # Channel by channel into a [B, H, W, C] buffer: half the time of a layout-changing copy of
+    # the whole batch (a strided uint8 copy with C innermost is slow).
+    batch, channels, height, width = obs.shape
+    pixels = torch.empty((batch, height, width, channels))
+    for channel in range(channels):
+        pixels[..., channel] = obs[:, channel]
     if obs.dtype == torch.uint8:
-        return obs.float().mul_(1.0 / 255.0)
-    return obs.float()
+        pixels.mul_(1.0 / 255.0)
+    return pixels.permute(0, 3, 1, 2)  # [B, C, H, W] channels-last
 
 
 def standard_torso(obs_shape: tuple[int, ...], hidden: int) -> tuple[nn.Module, int]:

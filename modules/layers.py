@@ -2,8 +2,8 @@
 
 PathNet (Fernando et al. 2017, arXiv:1701.08734): a layer holds M small modules (linear or conv
 + ReLU); a path activates up to N of them and the layer's output is the sum (or the mean) of the
-active modules' outputs. A path's N modules are stacked and run as one matmul / conv with
-N·C_out output channels.
+active modules' outputs (a module listed twice counts once). A path's distinct modules are
+stacked and run as one matmul / conv with N·C_out output channels.
 
 Storage: each parameter kind of a layer (weight, bias) is one ``[M, ...]`` tensor, so the whole
 library is a handful of storages (one shared-memory segment each for Hogwild), but every module
@@ -137,8 +137,14 @@ def _refresh_frozen_after_load(layer: ModuleLayer, _incompatible_keys: object) -
     layer.refresh_frozen()  # a top-level function (not a lambda) keeps layers picklable
 
 
-def _ids(ids: torch.Tensor | list[int]) -> list[int]:
-    return ids.tolist() if isinstance(ids, torch.Tensor) else list(ids)
+def distinct(ids: torch.Tensor | list[int]) -> list[int]:
+    """A path layer's module ids with repeats dropped, in first-seen order.
+
+    A module a path lists twice counts once (as :func:`unique_weights` weighs it in the
+    population forward), so the single-path forward simply runs it once: a random genome
+    repeats an id in most of its layers, and the repeat would be computed only to be dropped.
+    """
+    return list(dict.fromkeys(ids.tolist() if isinstance(ids, torch.Tensor) else ids))
 
 
 class LinearModuleLayer(ModuleLayer):
@@ -170,24 +176,16 @@ class LinearModuleLayer(ModuleLayer):
             nn.init.kaiming_uniform_(self.weights[m], a=math.sqrt(5))
             nn.init.uniform_(self.biases[m], -bound, bound)
 
-    def forward(
-        self,
-        x: torch.Tensor,
-        ids: torch.Tensor | list[int],
-        dedup: torch.Tensor | None | str = "auto",
-    ) -> torch.Tensor:
-        # x: [B, in]; ids: [N] module ids -> [B, out]
-        # dedup: combine()'s weights, or "auto" to compute them from ids
-        ids = _ids(ids)
+    def forward(self, x: torch.Tensor, ids: torch.Tensor | list[int]) -> torch.Tensor:
+        # x: [B, in]; ids: [N] module ids (a repeated id runs once) -> [B, out]
+        ids = distinct(ids)
         n = len(ids)
         weight = self.gather("weights", ids).view(n * self.out_features, self.in_features)
         bias = self.gather("biases", ids).view(n * self.out_features)
         y = F.linear(x, weight, bias)  # [B, N*out]
         if self.activation:
             y = F.relu(y)
-        if isinstance(dedup, str):
-            dedup = duplicate_weights(torch.tensor(ids))
-        return combine(y.view(x.shape[0], n, self.out_features), dedup, 1, self.reduce)
+        return combine(y.view(x.shape[0], n, self.out_features), None, 1, self.reduce)
 
     def forward_population(
         self,
@@ -248,28 +246,20 @@ class Conv2dModuleLayer(ModuleLayer):
         k, s = self.kernel_size, self.stride
         return self.out_channels, (height - k) // s + 1, (width - k) // s + 1
 
-    def forward(
-        self,
-        x: torch.Tensor,
-        ids: torch.Tensor | list[int],
-        dedup: torch.Tensor | None | str = "auto",
-    ) -> torch.Tensor:
-        # x: [B, C_in, H, W]; ids: [N] module ids -> [B, C_out, H', W']
-        # dedup: combine()'s weights, or "auto" to compute them from ids
-        ids = _ids(ids)
+    def forward(self, x: torch.Tensor, ids: torch.Tensor | list[int]) -> torch.Tensor:
+        # x: [B, C_in, H, W]; ids: [N] module ids (a repeated id runs once) -> [B, C_out, H', W']
+        ids = distinct(ids)
         n, c = len(ids), self.out_channels
         weight = self.gather("weights", ids).flatten(0, 1)  # [N*C_out, C_in, k, k]
         bias = self.gather("biases", ids).flatten()
         y = F.relu(F.conv2d(x, weight, bias, stride=self.stride))  # [B, N*C_out, H', W']
-        if isinstance(dedup, str):
-            dedup = duplicate_weights(torch.tensor(ids))
         b, _, h, w = y.shape
         if y.is_contiguous() or not y.is_contiguous(memory_format=torch.channels_last):
-            return combine(y.view(b, n, c, h, w), dedup, 1, self.reduce)
+            return combine(y.view(b, n, c, h, w), None, 1, self.reduce)
         # Channels-last memory is [B, H', W', N*C_out]: reduce over N there and hand the next
         # layer a channels-last tensor (a strided reduction and layout changes cost ~3x more).
         channels_inner = y.permute(0, 2, 3, 1).view(b, h, w, n, c)
-        return combine(channels_inner, dedup, 3, self.reduce).permute(0, 3, 1, 2)
+        return combine(channels_inner, None, 3, self.reduce).permute(0, 3, 1, 2)
 
     def forward_population(
         self,

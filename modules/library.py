@@ -46,11 +46,10 @@ class PathLibrary(nn.Module):
 
     def forward(self, x: torch.Tensor, path: torch.Tensor) -> torch.Tensor:
         # x: [B, ...input]; path: [L, N] long -> [B, F] features
-        dedup = duplicate_weights(path)  # None, or [L, N]
-        for index, (layer, ids) in enumerate(zip(self.layers, path.tolist(), strict=True)):
+        for layer, ids in zip(self.layers, path.tolist(), strict=True):
             if isinstance(layer, LinearModuleLayer) and x.dim() > 2:
                 x = x.flatten(1)
-            x = layer(x, ids, None if dedup is None else dedup[index])
+            x = layer(x, ids)
         return x.flatten(1)
 
     def forward_population(self, x: torch.Tensor, paths: torch.Tensor) -> torch.Tensor:

@@ -91,9 +91,11 @@ class PhaseLog:
     seconds: float = 0.0
     """Wall time spent training (over all sessions of a resumed run)."""
     session_steps: int = 0
-    """Environment steps of the latest session once every worker has updated (steady state)."""
+    """Environment steps of the latest session from every worker's first update to the last
+    update (steady state)."""
     session_seconds: float = 0.0
-    """Wall time of the same stretch: process start-up is not part of the throughput."""
+    """Wall time of the same stretch: process start-up and shut-down are not part of the
+    throughput."""
 
 
 def env_spaces(env_id: str, seed: int) -> tuple[tuple[int, ...], int]:
@@ -146,6 +148,7 @@ def run_phase(
     next_checkpoint = (start_steps // checkpoint_every + 1) * checkpoint_every
     rate_mark = (start, start_steps)
     steady_from: tuple[float, int] | None = None  # (time, steps) once every worker updated
+    steady_until: tuple[float, int] | None = None  # (time, steps) of the latest update since
     updated: set[int] = set()
     bar = progress.add_task(prefix.rstrip("/") or "train", total=budget, mean=float("nan"))
     progress.update(bar, completed=start_steps)
@@ -173,6 +176,8 @@ def run_phase(
                     updated.add(rank)
                     if steady_from is None and len(updated) == len(args):
                         steady_from = (time.monotonic(), int(steps.sum()))
+                    elif steady_from is not None:
+                        steady_until = (time.monotonic(), int(steps.sum()))
                     for key in ("policy_loss", "value_loss", "entropy", "grad_norm"):
                         writer.add_scalar(f"{prefix}losses/{key}", message[key], step)
                     now = time.monotonic()
@@ -200,9 +205,14 @@ def run_phase(
     finally:
         now = time.monotonic()
         log.seconds += now - start
+        # Steady state: from every worker's first update to the last update (process start-up
+        # and shut-down excluded); a run too short for that counts its whole session.
         since, since_steps = steady_from or (start, start_steps)
-        log.session_seconds = now - since
-        log.session_steps = int(steps.sum()) - since_steps
+        until, until_steps = steady_until or (now, int(steps.sum()))
+        if steady_until is None:
+            since, since_steps = start, start_steps
+        log.session_seconds = until - since
+        log.session_steps = until_steps - since_steps
 
 
 def build_agent(

@@ -12,7 +12,8 @@ Three measurements on the same machine, one after the other:
   each library size M in ``--modules``: the cost of a step must not grow with M.
 
 Agent throughput is steady state: environment steps from the moment every worker has sent its
-first update to the end, over that wall time (process and environment start-up excluded).
+first update to the last update, over that wall time (process and environment start-up and
+shut-down excluded).
 One step is one action (4 frames).
 Run ``python runners/bench_a3c.py --workers 2 --json bench.json``.
 """

@@ -15,10 +15,28 @@ from agents.a3c import (
     a3c_gradients,
     collect_rollout,
     run_worker,
+    scale_obs,
 )
 from agents.env_batch import EnvBatch
 from agents.pathnet_a3c import PathNetA3C, PathNetA3CConfig, pathnet_library
 from agents.shared_optim import make_shared_optimizer
+
+
+@pytest.mark.parametrize(
+    "obs",
+    [
+        torch.randint(0, 256, (3, 4, 84, 84), dtype=torch.uint8),  # Atari frames
+        torch.rand(3, 7, 10, 10) > 0.5,  # MinAtar channels
+        torch.rand(3, 5),  # vectors
+    ],
+)
+def test_scale_obs_gives_floats_in_the_unit_range_images_channels_last(obs):
+    scaled = scale_obs(obs)
+    expected = obs.float() / 255.0 if obs.dtype == torch.uint8 else obs.float()
+    assert scaled.dtype == torch.float32 and scaled.shape == obs.shape
+    torch.testing.assert_close(scaled, expected)
+    if obs.dim() == 4:
+        assert scaled.is_contiguous(memory_format=torch.channels_last)
 
 
 @pytest.mark.parametrize(
