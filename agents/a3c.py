@@ -16,6 +16,7 @@ few environments per worker), or keep the acting pass's graph and skip the secon
 
 from __future__ import annotations
 
+import contextlib
 import copy
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -35,6 +36,9 @@ Forward = Callable[
     tuple[torch.Tensor, torch.Tensor, LSTMState | None],
 ]
 """``forward(obs [T, E, ...], starts [T, E], state)`` -> logits [T, E, A], values [T, E], state."""
+
+Precision = Literal["float32", "bfloat16"]
+PRECISIONS: tuple[Precision, ...] = ("float32", "bfloat16")
 
 
 @dataclass
@@ -70,6 +74,10 @@ class A3CConfig:
     """Units of the fully connected layer(s) of the standard network."""
     lstm: int = 0
     """Units of an LSTM core between torso and heads; 0 for a feed-forward agent."""
+    precision: Precision = "float32"
+    """Arithmetic of the torso (conv and linear layers below the heads): float32, or bfloat16
+    mixed precision (autocast: parameters, heads, loss and optimiser stay float32; fastest on
+    CPUs with AVX-512 BF16 or AMX, slower on CPUs without them)."""
     clip_rewards: bool = True
     """Clip rewards to [-1, 1] for learning (returns are reported unclipped)."""
     log_every: int = 10
@@ -89,6 +97,8 @@ class A3CConfig:
             raise ValueError("entropy_coef, value_coef and lstm must be non-negative")
         if self.optimizer not in ("rmsprop", "adam"):
             raise ValueError(f"unknown optimizer {self.optimizer!r}; choose rmsprop or adam")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"unknown precision {self.precision!r}; choose one of {PRECISIONS}")
 
 
 # --- networks --------------------------------------------------------------------------------
@@ -111,6 +121,18 @@ def scale_obs(obs: torch.Tensor) -> torch.Tensor:
     if obs.dtype == torch.uint8:
         pixels.mul_(1.0 / 255.0)
     return pixels.permute(0, 3, 1, 2)  # [B, C, H, W] channels-last
+
+
+def torso_precision(precision: Precision) -> contextlib.AbstractContextManager:
+    """The context a torso runs in: bfloat16 autocast on the CPU, or nothing for float32.
+
+    Under autocast convolutions and matrix products take bfloat16 copies of their inputs and
+    weights and return bfloat16; gradients still reach the float32 parameters. Callers convert
+    the torso's output back to float32 for the heads.
+    """
+    if precision == "bfloat16":
+        return torch.autocast("cpu", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
 
 
 def standard_torso(obs_shape: tuple[int, ...], hidden: int) -> tuple[nn.Module, int]:
@@ -143,14 +165,23 @@ def standard_torso(obs_shape: tuple[int, ...], hidden: int) -> tuple[nn.Module, 
 
 
 class A3CNet(nn.Module):
-    """The plain A3C agent: a standard torso and an actor-critic head (optionally an LSTM)."""
+    """The plain A3C agent: a standard torso and an actor-critic head (optionally an LSTM).
+
+    ``precision`` is the torso's arithmetic (:func:`torso_precision`); the head is float32.
+    """
 
     def __init__(
-        self, obs_shape: tuple[int, ...], num_actions: int, hidden: int = 256, lstm: int = 0
+        self,
+        obs_shape: tuple[int, ...],
+        num_actions: int,
+        hidden: int = 256,
+        lstm: int = 0,
+        precision: Precision = "float32",
     ) -> None:
         super().__init__()
         self.torso, features = standard_torso(obs_shape, hidden)
         self.head = ActorCriticHead(features, num_actions, lstm)
+        self.precision = precision
 
     def initial_state(self, batch: int) -> LSTMState | None:
         return self.head.initial_state(batch)
@@ -160,8 +191,9 @@ class A3CNet(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor, LSTMState | None]:
         # obs: [T, B, ...]; starts: [T, B] bool -> logits [T, B, A], values [T, B], state
         steps, batch = obs.shape[:2]
-        features = self.torso(scale_obs(obs.flatten(0, 1))).view(steps, batch, -1)
-        return self.head(features, starts, state)
+        with torso_precision(self.precision):
+            features = self.torso(scale_obs(obs.flatten(0, 1)))  # [T*B, F]
+        return self.head(features.float().view(steps, batch, -1), starts, state)
 
 
 # --- acting ----------------------------------------------------------------------------------

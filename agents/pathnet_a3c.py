@@ -24,7 +24,14 @@ from typing import Literal
 import torch
 from torch import nn
 
-from agents.a3c import Rollout, WorkerSpec, run_worker, scale_obs
+from agents.a3c import (
+    Precision,
+    Rollout,
+    WorkerSpec,
+    run_worker,
+    scale_obs,
+    torso_precision,
+)
 from agents.processes import worker_process
 from evolution.async_tournament import SharedPopulation, async_tournament
 from evolution.config import EvoConfig
@@ -135,14 +142,23 @@ class PathNetA3C(nn.Module):
 
     ``input_shape`` is the library's input; observations with fewer channels (features) are
     zero-padded to it, so games with different channel counts share one library.
+    ``precision`` is the library's arithmetic (:func:`agents.a3c.torso_precision`); the heads
+    are float32.
     """
 
-    def __init__(self, library: PathLibrary, input_shape: tuple[int, ...], lstm: int = 0) -> None:
+    def __init__(
+        self,
+        library: PathLibrary,
+        input_shape: tuple[int, ...],
+        lstm: int = 0,
+        precision: Precision = "float32",
+    ) -> None:
         super().__init__()
         self.library = library
         self.input_shape = tuple(input_shape)
         self.heads = TaskHeads()
         self.lstm = lstm
+        self.precision = precision
 
     def add_task(self, task: str, num_actions: int) -> ActorCriticHead:
         """A fresh head for ``task`` (replacing any earlier one of that name)."""
@@ -177,8 +193,9 @@ class PathNetA3C(nn.Module):
         missing = self.input_shape[0] - x.shape[1]
         if missing > 0:
             x = torch.cat([x, x.new_zeros(x.shape[0], missing, *x.shape[2:])], dim=1)
-        features = self.library(scale_obs(x), path).view(steps, batch, -1)
-        return self.heads[task](features, starts, state)
+        with torso_precision(self.precision):
+            features = self.library(scale_obs(x), path)  # [T*B, F]
+        return self.heads[task](features.float().view(steps, batch, -1), starts, state)
 
 
 @dataclass

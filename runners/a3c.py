@@ -220,10 +220,13 @@ def build_agent(
 ) -> tuple[nn.Module, SharedPopulation | None]:
     """The shared network (and, for PathNet, the population), in shared memory."""
     if cfg.agent == "a3c":
-        model: nn.Module = A3CNet(obs_shape, num_actions, cfg.a3c.hidden, cfg.a3c.lstm)
+        model: nn.Module = A3CNet(
+            obs_shape, num_actions, cfg.a3c.hidden, cfg.a3c.lstm, cfg.a3c.precision
+        )
         population = None
     else:
-        model = PathNetA3C(pathnet_library(obs_shape, cfg.pathnet), obs_shape, cfg.a3c.lstm)
+        library = pathnet_library(obs_shape, cfg.pathnet)
+        model = PathNetA3C(library, obs_shape, cfg.a3c.lstm, cfg.a3c.precision)
         model.add_task(cfg.env_id, num_actions)
         population = new_population(cfg.pathnet, cfg.workers, cfg.seed)
     model.share_memory()

@@ -113,7 +113,8 @@ def setup_phase(
     seed = cfg.seed + 100 * PHASES.index(phase)
     torch.manual_seed(seed)
     task_a, task_b = task_names(cfg)
-    model = PathNetA3C(pathnet_library(shape, cfg.pathnet), shape, cfg.a3c.lstm)
+    library = pathnet_library(shape, cfg.pathnet)
+    model = PathNetA3C(library, shape, cfg.a3c.lstm, cfg.a3c.precision)
     if phase != "scratch":
         model.add_task(task_a, actions[0])
     if phase in ("pathnet_b", "finetune"):

@@ -11,6 +11,10 @@ Three measurements on the same machine, one after the other:
 * ``pathnet``: ``runners/a3c.py --agent pathnet`` (the paper's Atari library), W workers, for
   each library size M in ``--modules``: the cost of a step must not grow with M.
 
+Each agent is timed in every torso precision of ``--precisions`` (float32, and bfloat16 mixed
+precision, which halves the memory traffic of the convolutions and uses the CPU's bfloat16
+instructions where it has them); the last one listed gives the top-level JSON figures.
+
 Agent throughput is steady state: environment steps from the moment every worker has sent its
 first update to the last update, over that wall time (process and environment start-up and
 shut-down excluded).
@@ -29,13 +33,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from rich.console import Console
 from rich.table import Table
 
 if __package__ in (None, ""):  # run as a script: make the project importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from agents.a3c import A3CConfig
+from agents.a3c import PRECISIONS, A3CConfig, Precision
 from agents.pathnet_a3c import PathNetA3CConfig
 from envs.atari import make_atari_vector_env
 from runners import a3c as a3c_runner
@@ -51,8 +56,8 @@ class BenchA3CConfig:
     """An ALE id (the raw limit uses ale-py's vector env)."""
     workers: int = 2
     """Worker processes of the agents; threads of the raw vector env."""
-    steps: int = 20_000
-    """Environment steps per agent measurement (summed over workers)."""
+    steps: int = 60_000
+    """Environment steps per agent measurement (summed over workers; about 20 s each)."""
     raw_seconds: float = 10.0
     """How long to step the raw vector env."""
     a3c: A3CConfig = field(
@@ -64,6 +69,8 @@ class BenchA3CConfig:
     thread), batches their inference and keeps the acting pass's graph for the loss."""
     modules: tuple[int, ...] = (10, 40)
     """Library sizes M to time PathNet-A3C with (the paper's is 10)."""
+    precisions: tuple[Precision, ...] = ("float32", "bfloat16")
+    """Torso precisions to time every agent in; the last gives the top-level JSON figures."""
     seed: int = 0
     """Seed of the envs and agents."""
     json: Path | None = None
@@ -76,6 +83,8 @@ class BenchA3CConfig:
             raise ValueError("workers, steps and raw_seconds must be positive")
         if not self.modules or min(self.modules) < 4:
             raise ValueError("modules needs library sizes M >= 4 (N = 4 modules are active)")
+        if not self.precisions or not set(self.precisions) <= set(PRECISIONS):
+            raise ValueError(f"precisions must be some of {PRECISIONS}, got {self.precisions}")
 
 
 def raw_steps_per_second(cfg: BenchA3CConfig) -> float:
@@ -95,12 +104,26 @@ def raw_steps_per_second(cfg: BenchA3CConfig) -> float:
         env.close()
 
 
-def agent_steps_per_second(cfg: BenchA3CConfig, agent: str, modules: int = 10) -> float:
+@dataclass(frozen=True)
+class Measurement:
+    """One agent setting to time."""
+
+    agent: str
+    modules: int
+    precision: Precision
+
+    @property
+    def label(self) -> str:
+        return "A3C" if self.agent == "a3c" else f"PathNet-A3C, M = {self.modules}"
+
+
+def agent_steps_per_second(cfg: BenchA3CConfig, what: Measurement) -> float:
     """Steady-state steps per second of ``runners/a3c.py`` with this agent (a throwaway run)."""
     with tempfile.TemporaryDirectory() as run_dir:
         run = a3c_runner.A3CRunConfig(
-            env_id=cfg.env_id, agent=agent, workers=cfg.workers, steps=cfg.steps,
-            seed=cfg.seed, a3c=cfg.a3c, pathnet=PathNetA3CConfig(modules=modules),
+            env_id=cfg.env_id, agent=what.agent, workers=cfg.workers, steps=cfg.steps,
+            seed=cfg.seed, a3c=dataclasses.replace(cfg.a3c, precision=what.precision),
+            pathnet=PathNetA3CConfig(modules=what.modules),
             run_dir=str(Path(run_dir) / "run"), checkpoint_every=10**12, progress=False,
         )  # fmt: skip
         return a3c_runner.main(run)["steps_per_second"]
@@ -114,37 +137,57 @@ def main(cfg: BenchA3CConfig) -> dict[str, Any]:
     during the run (other processes) biases no ratio in particular.
     """
     console = Console()
-    agents = [("A3C", "a3c", 10)] + [(f"PathNet-A3C, M = {m}", "pathnet", m) for m in cfg.modules]
+    measurements = [
+        Measurement(agent, modules, precision)
+        for agent, modules in [("a3c", cfg.modules[0])] + [("pathnet", m) for m in cfg.modules]
+        for precision in cfg.precisions
+    ]
     raws, rates = [], []
-    for label, agent, modules in agents:
+    for what in measurements:
         console.print(f"raw vector env, {cfg.workers} threads ...")
         raws.append(raw_steps_per_second(cfg))
-        console.print(f"{label}, {cfg.workers} workers ...")
-        rates.append(agent_steps_per_second(cfg, agent, modules))
+        console.print(f"{what.label} ({what.precision}), {cfg.workers} workers ...")
+        rates.append(agent_steps_per_second(cfg, what))
     raws.append(raw_steps_per_second(cfg))
-    fractions = [rate / ((raws[i] + raws[i + 1]) / 2) for i, rate in enumerate(rates)]
-    pathnet = {m: rates[1 + i] for i, m in enumerate(cfg.modules)}
+    arounds = [(raws[i] + raws[i + 1]) / 2 for i in range(len(rates))]
+    fractions = [rate / around for rate, around in zip(rates, arounds, strict=True)]
+    by_precision: dict[str, dict[str, Any]] = {
+        precision: {"a3c_steps_per_second": 0.0, "pathnet_steps_per_second": {},
+                    "a3c_fraction_of_raw": 0.0, "pathnet_fractions_of_raw": {}}
+        for precision in cfg.precisions
+    }  # fmt: skip
+    for what, rate, fraction in zip(measurements, rates, fractions, strict=True):
+        figures = by_precision[what.precision]
+        if what.agent == "a3c":
+            figures["a3c_steps_per_second"], figures["a3c_fraction_of_raw"] = rate, fraction
+        else:
+            figures["pathnet_steps_per_second"][str(what.modules)] = rate
+            figures["pathnet_fractions_of_raw"][str(what.modules)] = fraction
+    for figures in by_precision.values():
+        pathnet = figures["pathnet_steps_per_second"]
+        smallest, largest = str(cfg.modules[0]), str(cfg.modules[-1])
+        figures["pathnet_fraction_of_raw"] = figures["pathnet_fractions_of_raw"][smallest]
+        figures["pathnet_cost_ratio_largest_vs_smallest_m"] = pathnet[smallest] / pathnet[largest]
+    headline = cfg.precisions[-1]
     results = {
         "env_id": cfg.env_id,
         "workers": cfg.workers,
         "envs_per_worker": cfg.a3c.envs_per_worker,
         "t_max": cfg.a3c.t_max,
+        "precision": headline,
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "raw_steps_per_second": sum(raws) / len(raws),
         "raw_measurements": raws,
-        "a3c_steps_per_second": rates[0],
-        "pathnet_steps_per_second": {str(m): rate for m, rate in pathnet.items()},
-        "a3c_fraction_of_raw": fractions[0],
-        "pathnet_fraction_of_raw": fractions[1],
-        "pathnet_fractions_of_raw": {str(m): fractions[1 + i] for i, m in enumerate(cfg.modules)},
-        "pathnet_cost_ratio_largest_vs_smallest_m": rates[1] / rates[-1],
+        **by_precision[headline],
+        "by_precision": by_precision,
         "config": dataclasses.asdict(cfg),
     }
     table = Table(title=f"{cfg.env_id}, {cfg.workers} workers / threads: steps per second")
-    for column in ("what", "steps/s", "raw around it", "fraction of raw"):
+    for column in ("what", "torso", "steps/s", "raw around it", "fraction of raw"):
         table.add_column(column, justify="right")
-    for i, ((label, _, _), rate) in enumerate(zip(agents, rates, strict=True)):
-        around = (raws[i] + raws[i + 1]) / 2
-        table.add_row(label, f"{rate:,.0f}", f"{around:,.0f}", f"{fractions[i]:.2f}")
+    for what, rate, around, fraction in zip(measurements, rates, arounds, fractions, strict=True):
+        row = [what.label, what.precision, f"{rate:,.0f}", f"{around:,.0f}", f"{fraction:.2f}"]
+        table.add_row(*row)
     console.print(table)
     if cfg.json is not None:
         rd.write_json(cfg.json, results)

@@ -166,12 +166,13 @@ def test_worker_counts_steps_and_reports_episodes():
     assert kinds.count("update") == 5 and "episode" in kinds
 
 
-def test_atari_pong_smoke_observations_and_finite_loss():
+@pytest.mark.parametrize("precision", ["float32", "bfloat16"])
+def test_atari_pong_smoke_observations_and_finite_loss(precision):
     """The first steps of ALE/Pong-v5: [4, 84, 84] uint8 frames, a finite loss for both agents."""
     envs = EnvBatch("ALE/Pong-v5", [0, 1])
     assert envs.obs.shape == (2, 4, 84, 84) and envs.obs.dtype == torch.uint8
     torch.manual_seed(0)
-    plain = A3CNet((4, 84, 84), 6)
+    plain = A3CNet((4, 84, 84), 6, precision=precision)
     rollout, _ = collect_rollout(plain, envs, t_max=5, state=None)
     assert rollout.obs.shape == (5, 2, 4, 84, 84)
     _, stats = a3c_gradients(plain, list(plain.parameters()), rollout, A3CConfig())
@@ -181,7 +182,7 @@ def test_atari_pong_smoke_observations_and_finite_loss():
         "LinearModuleLayer"
     ]
     assert library.output_size == 50 and library.modules_per_layer == [10] * 4
-    pathnet = PathNetA3C(library, (4, 84, 84))
+    pathnet = PathNetA3C(library, (4, 84, 84), precision=precision)
     pathnet.add_task("ALE/Pong-v5", 6)
     path = torch.tensor([[0, 1, 2, 3]] * 4)
 
@@ -192,6 +193,49 @@ def test_atari_pong_smoke_observations_and_finite_loss():
     _, stats = a3c_gradients(forward, list(pathnet.parameters()), rollout, A3CConfig())
     assert all(math.isfinite(v) for v in stats.values())
     envs.close()
+
+
+def atari_networks(precision: str) -> list[tuple[torch.nn.Module, object]]:
+    """(network, forward) of a plain and a PathNet agent for Atari frames, seeded alike."""
+    torch.manual_seed(0)
+    plain = A3CNet((4, 84, 84), 6, precision=precision)
+    pathnet = PathNetA3C(
+        pathnet_library((4, 84, 84), PathNetA3CConfig()), (4, 84, 84), 0, precision
+    )
+    pathnet.add_task("pong", 6)
+    path = torch.tensor([[0, 1, 2, 3], [4, 4, 5, 6], [7, 8, 9, 0], [1, 3, 5, 7]])
+
+    def forward(obs, starts, state):
+        return pathnet(obs, starts, state, path=path, task="pong")
+
+    return [(plain, plain), (pathnet, forward)]
+
+
+def test_bfloat16_torsos_give_float32_outputs_and_nearly_the_float32_gradients():
+    """Mixed precision: the same parameters, outputs within bfloat16 rounding, float32 heads and
+    gradients pointing the same way as float32's."""
+    torch.manual_seed(1)
+    obs = torch.randint(0, 256, (3, 8, 4, 84, 84), dtype=torch.uint8)  # [T, B, C, H, W]
+    starts = torch.zeros(3, 8, dtype=torch.bool)
+    weights = torch.randn(3, 8, 6)
+    for (exact, exact_forward), (mixed, mixed_forward) in zip(
+        atari_networks("float32"), atari_networks("bfloat16"), strict=True
+    ):
+        results = []
+        for net, forward in ((exact, exact_forward), (mixed, mixed_forward)):
+            logits, values, _ = forward(obs, starts, None)
+            assert logits.dtype == values.dtype == torch.float32
+            loss = (logits * weights).sum() + values.square().sum()
+            params = [p for p in net.parameters() if p.requires_grad]
+            grads = torch.autograd.grad(loss, params, allow_unused=True)
+            used = torch.cat([g.flatten() for g in grads if g is not None])
+            assert used.dtype == torch.float32
+            results.append((logits.detach(), values.detach(), used))
+        (logits, values, grads), (mixed_logits, mixed_values, mixed_grads) = results
+        assert not torch.equal(mixed_values, values)  # the torso did run in bfloat16
+        torch.testing.assert_close(mixed_logits, logits, rtol=0.05, atol=5e-3)
+        torch.testing.assert_close(mixed_values, values, rtol=0.05, atol=5e-3)
+        assert torch.nn.functional.cosine_similarity(mixed_grads, grads, dim=0) > 0.99
 
 
 def test_minatar_smoke_with_channel_padding():

@@ -90,10 +90,14 @@ def test_pathnet_a3c_learns_cartpole(tmp_path):
 
 
 @pytest.mark.slow
-def test_pathnet_a3c_learns_minatar_breakout(tmp_path):
+@pytest.mark.parametrize("precision", ["float32", "bfloat16"])
+def test_pathnet_a3c_learns_minatar_breakout(tmp_path, precision):
+    """Measured at seed 0: best mean return 3.85 (float32) and 4.95 (bfloat16) in 100k steps."""
     cfg = runner.A3CRunConfig(
         env_id="MinAtar/Breakout-v1", agent="pathnet", workers=2, steps=100_000, seed=0,
-        a3c=A3CConfig(optimizer="adam", lr=2e-3, t_max=10, envs_per_worker=4),
+        a3c=A3CConfig(
+            optimizer="adam", lr=2e-3, t_max=10, envs_per_worker=4, precision=precision
+        ),
         pathnet=PathNetA3CConfig(
             layers=3, modules=6, active=2, units=32, episodes_per_evaluation=5, rivals=1
         ),

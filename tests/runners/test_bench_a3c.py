@@ -11,6 +11,8 @@ def test_bad_settings():
         bench.BenchA3CConfig(env_id="MinAtar/Breakout-v1")
     with pytest.raises(ValueError, match="M >= 4"):
         bench.BenchA3CConfig(modules=(2,))
+    with pytest.raises(ValueError, match="precisions"):
+        bench.BenchA3CConfig(precisions=("float16",))
 
 
 @pytest.mark.slow
@@ -24,4 +26,12 @@ def test_tiny_benchmark_reports_the_fractions(tmp_path):
     )  # fmt: skip
     for key in ("raw_steps_per_second", "pathnet_fraction_of_raw", "a3c_fraction_of_raw"):
         assert results[key] > 0
+    assert results["precision"] == "bfloat16"  # the last of the default precisions
+    for figures in results["by_precision"].values():
+        assert figures["a3c_fraction_of_raw"] > 0
+        assert set(figures["pathnet_fractions_of_raw"]) == {"4", "8"}
+    assert (
+        results["pathnet_fraction_of_raw"]
+        == (results["by_precision"]["bfloat16"]["pathnet_fractions_of_raw"]["4"])
+    )
     assert out.exists()
