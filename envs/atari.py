@@ -14,7 +14,6 @@ vector env with the same preprocessing, which A3C workers use to step their batc
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import ale_py
@@ -40,6 +39,7 @@ def make_atari_env(
     env_id: str,
     *,
     repeat_action_probability: float = REPEAT_ACTION_PROBABILITY,
+    noop_max: int = NOOP_MAX,
     terminal_on_life_loss: bool = False,
     full_action_space: bool = False,
     **kwargs: Any,
@@ -67,7 +67,7 @@ def make_atari_env(
     )
     env = AtariPreprocessing(
         env,
-        noop_max=NOOP_MAX,
+        noop_max=noop_max,
         frame_skip=FRAME_SKIP,
         screen_size=SCREEN_SIZE,
         terminal_on_life_loss=terminal_on_life_loss,
@@ -77,32 +77,33 @@ def make_atari_env(
 
 
 def rom_name(env_id: str) -> str:
-    """``ALE/SpaceInvaders-v5`` -> ``space_invaders`` (ale-py's ROM id)."""
-    game = env_id.removeprefix("ALE/").rsplit("-v", 1)[0]
-    return re.sub(r"(?<!^)(?=[A-Z])", "_", game).lower()
+    """``ALE/SpaceInvaders-v5`` -> ``space_invaders`` (ale-py's ROM id, from the registry)."""
+    return gym.spec(env_id).kwargs["game"]
 
 
 def make_atari_vector_env(
     env_id: str,
     num_envs: int,
     num_threads: int = 1,
-    same_step_reset: bool = True,
     max_episode_frames: int = 108_000,
+    *,
+    repeat_action_probability: float = REPEAT_ACTION_PROBABILITY,
+    noop_max: int = NOOP_MAX,
 ) -> AtariVectorEnv:
     """ale-py's C++ vector env of ``num_envs`` games with the preprocessing of `make_atari_env`.
 
     84×84 gray, frame skip 4 with max-pooling, 4 stacked frames, up to 30 no-ops, sticky
     actions 0.25, the minimal action set, unclipped rewards, episodes truncated after
-    ``max_episode_frames`` frames (108,000, the v5 limit). One difference: the frame stack of a
-    new episode is zero-padded (gymnasium's repeats the first frame). ``same_step_reset``: a
-    finished game restarts within the step that ended it, whose observation is then the new
-    episode's first (the final one is in the info).
-    Seed it with ``reset(seed=np.array([...]))``, one seed per game.
+    ``max_episode_frames`` frames (108,000, the v5 limit): the same frames as `make_atari_env`
+    once the stack is full (tested). One difference: the frame stack of a new episode is
+    zero-padded (gymnasium's repeats the first frame). A finished game restarts within the step
+    that ended it, whose observation is then the new episode's first (the final one is in the
+    info). Seed it with ``reset(seed=np.array([...]))``, one seed per game.
     """
     return AtariVectorEnv(
         rom_name(env_id), num_envs, num_threads=num_threads,
-        repeat_action_probability=REPEAT_ACTION_PROBABILITY, img_height=SCREEN_SIZE,
-        img_width=SCREEN_SIZE, stack_num=FRAME_STACK, frameskip=FRAME_SKIP, noop_max=NOOP_MAX,
+        repeat_action_probability=repeat_action_probability, img_height=SCREEN_SIZE,
+        img_width=SCREEN_SIZE, stack_num=FRAME_STACK, frameskip=FRAME_SKIP, noop_max=noop_max,
         reward_clipping=False, use_fire_reset=False, max_num_frames_per_episode=max_episode_frames,
-        autoreset_mode="SameStep" if same_step_reset else "NextStep",
+        autoreset_mode="SameStep",
     )  # fmt: skip

@@ -91,8 +91,8 @@ class PhaseLog:
     seconds: float = 0.0
     """Wall time spent training (over all sessions of a resumed run)."""
     session_steps: int = 0
-    """Environment steps of the latest session from every worker's first update to the last
-    update (steady state)."""
+    """Environment steps of the latest session from every worker's first logged update to the
+    last logged update (steady state)."""
     session_seconds: float = 0.0
     """Wall time of the same stretch: process start-up and shut-down are not part of the
     throughput."""
@@ -205,8 +205,8 @@ def run_phase(
     finally:
         now = time.monotonic()
         log.seconds += now - start
-        # Steady state: from every worker's first update to the last update (process start-up
-        # and shut-down excluded); a run too short for that counts its whole session.
+        # Steady state: from every worker's first logged update to the last one (process
+        # start-up and shut-down excluded); a run too short for that counts its whole session.
         since, since_steps = steady_from or (start, start_steps)
         until, until_steps = steady_until or (now, int(steps.sum()))
         if steady_until is None:

@@ -6,14 +6,14 @@ Three measurements on the same machine, one after the other:
 * ``raw``: ale-py's C++ vector env stepping uniformly random actions with the same
   preprocessing as ``envs.make_env`` (84×84 gray, frame skip 4 with max-pooling, 4 stacked
   frames, up to 30 no-ops, sticky actions 0.25), W·E games and as many threads as workers
-  (the workers step the same vector env, E games on one thread each);
+  (each worker steps its own vector env of the same kind, E games on one thread);
 * ``a3c``: ``runners/a3c.py`` with the standard network, W workers;
 * ``pathnet``: ``runners/a3c.py --agent pathnet`` (the paper's Atari library), W workers, for
   each library size M in ``--modules``: the cost of a step must not grow with M.
 
 Each agent is timed in every torso precision of ``--precisions`` (float32, and bfloat16 mixed
 precision, which halves the memory traffic of the convolutions and uses the CPU's bfloat16
-instructions where it has them); the last one listed gives the top-level JSON figures.
+instructions where it has them); the first one listed gives the top-level JSON figures.
 
 Agent throughput is steady state: environment steps from the moment every worker has sent its
 first update to the last update, over that wall time (process and environment start-up and
@@ -70,7 +70,7 @@ class BenchA3CConfig:
     modules: tuple[int, ...] = (10, 40)
     """Library sizes M to time PathNet-A3C with (the paper's is 10)."""
     precisions: tuple[Precision, ...] = ("float32", "bfloat16")
-    """Torso precisions to time every agent in; the last gives the top-level JSON figures."""
+    """Torso precisions to time every agent in; the first gives the top-level JSON figures."""
     seed: int = 0
     """Seed of the envs and agents."""
     json: Path | None = None
@@ -83,6 +83,9 @@ class BenchA3CConfig:
             raise ValueError("workers, steps and raw_seconds must be positive")
         if not self.modules or min(self.modules) < 4:
             raise ValueError("modules needs library sizes M >= 4 (N = 4 modules are active)")
+        self.modules = tuple(sorted(set(self.modules)))
+        if self.a3c.precision != "float32":
+            raise ValueError("choose the torso precisions with --precisions, not --a3c.precision")
         if not self.precisions or not set(self.precisions) <= set(PRECISIONS):
             raise ValueError(f"precisions must be some of {PRECISIONS}, got {self.precisions}")
 
@@ -168,7 +171,7 @@ def main(cfg: BenchA3CConfig) -> dict[str, Any]:
         smallest, largest = str(cfg.modules[0]), str(cfg.modules[-1])
         figures["pathnet_fraction_of_raw"] = figures["pathnet_fractions_of_raw"][smallest]
         figures["pathnet_cost_ratio_largest_vs_smallest_m"] = pathnet[smallest] / pathnet[largest]
-    headline = cfg.precisions[-1]
+    headline = cfg.precisions[0]
     results = {
         "env_id": cfg.env_id,
         "workers": cfg.workers,

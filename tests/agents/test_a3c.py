@@ -99,7 +99,7 @@ def test_keeping_the_acting_graph_gives_the_recomputed_gradients(lstm):
     for keep_graph in (False, True):
         torch.manual_seed(1)  # the same sampled actions in both modes
         envs = EnvBatch("CartPole-v1", [0, 1])
-        rollout, state = collect_rollout(net, envs, 25, net.initial_state(2), keep_graph)
+        rollout, state = collect_rollout(net, envs, 25, net.initial_state(2), keep_graph=keep_graph)
         assert (rollout.logits is not None) == keep_graph
         assert state is None or not state[0].requires_grad
         grads, stats = a3c_gradients(net, params, rollout, A3CConfig())

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from envs import make_env
-from envs.atari import make_atari_vector_env, rom_name
+from envs.atari import make_atari_env, make_atari_vector_env, rom_name
 
 
 def test_pong_preprocessing() -> None:
@@ -37,13 +37,28 @@ def test_options() -> None:
     assert terminated and info["lives"] == 4
 
 
-def test_vector_env_matches_the_preprocessing() -> None:
+def test_rom_names_come_from_the_registry() -> None:
     assert rom_name("ALE/Pong-v5") == "pong"
     assert rom_name("ALE/SpaceInvaders-v5") == "space_invaders"
-    vector = make_atari_vector_env("ALE/Breakout-v5", 2)
-    single = make_env("ALE/Breakout-v5", seed=0)
+    assert rom_name("ALE/TicTacToe3D-v5") == "tic_tac_toe_3d"  # not tic_tac_toe3_d
+
+
+def test_vector_env_gives_the_frames_of_the_gymnasium_preprocessing() -> None:
+    """Without sticky actions and no-ops both are deterministic: the same stacked frames and
+    rewards once the stack is full (a new episode's stack is zero-padded in the vector env)."""
+    vector = make_atari_vector_env("ALE/Breakout-v5", 2, repeat_action_probability=0.0, noop_max=0)
+    single = make_atari_env("ALE/Breakout-v5", repeat_action_probability=0.0, noop_max=0)
     assert vector.single_observation_space == single.observation_space
     assert vector.single_action_space == single.action_space
-    obs, _ = vector.reset(seed=np.array([0, 1]))
-    assert obs.shape == (2, 4, 84, 84) and obs.dtype == np.uint8
+    stacked, _ = vector.reset(seed=np.array([0, 1]))
+    obs, _ = single.reset(seed=0)
+    assert stacked.shape == (2, 4, 84, 84) and stacked.dtype == np.uint8
+    assert np.array_equal(stacked[0, -1], obs[-1]) and not stacked[0, :-1].any()
+    for step, action in enumerate([1, 2, 3, 2, 1, 3, 3, 2, 0, 1, 2, 2]):  # FIRE, then move
+        stacked, rewards, *_ = vector.step(np.array([action, action]))
+        obs, reward, *_ = single.step(action)
+        assert rewards[0] == reward
+        if step >= 2:
+            assert np.array_equal(stacked[0], obs), step
     vector.close()
+    single.close()

@@ -13,6 +13,9 @@ def test_bad_settings():
         bench.BenchA3CConfig(modules=(2,))
     with pytest.raises(ValueError, match="precisions"):
         bench.BenchA3CConfig(precisions=("float16",))
+    with pytest.raises(ValueError, match="--precisions"):
+        bench.BenchA3CConfig(a3c=A3CConfig(precision="bfloat16"))
+    assert bench.BenchA3CConfig(modules=(40, 10, 40)).modules == (10, 40)
 
 
 @pytest.mark.slow
@@ -26,12 +29,10 @@ def test_tiny_benchmark_reports_the_fractions(tmp_path):
     )  # fmt: skip
     for key in ("raw_steps_per_second", "pathnet_fraction_of_raw", "a3c_fraction_of_raw"):
         assert results[key] > 0
-    assert results["precision"] == "bfloat16"  # the last of the default precisions
+    assert results["precision"] == "float32"  # the first of the default precisions
     for figures in results["by_precision"].values():
         assert figures["a3c_fraction_of_raw"] > 0
         assert set(figures["pathnet_fractions_of_raw"]) == {"4", "8"}
-    assert (
-        results["pathnet_fraction_of_raw"]
-        == (results["by_precision"]["bfloat16"]["pathnet_fractions_of_raw"]["4"])
-    )
+    first = results["by_precision"]["float32"]
+    assert results["pathnet_fraction_of_raw"] == first["pathnet_fractions_of_raw"]["4"]
     assert out.exists()

@@ -1,12 +1,13 @@
-"""End to end: PathNet transfer learns task B in fewer generations than evolution from scratch.
+"""End to end: PathNet transfer learns task B no slower than evolution from scratch.
 
 The runner with its defaults (the paper's L, M, N, population, T, minibatch and noise; digits at
 28x28) on four random task pairs at seed 0, in serial mode, so the run is reproducible on one
-machine. Across machines it is not: scratch needed [8, 58, 23, 13] generations on both machines
-we ran it on, PathNet [6, 57, 8, 11] on one (1.24x fewer) and [7, 54, 18, 18] on another (1.05x
-fewer; the CPUs' float kernels differ in the last bits, and evolution amplifies that). The
-assertions therefore ask only that PathNet solves every B task, is not slower than scratch on
-average, and reuses some of A's frozen modules.
+machine. Across machines it is not (the CPUs' float kernels differ in the last bits, and
+evolution amplifies that): scratch needed [8, 58, 23, 13], [8, 58, 23, 13] and [6, 58, 23, 12]
+generations on the three machines we ran it on, PathNet [6, 57, 8, 11] (1.24x fewer),
+[7, 54, 18, 11] (1.13x) and [3, 69, 8, 4] (1.18x). The assertions therefore ask only that
+PathNet solves every B task, is not slower than scratch on average, and reuses some of A's
+frozen modules.
 """
 
 import statistics
@@ -14,7 +15,7 @@ import statistics
 from runners.binary_digits import BinaryDigitsConfig, main
 
 
-def test_pathnet_transfer_needs_fewer_generations_than_scratch(tmp_path):
+def test_pathnet_transfer_is_not_slower_than_scratch(tmp_path):
     cfg = BinaryDigitsConfig(
         seed=0,
         pairs=4,
