@@ -71,6 +71,28 @@ def combine(
     return (outputs * weights).sum(dim=module_axis)
 
 
+def combine_channels_last(y: torch.Tensor, n: int, reduce: str) -> torch.Tensor:
+    """Sum (or average) the N modules of a channels-last conv output.
+
+    y: [B, N*C, H, W] in channels-last memory ([B, H, W, N*C]) -> [B, C, H, W] channels-last,
+    so the next conv needs no layout change (a strided reduction with layout changes costs about
+    3× more). float32 reduces over the module axis of the [B, H, W, N, C] view. bfloat16 (under
+    autocast) multiplies every pixel's N*C values by N stacked C×C identities instead: its
+    reductions are slow on a CPU and a small GEMM is not (PathNet's Atari path: 12 % less
+    network time in bfloat16, 2 % more in float32, measured side by side).
+    """
+    b, channels, h, w = y.shape
+    c = channels // n
+    pixels = y.permute(0, 2, 3, 1)  # [B, H, W, N*C], a view
+    if y.dtype == torch.float32:
+        return combine(pixels.view(b, h, w, n, c), None, 3, reduce).permute(0, 3, 1, 2)
+    stacked = torch.eye(c, dtype=y.dtype, device=y.device).repeat(n, 1)  # [N*C, C]
+    if reduce == "mean":
+        stacked = stacked / n
+    summed = pixels.reshape(b * h * w, channels) @ stacked  # [B*H*W, C]
+    return summed.view(b, h, w, c).permute(0, 3, 1, 2)
+
+
 class ModuleLayer(nn.Module):
     """Base of all path layers: M modules, per-module parameters, frozen-module mask.
 
@@ -256,10 +278,7 @@ class Conv2dModuleLayer(ModuleLayer):
         b, _, h, w = y.shape
         if y.is_contiguous() or not y.is_contiguous(memory_format=torch.channels_last):
             return combine(y.view(b, n, c, h, w), None, 1, self.reduce)
-        # Channels-last memory is [B, H', W', N*C_out]: reduce over N there and hand the next
-        # layer a channels-last tensor (a strided reduction and layout changes cost ~3x more).
-        channels_inner = y.permute(0, 2, 3, 1).view(b, h, w, n, c)
-        return combine(channels_inner, None, 3, self.reduce).permute(0, 3, 1, 2)
+        return combine_channels_last(y, n, self.reduce)
 
     def forward_population(
         self,

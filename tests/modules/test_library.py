@@ -48,6 +48,18 @@ def test_conv_path_equals_naive_sum_of_active_modules(ids, channels_last, reduce
     torch.testing.assert_close(got, naive_conv(layer, x, ids))
 
 
+@pytest.mark.parametrize("reduce", ["sum", "mean"])
+def test_conv_path_in_bfloat16_autocast_sums_modules_like_float32(reduce):
+    """Under bfloat16 autocast the channels-last module sum is a GEMM: same result, rounded."""
+    torch.manual_seed(0)
+    layer = Conv2dModuleLayer(6, 3, 4, kernel_size=3, stride=2, reduce=reduce)
+    x = torch.randn(2, 3, 11, 11).contiguous(memory_format=torch.channels_last)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = layer(x, [1, 4, 1, 5])
+    assert got.dtype == torch.bfloat16 and got.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(got.float(), naive_conv(layer, x, [1, 4, 5]), rtol=0.03, atol=0.03)
+
+
 def test_library_forward_equals_layer_by_layer_naive_computation():
     torch.manual_seed(1)
     library = linear_library(8, 5, num_layers=3, num_modules=4)
