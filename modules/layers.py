@@ -76,7 +76,7 @@ def combine_channels_last(y: torch.Tensor, n: int, reduce: str) -> torch.Tensor:
 
     y: [B, N*C, H, W] in channels-last memory ([B, H, W, N*C]) -> [B, C, H, W] channels-last,
     so the next conv needs no layout change (a strided reduction with layout changes costs about
-    3× more). float32 reduces over the module axis of the [B, H, W, N, C] view. bfloat16 (under
+    3× more). float32 reduces over the module axis of the [B, H, W, N, C] view; bfloat16 (under
     autocast) multiplies every pixel's N*C values by N stacked C×C identities instead: its
     reductions are slow on a CPU and a small GEMM is not (PathNet's Atari path: 12 % less
     network time in bfloat16, 2 % more in float32, measured side by side).
@@ -84,7 +84,7 @@ def combine_channels_last(y: torch.Tensor, n: int, reduce: str) -> torch.Tensor:
     b, channels, h, w = y.shape
     c = channels // n
     pixels = y.permute(0, 2, 3, 1)  # [B, H, W, N*C], a view
-    if y.dtype == torch.float32:
+    if y.dtype not in (torch.bfloat16, torch.float16):
         return combine(pixels.view(b, h, w, n, c), None, 3, reduce).permute(0, 3, 1, 2)
     stacked = torch.eye(c, dtype=y.dtype, device=y.device).repeat(n, 1)  # [N*C, C]
     if reduce == "mean":
