@@ -207,12 +207,10 @@ def run_phase(
         log.seconds += now - start
         # Steady state: from every worker's first logged update to the last one (process
         # start-up and shut-down excluded); a run too short for that counts its whole session.
-        since, since_steps = steady_from or (start, start_steps)
-        until, until_steps = steady_until or (now, int(steps.sum()))
-        if steady_until is None:
-            since, since_steps = start, start_steps
-        log.session_seconds = until - since
-        log.session_steps = until_steps - since_steps
+        if steady_from is None or steady_until is None:
+            steady_from, steady_until = (start, start_steps), (now, int(steps.sum()))
+        log.session_seconds = steady_until[0] - steady_from[0]
+        log.session_steps = steady_until[1] - steady_from[1]
 
 
 def build_agent(

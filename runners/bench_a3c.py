@@ -166,9 +166,9 @@ def main(cfg: BenchA3CConfig) -> dict[str, Any]:
         else:
             figures["pathnet_steps_per_second"][str(what.modules)] = rate
             figures["pathnet_fractions_of_raw"][str(what.modules)] = fraction
+    smallest, largest = str(cfg.modules[0]), str(cfg.modules[-1])
     for figures in by_precision.values():
         pathnet = figures["pathnet_steps_per_second"]
-        smallest, largest = str(cfg.modules[0]), str(cfg.modules[-1])
         figures["pathnet_fraction_of_raw"] = figures["pathnet_fractions_of_raw"][smallest]
         figures["pathnet_cost_ratio_largest_vs_smallest_m"] = pathnet[smallest] / pathnet[largest]
     headline = cfg.precisions[0]
