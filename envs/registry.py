@@ -3,7 +3,7 @@
 Families, chosen by the id's prefix:
 - `ALE/<Game>-v5`: Atari through ale-py with the standard preprocessing (`envs.atari`);
 - `MinAtar/<Game>-v1`: the five MinAtar games (`envs.minatar`);
-- `pathevo/Labyrinth…`: first-person 3D mazes (`envs.labyrinth`, imported on first use);
+- `pathevo/Labyrinth…`: first-person 3D mazes (`envs.labyrinth`; the engine loads on first use);
 - anything else gymnasium registers (classic control: CartPole-v1, Acrobot-v1, …): `gymnasium.make`.
 
 Heavy imports (ale-py, minatar, the Labyrinth renderer) happen only when a family is used.
@@ -12,8 +12,6 @@ Heavy imports (ale-py, minatar, the Labyrinth renderer) happen only when a famil
 from __future__ import annotations
 
 import difflib
-import importlib
-from types import ModuleType
 from typing import Any
 
 import gymnasium as gym
@@ -32,14 +30,6 @@ def _family(env_id: str) -> str:
     return next((f for f, prefix in _PREFIXES.items() if env_id.startswith(prefix)), "gymnasium")
 
 
-def _import_labyrinth() -> ModuleType:
-    """Import `envs.labyrinth` (which registers its ids), or say clearly why it cannot be used."""
-    try:
-        return importlib.import_module("envs.labyrinth")
-    except ImportError as exc:
-        raise ImportError(f"cannot import envs.labyrinth for the Labyrinth envs: {exc}") from exc
-
-
 def _gymnasium_ids() -> list[str]:
     """Ids gymnasium.make serves as they are: not one of our families, not a legacy ALE id.
 
@@ -54,7 +44,7 @@ def _gymnasium_ids() -> list[str]:
 
 
 def _family_ids(family: str) -> list[str]:
-    """Ids of one family (or of the gymnasium fallback); may raise ImportError for Labyrinth."""
+    """Ids of one family (or of the gymnasium fallback); ImportError if ale-py cannot load."""
     if family == "ale":
         from envs.atari import ale_ids
 
@@ -62,7 +52,6 @@ def _family_ids(family: str) -> list[str]:
     if family == "minatar":
         return minatar_ids()
     if family == "labyrinth":
-        _import_labyrinth()
         return sorted(i for i in gym.registry if i.startswith(_PREFIXES["labyrinth"]))
     if family == "control":
         return sorted(
@@ -76,8 +65,8 @@ def _family_ids(family: str) -> list[str]:
 def list_env_ids(family: str | None = None) -> list[str]:
     """Registered ids of one family ("ale", "minatar", "labyrinth", "control"), or of all.
 
-    With `family=None`, a family that cannot be imported (Labyrinth) is left out; asking for it by
-    name raises the ImportError instead.
+    With `family=None`, a family whose backend cannot be imported (ale-py) is left out; asking for
+    it by name raises the ImportError instead.
 
     Example:
         >>> "MinAtar/Breakout-v1" in list_env_ids("minatar")
@@ -122,7 +111,7 @@ def make_env(env_id: str, seed: int, **kwargs: Any) -> gym.Env:
 
     Raises:
         ValueError: unknown id; the one-line message suggests close known ids.
-        ImportError: a Labyrinth id while `envs.labyrinth` cannot be imported.
+        ImportError: the family's backend (ale-py, minatar, ViZDoom) cannot be imported.
 
     Example:
         >>> env = make_env("MinAtar/Breakout-v1", seed=0)
@@ -137,8 +126,9 @@ def make_env(env_id: str, seed: int, **kwargs: Any) -> gym.Env:
 
         env = make_atari_env(env_id, **kwargs)
     elif family == "labyrinth":
-        factory = getattr(_import_labyrinth(), "make_labyrinth_env", None)
-        env = factory(env_id, seed, **kwargs) if factory else gym.make(env_id, **kwargs)
+        from envs.labyrinth import make_labyrinth_env
+
+        env = make_labyrinth_env(env_id, seed, **kwargs)
     else:
         env = gym.make(env_id, **kwargs)
     _seed(env, seed)

@@ -4,19 +4,17 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import types
 from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
 import pytest
-from gymnasium.envs.registration import EnvSpec
 
+import envs.labyrinth
 from envs import list_env_ids, make_env
 
 ROOT = Path(__file__).resolve().parents[2]
-FAKE_LABYRINTH_ID = "pathevo/Labyrinth-Fake-v0"
 
 
 def rollout(
@@ -124,45 +122,19 @@ def test_list_env_ids() -> None:
         list_env_ids("atari")
 
 
-def test_labyrinth_unavailable(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(sys.modules, "envs.labyrinth", None)  # makes the import fail
-    with pytest.raises(ImportError, match="envs.labyrinth"):
-        make_env("pathevo/Labyrinth-NavMaze-v0", seed=0)
-    with pytest.raises(ImportError):
-        list_env_ids("labyrinth")
-    assert "MinAtar/Breakout-v1" in list_env_ids()
-
-
-@pytest.fixture
-def fake_labyrinth(monkeypatch: pytest.MonkeyPatch) -> types.ModuleType:
-    """A stand-in `envs.labyrinth` whose one registered id is a CartPole."""
-    fake = types.ModuleType("envs.labyrinth")
-    monkeypatch.setitem(sys.modules, "envs.labyrinth", fake)
-    spec = EnvSpec(FAKE_LABYRINTH_ID, "gymnasium.envs.classic_control:CartPoleEnv")
-    monkeypatch.setitem(gym.registry, FAKE_LABYRINTH_ID, spec)
-    return fake
-
-
-def test_labyrinth_uses_gymnasium_make(fake_labyrinth: types.ModuleType) -> None:
-    env = make_env(FAKE_LABYRINTH_ID, seed=5, max_episode_steps=7)
-    assert env.spec is not None and env.spec.max_episode_steps == 7
-    assert FAKE_LABYRINTH_ID in list_env_ids("labyrinth")
-    with pytest.raises(ValueError, match=f"did you mean: {FAKE_LABYRINTH_ID}"):
-        make_env("pathevo/Labyrinth-Fakee-v0", seed=0)
-
-
-def test_labyrinth_uses_its_factory(
-    fake_labyrinth: types.ModuleType, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_labyrinth_ids_route_to_their_factory(monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[tuple[str, int, dict[str, Any]]] = []
 
     def make_labyrinth_env(env_id: str, seed: int, **kwargs: Any) -> gym.Env:
         calls.append((env_id, seed, kwargs))
         return gym.make("CartPole-v1")
 
-    monkeypatch.setattr(fake_labyrinth, "make_labyrinth_env", make_labyrinth_env, raising=False)
-    make_env(FAKE_LABYRINTH_ID, seed=5, size=9)
-    assert calls == [(FAKE_LABYRINTH_ID, 5, {"size": 9})]
+    monkeypatch.setattr(envs.labyrinth, "make_labyrinth_env", make_labyrinth_env)
+    make_env("pathevo/Labyrinth-NavMaze-v0", seed=5, frame_size=42)
+    assert calls == [("pathevo/Labyrinth-NavMaze-v0", 5, {"frame_size": 42})]
+    assert list_env_ids("labyrinth") == sorted(envs.labyrinth.LABYRINTH_IDS)
+    with pytest.raises(ValueError, match="did you mean: pathevo/Labyrinth-NavMaze-v0"):
+        make_env("pathevo/Labyrinth-NavMase-v0", seed=0)
 
 
 def test_cli_lists_ids() -> None:
