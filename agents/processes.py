@@ -3,8 +3,10 @@
 Runners own the process lifetimes through :class:`WorkerGroup`: workers are started with the
 *spawn* context, report over one queue (they never write TensorBoard themselves), and are
 stopped, joined and if need be terminated when the ``with`` block exits — normally, on an
-exception, or on Ctrl-C — so no worker outlives its runner. A worker that raises sends its
-traceback and the runner's loop re-raises it as :class:`WorkerError` instead of waiting forever.
+exception, or on Ctrl-C — and each worker dies with its runner even when the runner is killed
+outright (:func:`evolution.lifetime.die_with_parent`), so no worker outlives its runner. A
+worker that raises sends its traceback and the runner's loop re-raises it as
+:class:`WorkerError` instead of waiting forever.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ from typing import Any
 
 import torch
 import torch.multiprocessing as mp
+
+from evolution.lifetime import die_with_parent
 
 
 class WorkerError(RuntimeError):
@@ -53,7 +57,8 @@ def keep_freed_memory(mmap_threshold: int = 32 << 20, trim_threshold: int = 256 
 
 @contextmanager
 def worker_process(rank: int, queue: Any) -> Iterator[None]:
-    """The body of every worker: one torch thread, freed memory kept, errors reported."""
+    """The body of every worker: dies with the runner, one torch thread, errors reported."""
+    die_with_parent()
     torch.set_num_threads(1)
     keep_freed_memory()
     try:

@@ -4,7 +4,9 @@
 ``processes`` evaluates in a pool of local processes started with the *spawn* context; the
 evaluation callable and everything it holds (the library in shared memory) are pickled to the
 workers, so tensors must be put in shared memory first (``module.share_memory()``). Evaluation
-code never knows which backend runs it. Ray (multi-machine) plugs in here as another backend.
+code never knows which backend runs it. Pool workers die with the process that opened the pool,
+even when it is killed (:mod:`evolution.lifetime`). Ray (multi-machine) plugs in here as
+another backend.
 """
 
 from __future__ import annotations
@@ -16,12 +18,14 @@ from contextlib import contextmanager
 import torch
 import torch.multiprocessing as mp
 
+from evolution.lifetime import die_with_parent
 from evolution.toolbox import MapFn
 
 BACKENDS = ("serial", "processes")
 
 
 def _init_worker(threads: int, seed: int) -> None:
+    die_with_parent()
     torch.set_num_threads(threads)
     # Pool workers are numbered 1..W; each draws its own minibatches (seed + rank).
     identity = mp.current_process()._identity

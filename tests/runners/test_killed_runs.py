@@ -1,0 +1,85 @@
+"""A runner killed outright (SIGKILL, as the OOM killer does) leaves no process of it behind."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+RUNS = {
+    "a3c-workers": [
+        "runners/a3c.py", "--env-id", "CartPole-v1", "--workers", "2", "--steps", "150000",
+    ],
+    "pathnet-workers": [
+        "runners/a3c.py", "--env-id", "CartPole-v1", "--agent", "pathnet", "--workers", "2",
+        "--steps", "150000",
+    ],
+    "process-pool": ["runners/binary_digits.py", "--backend", "processes", "--workers", "2"],
+}  # fmt: skip
+
+
+def process_table() -> dict[int, tuple[int, str]]:
+    """pid → (parent pid, state) of every process; zombies included (state Z)."""
+    table = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        table[int(stat.parent.name)] = (int(fields[1]), fields[0])
+    return table
+
+
+def descendants(pid: int) -> set[int]:
+    table, found, frontier = process_table(), set(), {pid}
+    while frontier:
+        frontier = {child for child, (parent, _) in table.items() if parent in frontier}
+        found |= frontier
+    return found
+
+
+def running(pids: set[int]) -> set[int]:
+    table = process_table()
+    return {pid for pid in pids if pid in table and table[pid][1] != "Z"}
+
+
+def spawned_workers(pids: set[int]) -> set[int]:
+    workers = set()
+    for pid in pids:
+        try:
+            if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                workers.add(pid)
+        except OSError:
+            continue
+    return workers
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="reads /proc")
+@pytest.mark.parametrize("run", sorted(RUNS))
+def test_sigkilled_runner_leaves_no_process(run: str, tmp_path: Path) -> None:
+    command = [sys.executable, *RUNS[run], "--no-progress", "--run-dir", str(tmp_path / "run")]
+    runner = subprocess.Popen(
+        command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        deadline = time.monotonic() + 90
+        while len(spawned_workers(descendants(runner.pid))) < 2:
+            assert runner.poll() is None, "the runner ended before its workers started"
+            assert time.monotonic() < deadline, "the workers never started"
+            time.sleep(0.2)
+        time.sleep(2.0)  # well into training
+        children = descendants(runner.pid)  # workers and multiprocessing's resource tracker
+        assert len(spawned_workers(children)) >= 2
+    finally:
+        runner.send_signal(signal.SIGKILL)
+        runner.wait()
+    deadline = time.monotonic() + 10
+    while running(children) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not running(children), f"left behind: {sorted(running(children))}"
