@@ -29,13 +29,17 @@ from agents.env_batch import EnvBatchLike, make_env_batch
 from agents.processes import worker_process
 from agents.returns import a3c_loss, gae_advantages, n_step_returns
 from agents.shared_optim import apply_gradients
-from modules.actor_critic import ActorCriticHead, LSTMState
+from modules.actor_critic import ActorCriticHead, HeadFactory, LSTMState
+from modules.gating import sum_aux_losses
 
 Forward = Callable[
     [torch.Tensor, torch.Tensor, LSTMState | None],
     tuple[torch.Tensor, torch.Tensor, LSTMState | None],
 ]
 """``forward(obs [T, E, ...], starts [T, E], state)`` -> logits [T, E, A], values [T, E], state."""
+
+AuxLoss = Callable[[], torch.Tensor | None]
+"""``() -> the model's auxiliary loss since the last call`` (``take_aux_loss``), or ``None``."""
 
 Precision = Literal["float32", "bfloat16"]
 PRECISIONS: tuple[Precision, ...] = ("float32", "bfloat16")
@@ -167,7 +171,8 @@ def standard_torso(obs_shape: tuple[int, ...], hidden: int) -> tuple[nn.Module, 
 
 
 class A3CNet(nn.Module):
-    """The plain A3C agent: a standard torso and an actor-critic head (optionally an LSTM).
+    """The plain A3C agent: a standard torso and a head from ``head_factory`` (the actor-critic
+    head, optionally with an LSTM; an MoE head for the ``moe`` agent).
 
     ``precision`` is the torso's arithmetic (:func:`torso_precision`); the head is float32.
     """
@@ -179,14 +184,19 @@ class A3CNet(nn.Module):
         hidden: int = 256,
         lstm: int = 0,
         precision: Precision = "float32",
+        head_factory: HeadFactory = ActorCriticHead,
     ) -> None:
         super().__init__()
         self.torso, features = standard_torso(obs_shape, hidden)
-        self.head = ActorCriticHead(features, num_actions, lstm)
+        self.head = head_factory(features, num_actions, lstm)
         self.precision = precision
 
     def initial_state(self, batch: int) -> LSTMState | None:
         return self.head.initial_state(batch)
+
+    def take_aux_loss(self) -> torch.Tensor | None:
+        """The head's balancing loss since the last call (an MoE head), else ``None``."""
+        return sum_aux_losses(self.head)
 
     def forward(
         self, obs: torch.Tensor, starts: torch.Tensor, state: LSTMState | None = None
@@ -276,13 +286,18 @@ def collect_rollout(
 
 
 def a3c_gradients(
-    forward: Forward, params: list[torch.Tensor], rollout: Rollout, cfg: A3CConfig
+    forward: Forward,
+    params: list[torch.Tensor],
+    rollout: Rollout,
+    cfg: A3CConfig,
+    aux_loss: AuxLoss | None = None,
 ) -> tuple[list[torch.Tensor | None], dict[str, float]]:
     """Fresh, clipped gradients of the A3C loss of ``rollout`` w.r.t. ``params``, and stats.
 
     The logits and values come from the rollout's acting pass if it kept them, else from one
     batched pass of ``forward`` over the rollout. A parameter that does not require a gradient
     (a frozen module) or that the loss does not use gets ``None``, which the optimiser skips.
+    ``aux_loss()`` (MoE balancing) is taken after the pass the loss uses and added to it.
     """
     if rollout.logits is not None and rollout.values is not None:
         logits, values = rollout.logits, rollout.values
@@ -310,8 +325,11 @@ def a3c_gradients(
         cfg.value_coef,
         cfg.entropy_coef,
     )
+    total, aux = loss.total, aux_loss() if aux_loss is not None else None
+    if aux is not None:
+        total = total + aux
     trainable = [p for p in params if p.requires_grad]
-    found = iter(torch.autograd.grad(loss.total, trainable, allow_unused=True))
+    found = iter(torch.autograd.grad(total, trainable, allow_unused=True))
     grads = [next(found) if p.requires_grad else None for p in params]
     present = [g for g in grads if g is not None]
     norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in present]))
@@ -325,6 +343,8 @@ def a3c_gradients(
         "entropy": float(loss.entropy.detach()),
         "grad_norm": float(norm),
     }
+    if aux is not None:
+        stats["aux_loss"] = float(aux.detach())
     return grads, stats
 
 
@@ -380,13 +400,14 @@ def run_worker(
     parameters: ParameterPairs,
     state: LSTMState | None,
     after_rollout: Callable[[Rollout], None] | None = None,
+    aux_loss: AuxLoss | None = None,
 ) -> None:
     """The A3C loop shared by plain and PathNet workers: sync, act, update shared, report.
 
     ``forward`` runs the worker's private network; ``parameters`` says which of its parameters
     take part in the next update (PathNet: only the current path's modules and the task head,
     so an update costs O(N), not O(M)); ``state`` is the initial LSTM state (carried across
-    rollouts without its graph).
+    rollouts without its graph); ``aux_loss`` is the private network's ``take_aux_loss``.
     """
     cfg = spec.cfg
     torch.manual_seed(spec.seed + rank)
@@ -402,7 +423,7 @@ def run_worker(
             rollout, state = collect_rollout(
                 forward, envs, cfg.t_max, state, keep_graph=not cfg.recompute
             )
-            grads, stats = a3c_gradients(forward, local_params, rollout, cfg)
+            grads, stats = a3c_gradients(forward, local_params, rollout, cfg, aux_loss)
             apply_gradients(shared_params, grads, spec.optimizer)
             spec.steps[rank] += rollout.num_steps
             step = int(spec.steps.sum())
@@ -430,4 +451,4 @@ def a3c_worker(rank: int, spec: WorkerSpec) -> None:
         local = copy.deepcopy(spec.model)
         pairs = list(local.parameters()), list(spec.model.parameters())
         state = local.initial_state(spec.cfg.envs_per_worker)
-        run_worker(rank, spec, local.forward, lambda: pairs, state)
+        run_worker(rank, spec, local.forward, lambda: pairs, state, None, local.take_aux_loss)

@@ -36,7 +36,8 @@ from agents.processes import worker_process
 from evolution.async_tournament import SharedPopulation, async_tournament
 from evolution.config import EvoConfig
 from evolution.toolbox import make_toolbox
-from modules.actor_critic import ActorCriticHead, LSTMState
+from modules.actor_critic import ActorCriticHead, HeadFactory, LSTMState
+from modules.gating import sum_aux_losses
 from modules.heads import TaskHeads
 from modules.library import PathLibrary, conv_library, linear_library
 
@@ -152,6 +153,7 @@ class PathNetA3C(nn.Module):
         input_shape: tuple[int, ...],
         lstm: int = 0,
         precision: Precision = "float32",
+        head_factory: HeadFactory = ActorCriticHead,
     ) -> None:
         super().__init__()
         self.library = library
@@ -159,10 +161,13 @@ class PathNetA3C(nn.Module):
         self.heads = TaskHeads()
         self.lstm = lstm
         self.precision = precision
+        self.head_factory = head_factory
 
-    def add_task(self, task: str, num_actions: int) -> ActorCriticHead:
-        """A fresh head for ``task`` (replacing any earlier one of that name)."""
-        head = ActorCriticHead(self.library.output_size, num_actions, self.lstm)
+    def add_task(self, task: str, num_actions: int) -> nn.Module:
+        """A fresh head for ``task`` (replacing any earlier one of that name) and the task's
+        parts of the library (an MoE layer's gate)."""
+        self.library.add_task(task)
+        head = self.head_factory(self.library.output_size, num_actions, self.lstm)
         self.heads.add(task, head)
         return head
 
@@ -170,12 +175,12 @@ class PathNetA3C(nn.Module):
         return self.heads[task].initial_state(batch)
 
     def path_parameters(self, path: torch.Tensor, task: str) -> list[nn.Parameter]:
-        """The parameters ``path`` ([L, N]) and ``task``'s head use, in a fixed order: O(N)."""
-        params: list[nn.Parameter] = []
-        for layer, ids in zip(self.library.layers, path.tolist(), strict=True):
-            for module in sorted(set(ids)):
-                params += [getattr(layer, kind)[module] for kind in layer.parameter_kinds]
-        return params + list(self.heads[task].parameters())
+        """The parameters ``path`` ([L, N]) and ``task``'s head train, in a fixed order: O(N)."""
+        return self.library.path_parameters(path, task) + list(self.heads[task].parameters())
+
+    def take_aux_loss(self) -> torch.Tensor | None:
+        """The balancing losses of the library's and the heads' MoE layers since the last call."""
+        return sum_aux_losses(self.library, *self.heads.heads.values())
 
     def forward(
         self,
@@ -194,7 +199,7 @@ class PathNetA3C(nn.Module):
         if missing > 0:
             x = torch.cat([x, x.new_zeros(x.shape[0], missing, *x.shape[2:])], dim=1)
         with torso_precision(self.precision):
-            features = self.library(scale_obs(x), path)  # [T*B, F]
+            features = self.library(scale_obs(x), path, task)  # [T*B, F]
         return self.heads[task](features.float().view(steps, batch, -1), starts, state)
 
 
@@ -253,4 +258,4 @@ def pathnet_worker(rank: int, spec: PathNetWorkerSpec) -> None:
             return mine, base.model.path_parameters(current["path"], spec.task)
 
         state = local.initial_state(spec.task, base.cfg.envs_per_worker)
-        run_worker(rank, base, forward, parameters, state, after_rollout)
+        run_worker(rank, base, forward, parameters, state, after_rollout, local.take_aux_loss)

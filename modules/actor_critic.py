@@ -8,10 +8,41 @@ head above the shared module library (see :class:`modules.heads.TaskHeads`).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import nn
 
 LSTMState = tuple[torch.Tensor, torch.Tensor]
+
+HeadFactory = Callable[[int, int, int], nn.Module]
+"""``factory(in_features, num_actions, lstm_units)`` -> a head: ``forward(features [T, B, F],
+starts [T, B], state) -> (logits [T, B, A], values [T, B], state)`` and ``initial_state(B)``.
+An agent chooses its heads' factory (:class:`ActorCriticHead`, an MoE head, a pruned head)."""
+
+
+def zero_state(cell: nn.LSTMCell | None, batch: int) -> LSTMState | None:
+    """Zero LSTM state for ``batch`` environments, or ``None`` without an LSTM."""
+    if cell is None:
+        return None
+    zeros = torch.zeros(batch, cell.hidden_size)
+    return zeros, zeros.clone()
+
+
+def unroll_lstm(
+    cell: nn.LSTMCell, features: torch.Tensor, starts: torch.Tensor, state: LSTMState | None
+) -> tuple[torch.Tensor, LSTMState]:
+    """Run ``cell`` over time, resetting its state where an episode starts.
+
+    features: [T, B, F]; starts: [T, B] bool -> outputs [T, B, H], state after step T-1.
+    """
+    h, c = state if state is not None else zero_state(cell, features.shape[1])
+    outputs = []
+    for x, start in zip(features, starts, strict=True):
+        keep = (~start).to(h.dtype).unsqueeze(1)  # [B, 1]
+        h, c = cell(x, (h * keep, c * keep))
+        outputs.append(h)
+    return torch.stack(outputs), (h, c)
 
 
 class ActorCriticHead(nn.Module):
@@ -31,10 +62,7 @@ class ActorCriticHead(nn.Module):
 
     def initial_state(self, batch: int) -> LSTMState | None:
         """Zero LSTM state for ``batch`` environments, or ``None`` without an LSTM."""
-        if self.lstm is None:
-            return None
-        zeros = torch.zeros(batch, self.lstm.hidden_size)
-        return zeros, zeros.clone()
+        return zero_state(self.lstm, batch)
 
     def forward(
         self, features: torch.Tensor, starts: torch.Tensor, state: LSTMState | None
@@ -42,11 +70,5 @@ class ActorCriticHead(nn.Module):
         # features: [T, B, F]; starts: [T, B] bool (first step of an episode: reset the LSTM)
         # -> logits [T, B, A], values [T, B], state after step T-1 (h, c: [B, H]) or None
         if self.lstm is not None:
-            h, c = state if state is not None else self.initial_state(features.shape[1])
-            outputs = []
-            for x, start in zip(features, starts, strict=True):
-                keep = (~start).to(h.dtype).unsqueeze(1)  # [B, 1]
-                h, c = self.lstm(x, (h * keep, c * keep))
-                outputs.append(h)
-            features, state = torch.stack(outputs), (h, c)
+            features, state = unroll_lstm(self.lstm, features, starts, state)
         return self.policy(features), self.value(features).squeeze(-1), state

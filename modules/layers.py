@@ -12,9 +12,9 @@ modules a path used, and optimisers skip the others (their ``grad`` is ``None``)
 backward and the optimiser step all cost O(N), not O(M). A frozen module is a parameter with
 ``requires_grad=False``.
 
-New layer kinds (MoE, hyper-generated weights) subclass :class:`ModuleLayer` and register their
-per-module parameters with :meth:`ModuleLayer.module_parameters`, so that freezing and
-re-initialisation work unchanged.
+New layer kinds (MoE, hyper-generated weights) subclass :class:`ModuleLayer`, register their
+per-module parameters with :meth:`ModuleLayer.module_parameters` and answer the questions the
+library asks of every kind (input shape, trained parameters, auxiliary loss, per-task parts).
 """
 
 from __future__ import annotations
@@ -96,9 +96,21 @@ def combine_channels_last(y: torch.Tensor, n: int, reduce: str) -> torch.Tensor:
 class ModuleLayer(nn.Module):
     """Base of all path layers: M modules, per-module parameters, frozen-module mask.
 
-    Subclasses implement ``forward(x, ids)`` and ``forward_population(x, ids)`` and create their
-    parameters with :meth:`module_parameters`.
+    Subclasses implement ``forward(x, ids)``, ``forward_population(x, ids, dedup)`` and
+    ``reset_modules(ids)`` and create their per-module parameters with
+    :meth:`module_parameters`. Everything the library and the trainers need to know about a
+    kind is asked of the layer here, so a new kind needs no ``isinstance`` elsewhere:
+
+    - :attr:`flat_input`: whether it wants ``[B, features]`` (the library flattens for it);
+    - :meth:`path_parameters`: what a path through it trains (its modules and any shared parts,
+      such as an MoE layer's gate);
+    - :meth:`forward_with_aux`: its output and an auxiliary loss (``None`` for kinds without);
+    - :meth:`add_task`, :meth:`freeze`, :meth:`frozen_parameter_names`, :meth:`reset_unfrozen`:
+      per-task parts, freezing and re-initialisation.
     """
+
+    flat_input: bool = True
+    """The layer takes ``[B, features]``; a conv layer takes ``[B, C, H, W]`` (False)."""
 
     def __init__(self, num_modules: int, reduce: str = "sum") -> None:
         super().__init__()
@@ -139,6 +151,43 @@ class ModuleLayer(nn.Module):
         params = self._module_lists[name]
         return torch.stack([params[m] for m in ids])
 
+    # --- what the library asks of every kind ---------------------------------------------------
+
+    def forward_with_aux(
+        self, x: torch.Tensor, ids: torch.Tensor | list[int], *, task: str | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``forward(x, ids)`` and the layer's auxiliary loss (``None``: this kind has none)."""
+        del task
+        return self(x, ids), None
+
+    def forward_population_with_aux(
+        self,
+        x: torch.Tensor,
+        ids: torch.Tensor | list[list[int]],
+        dedup: torch.Tensor | None | str = "auto",
+        *,
+        task: str | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``forward_population(x, ids, dedup)`` and the auxiliary loss (``None``: none)."""
+        del task
+        return self.forward_population(x, ids, dedup), None
+
+    def add_task(self, task: str) -> None:
+        """Create ``task``'s own parts of this layer (none for plain module layers)."""
+        del task
+
+    def path_parameters(self, ids: list[int], task: str | None = None) -> list[nn.Parameter]:
+        """The parameters a path through modules ``ids`` trains for ``task``, in a fixed order."""
+        del task
+        return [
+            self._module_lists[kind][m] for m in sorted(set(ids)) for kind in self.parameter_kinds
+        ]
+
+    def freeze(self, ids: list[int], task: str | None = None) -> None:
+        """Freeze the modules ``ids`` (and, in kinds with per-task parts, ``task``'s)."""
+        del task
+        self.freeze_modules(ids)
+
     def freeze_modules(self, module_ids: list[int]) -> None:
         """Mark ``module_ids`` frozen: no gradient reaches them from now on."""
         self.frozen[module_ids] = True
@@ -150,9 +199,19 @@ class ModuleLayer(nn.Module):
             for name in self.parameter_kinds:
                 getattr(self, name)[m].requires_grad_(not frozen)
 
+    def frozen_parameter_names(self) -> list[str]:
+        """Names (for ``get_parameter``) of every frozen parameter of this layer."""
+        frozen = [m for m, is_frozen in enumerate(self.frozen.tolist()) if is_frozen]
+        return [f"{name}.{m}" for m in frozen for name in self.parameter_kinds]
+
     def reset_modules(self, module_ids: list[int]) -> None:
         """Re-initialise the modules ``module_ids`` in place."""
         raise NotImplementedError
+
+    @torch.no_grad()
+    def reset_unfrozen(self) -> None:
+        """Re-initialise everything in this layer that is not frozen."""
+        self.reset_modules([m for m, frozen in enumerate(self.frozen.tolist()) if not frozen])
 
 
 def _refresh_frozen_after_load(layer: ModuleLayer, _incompatible_keys: object) -> None:
@@ -233,6 +292,8 @@ class LinearModuleLayer(ModuleLayer):
 
 class Conv2dModuleLayer(ModuleLayer):
     """M conv+ReLU modules; weights [C_out, C_in, k, k], biases [C_out]."""
+
+    flat_input = False
 
     def __init__(
         self,

@@ -16,12 +16,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from modules.layers import (
-    Conv2dModuleLayer,
-    LinearModuleLayer,
-    ModuleLayer,
-    duplicate_weights,
-)
+from modules.gating import AuxLosses
+from modules.layers import Conv2dModuleLayer, LinearModuleLayer, ModuleLayer, duplicate_weights
 
 
 class PathLibrary(nn.Module):
@@ -33,7 +29,8 @@ class PathLibrary(nn.Module):
             raise ValueError("a library needs at least one layer")
         self.layers = nn.ModuleList(layers)
         self.output_size = output_size
-        self._frozen_values: dict[tuple[int, str, int], torch.Tensor] = {}
+        self._frozen_values: dict[tuple[int, str], torch.Tensor] = {}
+        self._aux_losses = AuxLosses()
         self.register_load_state_dict_post_hook(_snapshot_after_load)
 
     @property
@@ -44,30 +41,63 @@ class PathLibrary(nn.Module):
     def modules_per_layer(self) -> list[int]:
         return [layer.num_modules for layer in self.layers]
 
-    def forward(self, x: torch.Tensor, path: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, path: torch.Tensor, task: str | None = None) -> torch.Tensor:
         # x: [B, ...input]; path: [L, N] long -> [B, F] features
+        aux = None
         for layer, ids in zip(self.layers, path.tolist(), strict=True):
-            if isinstance(layer, LinearModuleLayer) and x.dim() > 2:
+            if layer.flat_input and x.dim() > 2:
                 x = x.flatten(1)
-            x = layer(x, ids)
+            x, layer_aux = layer.forward_with_aux(x, ids, task=task)
+            aux = _add(aux, layer_aux)
+        self._aux_losses.add(aux)
         return x.flatten(1)
 
-    def forward_population(self, x: torch.Tensor, paths: torch.Tensor) -> torch.Tensor:
+    def forward_population(
+        self, x: torch.Tensor, paths: torch.Tensor, task: str | None = None
+    ) -> torch.Tensor:
         # x: [B, ...input] shared by all paths (or [P, B, ...]); paths: [P, L, N] -> [P, B, F]
         paths = paths.transpose(0, 1)  # [L, P, N]
         dedup = duplicate_weights(paths)  # None, or [L, P, N]
+        aux = None
         for index, (layer, ids) in enumerate(zip(self.layers, paths.tolist(), strict=True)):
-            if isinstance(layer, LinearModuleLayer) and x.dim() > 3:
+            if layer.flat_input and x.dim() > 3:
                 x = x.flatten(2)
-            x = layer.forward_population(x, ids, None if dedup is None else dedup[index])
+            weights = None if dedup is None else dedup[index]
+            x, layer_aux = layer.forward_population_with_aux(x, ids, weights, task=task)
+            aux = _add(aux, layer_aux)
+        self._aux_losses.add(aux)
         return x.flatten(2)
 
-    # --- freezing (transfer) -------------------------------------------------------------------
+    # --- auxiliary losses (MoE balancing) ------------------------------------------------------
 
-    def freeze(self, path: torch.Tensor) -> None:
-        """Make the modules on ``path`` ([L, N] long) immutable from now on."""
+    def take_aux_loss(self) -> torch.Tensor | None:
+        """The mean auxiliary loss of the forward passes since the last call (with autograd
+        enabled), then forget them; ``None`` if no layer has one (plain PathNet libraries).
+
+        Trainers add it to their loss: supervised path training after each minibatch, A3C after
+        the pass whose logits the loss uses.
+        """
+        return self._aux_losses.take()
+
+    # --- per-task parts and freezing (transfer) ------------------------------------------------
+
+    def add_task(self, task: str) -> None:
+        """Create ``task``'s own parts in every layer (an MoE layer's gate); kept if present."""
+        for layer in self.layers:
+            layer.add_task(task)
+
+    def path_parameters(self, path: torch.Tensor, task: str | None = None) -> list[nn.Parameter]:
+        """What ``path`` ([L, N]) trains for ``task``, layer by layer, in a fixed order: O(N)."""
+        return [
+            param
+            for layer, ids in zip(self.layers, path.tolist(), strict=True)
+            for param in layer.path_parameters(ids, task)
+        ]
+
+    def freeze(self, path: torch.Tensor, task: str | None = None) -> None:
+        """Make the modules on ``path`` ([L, N] long), and ``task``'s gates, immutable."""
         for layer, ids in zip(self.layers, path.tolist(), strict=True):
-            layer.freeze_modules(ids)
+            layer.freeze(ids, task)
         self._snapshot_frozen()
 
     def frozen_mask(self) -> list[torch.Tensor]:
@@ -76,9 +106,9 @@ class PathLibrary(nn.Module):
 
     @torch.no_grad()
     def reinit_unfrozen(self) -> None:
-        """Re-initialise every module that is not frozen (the rest of the library)."""
+        """Re-initialise every module (and per-task part) that is not frozen."""
         for layer in self.layers:
-            layer.reset_modules([m for m, frozen in enumerate(layer.frozen.tolist()) if not frozen])
+            layer.reset_unfrozen()
 
     def guard(self, optimizer: torch.optim.Optimizer) -> torch.utils.hooks.RemovableHandle:
         """Keep ``optimizer`` from moving frozen modules: restore them after every step."""
@@ -86,19 +116,23 @@ class PathLibrary(nn.Module):
 
     @torch.no_grad()
     def restore_frozen(self) -> None:
-        """Write the frozen modules' saved values back into their parameters."""
-        for (layer_index, name, m), saved in self._frozen_values.items():
-            getattr(self.layers[layer_index], name)[m].copy_(saved)
+        """Write the frozen parameters' saved values back."""
+        for (layer_index, name), saved in self._frozen_values.items():
+            self.layers[layer_index].get_parameter(name).copy_(saved)
 
     @torch.no_grad()
     def _snapshot_frozen(self) -> None:
         self._frozen_values = {
-            (layer_index, name, m): getattr(layer, name)[m].detach().clone()
+            (layer_index, name): layer.get_parameter(name).detach().clone()
             for layer_index, layer in enumerate(self.layers)
-            for m, frozen in enumerate(layer.frozen.tolist())
-            if frozen
-            for name in layer.parameter_kinds
+            for name in layer.frozen_parameter_names()
         }
+
+
+def _add(total: torch.Tensor | None, term: torch.Tensor | None) -> torch.Tensor | None:
+    if term is None:
+        return total
+    return term if total is None else total + term
 
 
 def _snapshot_after_load(library: PathLibrary, _incompatible_keys: object) -> None:

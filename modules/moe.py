@@ -1,0 +1,263 @@
+"""A sparsely-gated mixture-of-experts path layer: the layer's modules are the experts.
+
+Shazeer et al. 2017, arXiv:1701.06538. Each expert is a small two-layer ReLU network
+``in -> hidden -> out``; a trainable gate (one per task, zero-initialised, so it starts by
+routing uniformly) sends every example to k experts and sums their outputs weighted by the
+gate (:mod:`modules.gating`). In a PathNet library the path decides *which* experts a task may
+use: the gate picks the top k among the path's N module ids, never outside them.
+
+**Dispatch** is batched: tokens are grouped by chosen expert into one ``[S, C, in]`` buffer and
+all experts run as two batched matmuls (no loop over examples or experts). **Capacity**: each
+expert takes at most C = ceil(capacity_factor · B · k / n) tokens of a batch of B over the
+path's n experts (``capacity_factor=None``: C = B, nothing ever overflows). Tokens claim places
+in order of preference — every token's first choice before any second choice — and within a
+preference by position in the batch. A choice that finds its expert full is dropped: it adds
+nothing to the token's output, and the token's other choices keep their gate values (the output
+is not renormalised). A token whose every choice overflowed gets a zero output from this layer.
+
+**Balancing**: importance and load losses (CV² of per-expert gate sums and of the smooth load,
+each with its own coefficient) are returned by :meth:`MoEModuleLayer.forward_with_aux` for the
+library to collect; :meth:`forward` alone returns only the output.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from modules.gating import balance_losses, noisy_top_k
+from modules.layers import ModuleLayer, distinct, unique_weights
+
+DEFAULT_TASK = "default"
+
+
+class MoEModuleLayer(ModuleLayer):
+    """E experts ``in -> hidden -> out`` (two-layer ReLU nets), a noisy top-k gate per task."""
+
+    flat_input = True
+
+    def __init__(
+        self,
+        num_experts: int,
+        in_features: int,
+        hidden: int,
+        out_features: int,
+        k: int = 2,
+        capacity_factor: float | None = 1.25,
+        w_importance: float = 0.1,
+        w_load: float = 0.1,
+        noisy: bool = True,
+        activation: bool = False,
+    ) -> None:
+        super().__init__(num_experts, "sum")
+        if min(in_features, hidden, out_features, k) <= 0:
+            raise ValueError("experts need positive sizes and k >= 1")
+        if capacity_factor is not None and capacity_factor <= 0:
+            raise ValueError(f"capacity_factor must be positive or None, got {capacity_factor}")
+        if w_importance < 0 or w_load < 0:
+            raise ValueError("balancing coefficients must be non-negative")
+        self.in_features, self.hidden, self.out_features = in_features, hidden, out_features
+        self.k, self.capacity_factor = k, capacity_factor
+        self.w_importance, self.w_load = w_importance, w_load
+        self.noisy, self.activation = noisy, activation
+        self.w1 = self.module_parameters("w1", hidden, in_features)
+        self.b1 = self.module_parameters("b1", hidden)
+        self.w2 = self.module_parameters("w2", out_features, hidden)
+        self.b2 = self.module_parameters("b2", out_features)
+        self.reset_modules(range(num_experts))
+        self.gates = nn.ParameterDict()
+        """Per task: [in, E] clean-logit weights W_g."""
+        self.noise_gates = nn.ParameterDict()
+        """Per task: [in, E] noise-scale weights W_noise."""
+        self.frozen_tasks: set[str] = set()
+        self.add_task(DEFAULT_TASK)
+
+    # --- parameters ----------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def reset_modules(self, module_ids) -> None:
+        """nn.Linear's default initialisation for both layers of each expert."""
+        for m in module_ids:
+            for weight, bias, fan_in in (
+                (self.w1[m], self.b1[m], self.in_features),
+                (self.w2[m], self.b2[m], self.hidden),
+            ):
+                nn.init.kaiming_uniform_(weight, a=math.sqrt(5))
+                nn.init.uniform_(bias, -1 / math.sqrt(fan_in), 1 / math.sqrt(fan_in))
+
+    def add_task(self, task: str) -> None:
+        """A zero-initialised gate for ``task`` (routes uniformly at first); kept if present."""
+        key = _key(task)
+        if key in self.gates:
+            return
+        self.gates[key] = nn.Parameter(torch.zeros(self.in_features, self.num_modules))
+        self.noise_gates[key] = nn.Parameter(torch.zeros(self.in_features, self.num_modules))
+
+    def task_parameters(self, task: str | None) -> list[nn.Parameter]:
+        key = self._gate_key(task)
+        return [self.gates[key], self.noise_gates[key]]
+
+    def path_parameters(self, ids: list[int], task: str | None = None) -> list[nn.Parameter]:
+        return super().path_parameters(ids, task) + self.task_parameters(task)
+
+    def freeze(self, ids: list[int], task: str | None = None) -> None:
+        """Freeze the experts ``ids`` and, if given, ``task``'s gate."""
+        super().freeze(ids, task)
+        if task is not None:
+            self.frozen_tasks.add(self._gate_key(task))
+            self.refresh_frozen()
+
+    def refresh_frozen(self) -> None:
+        super().refresh_frozen()
+        for key in self.gates:
+            frozen = key in self.frozen_tasks
+            self.gates[key].requires_grad_(not frozen)
+            self.noise_gates[key].requires_grad_(not frozen)
+
+    def frozen_parameter_names(self) -> list[str]:
+        gates = [f"{kind}.{key}" for key in self.frozen_tasks for kind in ("gates", "noise_gates")]
+        return super().frozen_parameter_names() + gates
+
+    @torch.no_grad()
+    def reset_unfrozen(self) -> None:
+        super().reset_unfrozen()
+        for key in self.gates:
+            if key not in self.frozen_tasks:
+                self.gates[key].zero_()
+                self.noise_gates[key].zero_()
+
+    def get_extra_state(self) -> dict[str, list[str]]:
+        return {"frozen_tasks": sorted(self.frozen_tasks)}
+
+    def set_extra_state(self, state: dict[str, list[str]]) -> None:
+        self.frozen_tasks = set(state["frozen_tasks"])
+        self.refresh_frozen()
+
+    def _gate_key(self, task: str | None) -> str:
+        key = _key(DEFAULT_TASK if task is None else task)
+        if key not in self.gates:
+            known = sorted(k.replace("\x1f", ".") for k in self.gates)
+            raise KeyError(f"no gate for task {task!r} in an MoE layer; known: {known}")
+        return key
+
+    # --- forward -------------------------------------------------------------------------------
+
+    def capacity(self, batch: int, experts: int) -> int:
+        """Places per expert for a batch of ``batch`` tokens over ``experts`` experts."""
+        if self.capacity_factor is None:
+            return batch
+        k = min(self.k, experts)
+        return max(1, math.ceil(self.capacity_factor * batch * k / experts))
+
+    def forward(self, x: torch.Tensor, ids: torch.Tensor | list[int]) -> torch.Tensor:
+        # x: [B, in]; ids: [N] experts the gate may choose from -> [B, out]
+        return self.forward_with_aux(x, ids)[0]
+
+    def forward_with_aux(
+        self, x: torch.Tensor, ids: torch.Tensor | list[int], *, task: str | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        # x: [B, in]; ids: [N] -> ([B, out], balancing loss [])
+        y, aux = self._mixture(x.unsqueeze(0), [distinct(ids)], None, task)
+        return y[0], aux
+
+    def forward_population(
+        self,
+        x: torch.Tensor,
+        ids: torch.Tensor | list[list[int]],
+        dedup: torch.Tensor | None | str = "auto",
+    ) -> torch.Tensor:
+        # x: [P, B, in] or [B, in]; ids: [P, N] -> [P, B, out]
+        return self.forward_population_with_aux(x, ids, dedup)[0]
+
+    def forward_population_with_aux(
+        self,
+        x: torch.Tensor,
+        ids: torch.Tensor | list[list[int]],
+        dedup: torch.Tensor | None | str = "auto",
+        *,
+        task: str | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        # x: [P, B, in] or [B, in]; ids: [P, N] -> ([P, B, out], balancing loss [])
+        rows = ids.tolist() if isinstance(ids, torch.Tensor) else [list(row) for row in ids]
+        if x.dim() == 2:
+            x = x.unsqueeze(0).expand(len(rows), -1, -1)
+        repeats = unique_weights(torch.tensor(rows)) == 0  # [P, N]: a repeated id is no choice
+        return self._mixture(x, rows, repeats, task)
+
+    def _mixture(
+        self,
+        x: torch.Tensor,
+        rows: list[list[int]],
+        repeats: torch.Tensor | None,
+        task: str | None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        # x: [P, B, in]; rows: P lists of n expert ids; repeats: [P, n] bool or None
+        # -> ([P, B, out], balancing loss averaged over the P paths)
+        p, b, n = x.shape[0], x.shape[1], len(rows[0])
+        key = self._gate_key(task)
+        flat = torch.tensor([m for row in rows for m in row])  # [P*n] slot -> expert
+        columns = flat.view(p, n)
+        w_gate = self.gates[key].t()[columns].transpose(1, 2)  # [P, in, n]
+        clean = torch.bmm(x, w_gate)  # [P, B, n]
+        noise_std = None
+        if self.noisy and self.training:
+            w_noise = self.noise_gates[key].t()[columns].transpose(1, 2)
+            noise_std = F.softplus(torch.bmm(x, w_noise)).flatten(0, 1)  # [P*B, n]
+        available = None if repeats is None else (~repeats).repeat_interleave(b, dim=0)
+        gating = noisy_top_k(clean.flatten(0, 1), noise_std, self.k, available)  # tokens P*B
+        importance = gating.gates.view(p, b, n).sum(1)  # [P, n]
+        load = gating.load.view(p, b, n).sum(1)
+        aux = balance_losses(importance, load, self.w_importance, self.w_load).mean()
+        offsets = (torch.arange(p) * n).repeat_interleave(b).unsqueeze(1)  # [P*B, 1]
+        y = self._dispatch(
+            x.flatten(0, 1), gating.top_slots + offsets, gating.top_gates, flat, b, n
+        )
+        return y.view(p, b, self.out_features), aux
+
+    def _dispatch(
+        self,
+        x: torch.Tensor,
+        slots: torch.Tensor,
+        gates: torch.Tensor,
+        experts: torch.Tensor,
+        batch: int,
+        per_path: int,
+    ) -> torch.Tensor:
+        # x: [T, in]; slots: [T, k] global slot ids (path p's experts are slots p*n .. p*n+n-1);
+        # gates: [T, k]; experts: [S] long slot -> expert id -> [T, out]
+        tokens, k = slots.shape
+        num_slots = experts.numel()
+        capacity = self.capacity(batch, per_path)
+        # Preference order: all first choices, then all second choices, ... (k-major).
+        choice_slot = slots.t().reshape(-1)  # [k*T]
+        choice_token = torch.arange(tokens).repeat(k)
+        choice_gate = gates.t().reshape(-1)
+        order = torch.argsort(choice_slot, stable=True)
+        counts = torch.bincount(choice_slot, minlength=num_slots)
+        starts = torch.cumsum(counts, 0) - counts
+        position = torch.empty_like(choice_slot)
+        position[order] = torch.arange(order.numel()) - starts[choice_slot[order]]
+        kept = position < capacity
+        place = choice_slot[kept] * capacity + position[kept]  # [K] index into the buffer
+        token = choice_token[kept]
+        buffer = x.new_zeros(num_slots * capacity, self.in_features)
+        buffer = buffer.index_copy(0, place, x[token])  # [S*C, in]
+        ids = experts.tolist()
+        w1 = self.gather("w1", ids)  # [S, hidden, in]
+        b1 = self.gather("b1", ids).unsqueeze(1)  # [S, 1, hidden]
+        w2 = self.gather("w2", ids)  # [S, out, hidden]
+        b2 = self.gather("b2", ids).unsqueeze(1)
+        hidden = F.relu(torch.baddbmm(b1, buffer.view(num_slots, capacity, -1), w1.transpose(1, 2)))
+        out = torch.baddbmm(b2, hidden, w2.transpose(1, 2))  # [S, C, out]
+        if self.activation:
+            out = F.relu(out)
+        weighted = out.view(num_slots * capacity, -1)[place] * choice_gate[kept].unsqueeze(1)
+        return x.new_zeros(tokens, self.out_features).index_add(0, token, weighted)
+
+
+def _key(task: str) -> str:
+    # ParameterDict keys may not contain "."; task names such as "ALE/Pong-v5" may.
+    return task.replace(".", "\x1f")
