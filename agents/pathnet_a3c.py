@@ -39,7 +39,8 @@ from evolution.toolbox import make_toolbox
 from modules.actor_critic import ActorCriticHead, HeadFactory, LSTMState
 from modules.gating import sum_aux_losses
 from modules.heads import TaskHeads
-from modules.library import PathLibrary, conv_library, linear_library
+from modules.layers import LinearModuleLayer
+from modules.library import LayerFactory, PathLibrary, conv_library, linear_library
 
 ATARI_CONVS = ((8, 4), (4, 2), (3, 1))
 """PathNet's Atari conv modules: (kernel, stride) of the first three layers."""
@@ -104,15 +105,22 @@ class PathNetA3CConfig:
         return torch.tensor([math.exp(rng.uniform(low, high)) for _ in range(workers)])
 
 
-def pathnet_library(obs_shape: tuple[int, ...], cfg: PathNetA3CConfig) -> PathLibrary:
+def pathnet_library(
+    obs_shape: tuple[int, ...],
+    cfg: PathNetA3CConfig,
+    last_layer: LayerFactory = LinearModuleLayer,
+) -> PathLibrary:
     """The module library for an observation shape.
 
     Vectors: L linear layers of ``units``. Atari-sized pixels: the paper's conv modules (the
     first L - 1 of 8×8/4, 4×4/2, 3×3/1) and a linear last layer. Small grids (MinAtar): L - 1
-    conv layers of 3×3/1 and a linear last layer.
+    conv layers of 3×3/1 and a linear last layer. ``last_layer`` makes that last layer (an MoE
+    layer for the ``pathnet-moe`` agent).
     """
     if len(obs_shape) == 1:
-        return linear_library(obs_shape[0], cfg.units, cfg.layers, cfg.modules, cfg.last_reduce)
+        return linear_library(
+            obs_shape[0], cfg.units, cfg.layers, cfg.modules, cfg.last_reduce, last_layer
+        )
     if len(obs_shape) != 3:
         raise ValueError(f"unsupported observation shape {obs_shape}; need [D] or [C, H, W]")
     if cfg.layers < 2:
@@ -124,7 +132,7 @@ def pathnet_library(obs_shape: tuple[int, ...], cfg: PathNetA3CConfig) -> PathLi
     else:
         convs = [(cfg.kernels, 3, 1)] * (cfg.layers - 1)
     shape = (obs_shape[0], obs_shape[1], obs_shape[2])
-    return conv_library(shape, convs, cfg.modules, cfg.units, cfg.last_reduce)
+    return conv_library(shape, convs, cfg.modules, cfg.units, cfg.last_reduce, last_layer)
 
 
 def common_input_shape(*shapes: tuple[int, ...]) -> tuple[int, ...]:

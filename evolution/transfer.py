@@ -13,9 +13,10 @@ from evolution.operators import path_modules
 from modules.library import PathLibrary
 
 
-def begin_transfer(library: PathLibrary, best_path: torch.Tensor) -> None:
-    """Freeze ``best_path`` ([L, N]) of the finished task and re-initialise the rest."""
-    library.freeze(best_path)
+def begin_transfer(library: PathLibrary, best_path: torch.Tensor, task: str | None = None) -> None:
+    """Freeze ``best_path`` ([L, N]) of the finished ``task`` (its modules, and its own parts
+    of the layers such as an MoE gate) and re-initialise the rest."""
+    library.freeze(best_path, task)
     library.reinit_unfrozen()
 
 

@@ -11,7 +11,7 @@ the frozen values back, whatever the optimiser does (momentum, weight decay, a u
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
@@ -139,29 +139,33 @@ def _snapshot_after_load(library: PathLibrary, _incompatible_keys: object) -> No
     library._snapshot_frozen()  # a top-level function (not a lambda) keeps the library picklable
 
 
+LayerFactory = Callable[[int, int, int, str], ModuleLayer]
+"""``factory(num_modules, in_features, out_features, reduce)`` -> a flat-input layer: how a
+library builder makes its last layer (linear modules by default; an MoE layer, …)."""
+
+
 def linear_library(
     in_features: int,
     hidden: int,
     num_layers: int,
     num_modules: int,
     last_reduce: str = "sum",
+    last_layer: LayerFactory = LinearModuleLayer,
 ) -> PathLibrary:
     """An MLP library: ``num_layers`` layers of ``num_modules`` linear modules of ``hidden`` units.
 
     ``last_reduce="mean"`` averages at the last shared layer (the setting PathNet's published
-    results used, according to a reimplementation that asked the authors).
+    results used, according to a reimplementation that asked the authors); ``last_layer``
+    makes the last layer (e.g. :func:`modules.moe.moe_layer_factory`).
     """
     if min(in_features, hidden, num_layers, num_modules) <= 0:
         raise ValueError("library sizes must be positive")
     layers = [
-        LinearModuleLayer(
-            num_modules,
-            in_features if index == 0 else hidden,
-            hidden,
-            reduce=last_reduce if index == num_layers - 1 else "sum",
-        )
-        for index in range(num_layers)
+        LinearModuleLayer(num_modules, in_features if index == 0 else hidden, hidden)
+        for index in range(num_layers - 1)
     ]
+    last_in = in_features if num_layers == 1 else hidden
+    layers.append(last_layer(num_modules, last_in, hidden, last_reduce))
     return PathLibrary(layers, output_size=hidden)
 
 
@@ -171,8 +175,10 @@ def conv_library(
     num_modules: int,
     linear_units: int | None = None,
     last_reduce: str = "sum",
+    last_layer: LayerFactory = LinearModuleLayer,
 ) -> PathLibrary:
-    """A conv library for pixels: conv layers ``(channels, kernel, stride)`` then one linear layer.
+    """A conv library for pixels: conv layers ``(channels, kernel, stride)`` then one flat layer
+    of ``linear_units`` made by ``last_layer`` (linear modules by default).
 
     PathNet's Atari setting is ``conv_layers=[(8, 8, 4), (8, 4, 2), (8, 3, 1)]``,
     ``linear_units=50``, ``num_modules=10``.
@@ -187,7 +193,8 @@ def conv_library(
         layers.append(layer)
     output_size = channels * height * width
     if linear_units is not None:
-        layers.append(LinearModuleLayer(num_modules, output_size, linear_units))
+        layers.append(last_layer(num_modules, output_size, linear_units, last_reduce))
         output_size = linear_units
-    layers[-1].reduce = last_reduce
+    else:
+        layers[-1].reduce = last_reduce
     return PathLibrary(layers, output_size=output_size)

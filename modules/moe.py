@@ -22,6 +22,7 @@ library to collect; :meth:`forward` alone returns only the output.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -256,6 +257,41 @@ class MoEModuleLayer(ModuleLayer):
             out = F.relu(out)
         weighted = out.view(num_slots * capacity, -1)[place] * choice_gate[kept].unsqueeze(1)
         return x.new_zeros(tokens, self.out_features).index_add(0, token, weighted)
+
+
+def moe_layer_factory(
+    expert_hidden: int,
+    k: int = 2,
+    capacity_factor: float | None = 1.25,
+    w_importance: float = 0.1,
+    w_load: float = 0.1,
+) -> functools.partial[MoEModuleLayer]:
+    """A :data:`modules.library.LayerFactory` for MoE layers whose experts end in a ReLU (they
+    feed the next layer or a head, as PathNet's modules do); the gate, not ``reduce``, weighs
+    the experts. A ``partial``, so libraries that keep it stay picklable."""
+    return functools.partial(
+        _library_moe_layer, expert_hidden=expert_hidden, k=k, capacity_factor=capacity_factor,
+        w_importance=w_importance, w_load=w_load,
+    )  # fmt: skip
+
+
+def _library_moe_layer(
+    num_modules: int,
+    in_features: int,
+    out_features: int,
+    reduce: str,
+    *,
+    expert_hidden: int,
+    k: int,
+    capacity_factor: float | None,
+    w_importance: float,
+    w_load: float,
+) -> MoEModuleLayer:
+    del reduce  # the gate's weights combine the experts
+    return MoEModuleLayer(
+        num_modules, in_features, expert_hidden, out_features, k, capacity_factor,
+        w_importance, w_load, activation=True,
+    )  # fmt: skip
 
 
 def _key(task: str) -> str:

@@ -70,7 +70,12 @@ class MoEActorCriticHead(nn.Module):
 
 
 def moe_head_factory(
-    experts: int = 8, expert_hidden: int = 32, k: int = 2, capacity_factor: float | None = None
+    experts: int = 8,
+    expert_hidden: int = 32,
+    k: int = 2,
+    capacity_factor: float | None = None,
+    w_importance: float = 0.1,
+    w_load: float = 0.1,
 ) -> HeadFactory:
     """A :data:`~modules.actor_critic.HeadFactory` making :class:`MoEActorCriticHead` s.
 
@@ -79,5 +84,5 @@ def moe_head_factory(
     """
     return functools.partial(
         MoEActorCriticHead, experts=experts, expert_hidden=expert_hidden, k=k,
-        capacity_factor=capacity_factor,
+        capacity_factor=capacity_factor, w_importance=w_importance, w_load=w_load,
     )  # fmt: skip

@@ -10,17 +10,13 @@ Run ``python runners/a3c.py --help`` for the options; ``tensorboard --logdir run
 from __future__ import annotations
 
 import dataclasses
-import random
 import sys
-import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from torch import nn
 from torch.utils.tensorboard import SummaryWriter
@@ -28,24 +24,20 @@ from torch.utils.tensorboard import SummaryWriter
 if __package__ in (None, ""):  # run as a script: make the project importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from agents.a3c import A3CConfig, A3CNet, WorkerSpec, a3c_worker
+from agents.a3c import A3CConfig, WorkerSpec
 from agents.curves import final_mean_return, learning_curve
-from agents.pathnet_a3c import (
-    PathNetA3C,
-    PathNetA3CConfig,
-    PathNetWorkerSpec,
-    pathnet_library,
-    pathnet_worker,
-)
+from agents.moe_agents import MoEConfig
+from agents.pathnet_a3c import PathNetA3CConfig, PathNetWorkerSpec
 from agents.processes import WorkerGroup
+from agents.registry import agent_names, get_agent
 from agents.shared_optim import make_shared_optimizer
-from envs import make_env
 from evolution.async_tournament import SharedPopulation
-from evolution.operators import module_usage
-from evolution.toolbox import make_toolbox
 from runners import run_dir as rd
-from runners.cli import run_cli
-from runners.figures import plot_learning_curves, usage_image
+from runners.cli import choice_of, run_cli
+from runners.figures import plot_learning_curves
+from runners.phase import PhaseLog, env_spaces, make_progress, new_population, run_phase
+
+AgentName = choice_of(agent_names())
 
 
 @dataclass
@@ -54,8 +46,9 @@ class A3CRunConfig:
 
     env_id: str = "MinAtar/Breakout-v1"
     """Environment id (see `python -m envs`)."""
-    agent: Literal["a3c", "pathnet"] = "a3c"
-    """Plain A3C with the standard network, or PathNet-A3C (evolved paths in a module library)."""
+    agent: AgentName = "a3c"
+    """Agent from the registry: a3c (standard network), pathnet (PathNet-A3C), moe (MoE head),
+    pathnet-moe (PathNet-A3C with an MoE last layer)."""
     workers: int = 2
     """Worker processes (each steps `a3c.envs-per-worker` environments)."""
     steps: int = 500_000
@@ -66,6 +59,7 @@ class A3CRunConfig:
     """Stop early once the mean return of the last 20 episodes reaches this."""
     a3c: A3CConfig = field(default_factory=A3CConfig)
     pathnet: PathNetA3CConfig = field(default_factory=PathNetA3CConfig)
+    moe: MoEConfig = field(default_factory=MoEConfig)
     run_dir: str | None = None
     """Where to write the run (default: runs/a3c-<time>-s<seed>)."""
     resume: str | None = None
@@ -78,153 +72,18 @@ class A3CRunConfig:
     def __post_init__(self) -> None:
         if self.workers <= 0 or self.steps <= 0 or self.checkpoint_every <= 0:
             raise ValueError("workers, steps and checkpoint_every must be positive")
-        if self.agent == "pathnet" and self.workers < 2:
-            raise ValueError("PathNet-A3C needs at least 2 workers (one genome each)")
-
-
-@dataclass
-class PhaseLog:
-    """What the runner's process records of one training phase (checkpointed)."""
-
-    episodes: list[tuple[int, float]] = field(default_factory=list)
-    """(global step at the episode's end, return), in arrival order."""
-    seconds: float = 0.0
-    """Wall time spent training (over all sessions of a resumed run)."""
-    session_steps: int = 0
-    """Environment steps of the latest session from every worker's first logged update to the
-    last logged update (steady state)."""
-    session_seconds: float = 0.0
-    """Wall time of the same stretch: process start-up and shut-down are not part of the
-    throughput."""
-
-
-def env_spaces(env_id: str, seed: int) -> tuple[tuple[int, ...], int]:
-    """Observation shape and number of actions; a one-line error for bad ids or spaces."""
-    env = make_env(env_id, seed)
-    try:
-        if not hasattr(env.action_space, "n"):
-            raise ValueError(f"{env_id} has a non-discrete action space; A3C here needs Discrete")
-        return tuple(env.observation_space.shape), int(env.action_space.n)
-    finally:
-        env.close()
-
-
-def new_population(cfg: PathNetA3CConfig, workers: int, seed: int) -> SharedPopulation:
-    """One random path genome per worker, in shared memory."""
-    toolbox = make_toolbox(cfg.evo_config(workers), rng=random.Random(seed))
-    return SharedPopulation.create(toolbox.population(n=workers))
-
-
-def make_progress(console: Console, enabled: bool) -> Progress:
-    return Progress(
-        TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed:,.0f} steps"),
-        TextColumn("mean return {task.fields[mean]:.2f}"), TimeElapsedColumn(),
-        console=console, disable=not enabled,
-    )  # fmt: skip
-
-
-def run_phase(
-    target: Callable[..., None],
-    build_args: Callable[[WorkerGroup], list[tuple[Any, ...]]],
-    *,
-    steps: torch.Tensor,
-    budget: int,
-    log: PhaseLog,
-    writer: SummaryWriter,
-    prefix: str,
-    progress: Progress,
-    checkpoint: Callable[[], None],
-    checkpoint_every: int,
-    target_return: float | None = None,
-    population: SharedPopulation | None = None,
-    frozen: torch.Tensor | None = None,
-) -> None:
-    """Run workers until the budget is spent; log their messages; checkpoint now and then.
-
-    ``population`` (PathNet) adds fitness scalars and the module-usage image after tournaments;
-    ``frozen`` ([L, M] bool) marks frozen modules in that image.
-    """
-    start_steps, start = int(steps.sum()), time.monotonic()
-    next_checkpoint = (start_steps // checkpoint_every + 1) * checkpoint_every
-    rate_mark = (start, start_steps)
-    steady_from: tuple[float, int] | None = None  # (time, steps) once every worker updated
-    steady_until: tuple[float, int] | None = None  # (time, steps) of the latest update since
-    updated: set[int] = set()
-    bar = progress.add_task(prefix.rstrip("/") or "train", total=budget, mean=float("nan"))
-    progress.update(bar, completed=start_steps)
-    try:
-        with WorkerGroup() as group:
-            args = build_args(group)
-            group.start(target, args)
-            for message in group.messages():
-                kind, rank, step = message["kind"], message["rank"], message["step"]
-                if kind == "episode":
-                    if group.stop.item():
-                        # The target was reached: episodes finishing while the workers wind
-                        # down are not part of the run (they would move the reported mean).
-                        continue
-                    log.episodes.append((step, message["return"]))
-                    mean = final_mean_return(log.episodes)
-                    writer.add_scalar(f"{prefix}charts/episodic_return/worker{rank}",
-                                      message["return"], step)  # fmt: skip
-                    writer.add_scalar(f"{prefix}charts/mean_return_20", mean, step)
-                    progress.update(bar, completed=min(int(steps.sum()), budget), mean=mean)
-                    reached = target_return is not None and mean >= target_return
-                    if reached and len(log.episodes) >= 20:
-                        group.stop.fill_(True)
-                elif kind == "update":
-                    updated.add(rank)
-                    if steady_from is None and len(updated) == len(args):
-                        steady_from = (time.monotonic(), int(steps.sum()))
-                    elif steady_from is not None:
-                        steady_until = (time.monotonic(), int(steps.sum()))
-                    for key in ("policy_loss", "value_loss", "entropy", "grad_norm"):
-                        writer.add_scalar(f"{prefix}losses/{key}", message[key], step)
-                    now = time.monotonic()
-                    if now - rate_mark[0] >= 2.0:
-                        rate = (int(steps.sum()) - rate_mark[1]) / (now - rate_mark[0])
-                        writer.add_scalar(f"{prefix}charts/steps_per_second", rate, step)
-                        rate_mark = (now, int(steps.sum()))
-                elif kind == "tournament" and population is not None and frozen is not None:
-                    fitness = population.fitness[~population.fitness.isnan()]
-                    writer.add_scalar(f"{prefix}evolution/fitness/worker{rank}",
-                                      message["fitness"], step)  # fmt: skip
-                    if fitness.numel():  # every slot may be between a copy and its evaluation
-                        writer.add_scalar(f"{prefix}evolution/fitness_max", fitness.max(), step)
-                        writer.add_scalar(f"{prefix}evolution/fitness_mean", fitness.mean(), step)
-                    layers, modules = frozen.shape
-                    active = population.genomes.shape[1] // layers
-                    usage = module_usage(population.genomes.tolist(), layers, active, modules)
-                    writer.add_image(f"{prefix}evolution/paths", usage_image(usage, frozen), step)
-                if int(steps.sum()) >= next_checkpoint:
-                    checkpoint()
-                    next_checkpoint += checkpoint_every
-    except KeyboardInterrupt:
-        checkpoint()
-        raise
-    finally:
-        now = time.monotonic()
-        log.seconds += now - start
-        # Steady state: from every worker's first logged update to the last one (process
-        # start-up and shut-down excluded); a run too short for that counts its whole session.
-        if steady_from is None or steady_until is None:
-            steady_from, steady_until = (start, start_steps), (now, int(steps.sum()))
-        log.session_seconds = steady_until[0] - steady_from[0]
-        log.session_steps = steady_until[1] - steady_from[1]
+        if get_agent(self.agent).evolves_paths and self.workers < 2:
+            raise ValueError(f"{self.agent} needs at least 2 workers (one path genome each)")
 
 
 def build_agent(
     cfg: A3CRunConfig, obs_shape: tuple[int, ...], num_actions: int
 ) -> tuple[nn.Module, SharedPopulation | None]:
-    """The shared network (and, for PathNet, the population), in shared memory."""
-    if cfg.agent == "a3c":
-        model: nn.Module = A3CNet(
-            obs_shape, num_actions, cfg.a3c.hidden, cfg.a3c.lstm, cfg.a3c.precision
-        )
-        population = None
-    else:
-        library = pathnet_library(obs_shape, cfg.pathnet)
-        model = PathNetA3C(library, obs_shape, cfg.a3c.lstm, cfg.a3c.precision)
+    """The shared network (and, for path agents, the population), in shared memory."""
+    agent = get_agent(cfg.agent)
+    model = agent.build(cfg, obs_shape, num_actions)
+    population = None
+    if agent.evolves_paths:
         model.add_task(cfg.env_id, num_actions)
         population = new_population(cfg.pathnet, cfg.workers, cfg.seed)
     model.share_memory()
@@ -290,7 +149,7 @@ def main(cfg: A3CRunConfig) -> dict[str, Any]:
     frozen = torch.stack(model.library.frozen_mask()) if population is not None else None
     with make_progress(console, cfg.progress) as progress:
         run_phase(
-            pathnet_worker if population is not None else a3c_worker, build_args,
+            get_agent(cfg.agent).worker, build_args,
             steps=steps, budget=cfg.steps, log=log, writer=writer, prefix="",
             progress=progress, checkpoint=save, checkpoint_every=cfg.checkpoint_every,
             target_return=cfg.target_return, population=population, frozen=frozen,

@@ -34,23 +34,25 @@ if __package__ in (None, ""):  # run as a script: make the project importable
 
 from agents.a3c import A3CConfig, WorkerSpec
 from agents.curves import curve_auc, final_mean_return, learning_curve, steps_to_threshold
+from agents.moe_agents import MoEConfig
 from agents.pathnet_a3c import (
     PathNetA3C,
     PathNetA3CConfig,
     PathNetWorkerSpec,
     common_input_shape,
-    pathnet_library,
-    pathnet_worker,
 )
 from agents.processes import WorkerGroup
+from agents.registry import agent_names, get_agent
 from agents.shared_optim import make_shared_optimizer
 from evolution.async_tournament import SharedPopulation
 from evolution.operators import genome_to_path
 from evolution.transfer import begin_transfer, module_reuse, reused_modules
 from runners import run_dir as rd
-from runners.a3c import PhaseLog, env_spaces, make_progress, new_population, run_phase
-from runners.cli import run_cli
+from runners.cli import choice_of, run_cli
 from runners.figures import path_grid, plot_learning_curves, plot_transfer_paths
+from runners.phase import PhaseLog, env_spaces, make_progress, new_population, run_phase
+
+AgentName = choice_of(agent_names(evolves_paths=True))
 
 PHASES = ("pathnet_a", "pathnet_b", "scratch", "finetune")
 CONDITIONS = {"pathnet": "pathnet_b", "scratch": "scratch", "finetune": "finetune"}
@@ -75,8 +77,11 @@ class TransferConfig:
     """Mean return (last 20 episodes) on B that counts as learned; None: see threshold-fraction."""
     threshold_fraction: float = 0.5
     """Without --threshold: lowest + fraction x (highest - lowest) of the three B curves."""
+    agent: AgentName = "pathnet"
+    """Path-evolving agent from the registry: pathnet, or pathnet-moe (an MoE last layer)."""
     a3c: A3CConfig = field(default_factory=A3CConfig)
     pathnet: PathNetA3CConfig = field(default_factory=PathNetA3CConfig)
+    moe: MoEConfig = field(default_factory=MoEConfig)
     run_dir: str | None = None
     """Where to write the run (default: runs/atari_transfer-<time>-s<seed>)."""
     resume: str | None = None
@@ -87,6 +92,7 @@ class TransferConfig:
     """Show a progress display."""
 
     def __post_init__(self) -> None:
+        get_agent(self.agent, evolves_paths=True)
         if self.workers < 2:
             raise ValueError("PathNet-A3C needs at least 2 workers (one genome each)")
         if self.steps <= 0 or self.checkpoint_every <= 0:
@@ -113,15 +119,14 @@ def setup_phase(
     seed = cfg.seed + 100 * PHASES.index(phase)
     torch.manual_seed(seed)
     task_a, task_b = task_names(cfg)
-    library = pathnet_library(shape, cfg.pathnet)
-    model = PathNetA3C(library, shape, cfg.a3c.lstm, cfg.a3c.precision)
+    model = get_agent(cfg.agent, evolves_paths=True).build(cfg, shape, 0)
     if phase != "scratch":
         model.add_task(task_a, actions[0])
     if phase in ("pathnet_b", "finetune"):
         model.load_state_dict(state["after_a"])
     if phase == "pathnet_b":
         path_a = genome_to_path(state["best_a"], cfg.pathnet.layers, cfg.pathnet.active)
-        begin_transfer(model.library, path_a)
+        begin_transfer(model.library, path_a, task_a)
     if phase != "pathnet_a":
         model.add_task(task_b, actions[1])
     if phase == "finetune":
@@ -181,7 +186,7 @@ def train_phase(
         return [(rank, pathnet) for rank in range(cfg.workers)]
 
     run_phase(
-        pathnet_worker, build_args, steps=steps, budget=cfg.steps, log=log,
+        get_agent(cfg.agent).worker, build_args, steps=steps, budget=cfg.steps, log=log,
         writer=writer, prefix=f"{phase}/", progress=progress, checkpoint=save,
         checkpoint_every=cfg.checkpoint_every, population=population,
         frozen=torch.stack(model.library.frozen_mask()),

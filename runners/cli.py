@@ -23,7 +23,7 @@ import re
 import sys
 import typing
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import torch
 import tyro
@@ -140,6 +140,15 @@ def _types_in(hint: Any) -> Iterator[type]:
         yield hint
     for argument in typing.get_args(hint):
         yield from _types_in(argument)
+
+
+def choice_of(names: Sequence[str]) -> Any:
+    """A ``str`` flag whose help shows ``names`` as its choices (a registry's: agents, …).
+
+    Not a ``Literal``: the config's ``__post_init__`` checks the name against the registry, so an
+    unknown one gets the registry's own message with suggestions.
+    """
+    return Annotated[str, tyro.conf.arg(metavar="{" + ",".join(names) + "}")]
 
 
 def run_cli(main: Callable[[Config], Any], config_type: type[Config], description: str) -> None:

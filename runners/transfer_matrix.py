@@ -32,9 +32,9 @@ if __package__ in (None, ""):  # run as a script: make the project importable
 from agents.pathnet_a3c import common_input_shape  # noqa: E402
 from runners import atari_transfer  # noqa: E402
 from runners import run_dir as rd  # noqa: E402
-from runners.a3c import env_spaces  # noqa: E402
 from runners.atari_transfer import TransferConfig  # noqa: E402
 from runners.cli import run_cli  # noqa: E402
+from runners.phase import env_spaces  # noqa: E402
 
 MATRIX = "matrix.json"
 FIGURE = "matrix.png"

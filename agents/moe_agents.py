@@ -1,0 +1,70 @@
+"""The mixture-of-experts agents: A3C with an MoE head, PathNet-A3C with an MoE last layer.
+
+Shazeer et al. 2017 (arXiv:1701.06538) inside A3C (Mnih et al. 2016, arXiv:1602.01783) and
+PathNet-A3C (Fernando et al. 2017, arXiv:1701.08734):
+
+- ``moe``: the standard torso, then a policy/value head that is a noisy top-k mixture of E
+  small expert heads (:class:`modules.moe_head.MoEActorCriticHead`);
+- ``pathnet-moe``: a PathNet library whose last layer is an MoE layer: the path's N module ids
+  are the experts the task's own gate may route each observation to (top k of them).
+
+Both add the gates' importance and load losses to the A3C loss.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from agents.a3c import A3CConfig, A3CNet
+from agents.pathnet_a3c import PathNetA3C, PathNetA3CConfig, pathnet_library
+from modules.moe import moe_layer_factory
+from modules.moe_head import moe_head_factory
+
+
+@dataclass
+class MoEConfig:
+    """Mixture-of-experts settings (Shazeer et al. 2017)."""
+
+    experts: int = 8
+    """E: experts of the MoE head (`moe`); the `pathnet-moe` last layer has pathnet.modules."""
+    expert_hidden: int = 32
+    """Hidden units of each expert (a two-layer ReLU network)."""
+    k: int = 2
+    """Experts each observation is sent to."""
+    capacity_factor: float | None = None
+    """Places per expert = factor * batch * k / experts (None: no limit, no token dropped)."""
+    w_importance: float = 0.1
+    """Coefficient of the importance loss (CV² of the per-expert gate sums)."""
+    w_load: float = 0.1
+    """Coefficient of the load loss (CV² of the smooth per-expert load)."""
+
+    def __post_init__(self) -> None:
+        if min(self.experts, self.expert_hidden, self.k) <= 0:
+            raise ValueError("moe.experts, moe.expert_hidden and moe.k must be positive")
+        if self.k > self.experts:
+            raise ValueError(f"moe.k={self.k} exceeds moe.experts={self.experts}")
+        if self.capacity_factor is not None and self.capacity_factor <= 0:
+            raise ValueError(f"moe.capacity_factor must be positive, got {self.capacity_factor}")
+        if self.w_importance < 0 or self.w_load < 0:
+            raise ValueError("moe.w_importance and moe.w_load must be non-negative")
+
+
+def build_moe_a3c(
+    a3c: A3CConfig, moe: MoEConfig, obs_shape: tuple[int, ...], num_actions: int
+) -> A3CNet:
+    """A3C with an MoE policy/value head."""
+    head = moe_head_factory(
+        moe.experts, moe.expert_hidden, moe.k, moe.capacity_factor, moe.w_importance, moe.w_load
+    )
+    return A3CNet(obs_shape, num_actions, a3c.hidden, a3c.lstm, a3c.precision, head)
+
+
+def build_pathnet_moe(
+    a3c: A3CConfig, pathnet: PathNetA3CConfig, moe: MoEConfig, obs_shape: tuple[int, ...]
+) -> PathNetA3C:
+    """PathNet-A3C whose last library layer is an MoE layer of ``pathnet.modules`` experts."""
+    last = moe_layer_factory(
+        moe.expert_hidden, moe.k, moe.capacity_factor, moe.w_importance, moe.w_load
+    )
+    library = pathnet_library(obs_shape, pathnet, last)
+    return PathNetA3C(library, obs_shape, a3c.lstm, a3c.precision)

@@ -1,0 +1,111 @@
+"""Agents by name: the one place runners read their ``--agent`` choices from.
+
+Like the environment registry, a name maps to everything a runner needs to train the agent:
+how to build its shared network from the run's settings (the ``a3c``, ``pathnet`` and ``moe``
+config sections), which worker function trains it, and whether it evolves paths through a
+module library (only those can transfer by freezing a path). New agents (neuroevolution,
+pruned heads, …) call :func:`register_agent`; runners never test agent names.
+
+Example:
+    >>> get_agent("pathnet").evolves_paths
+    True
+    >>> get_agent("pathnet_moe")
+    Traceback (most recent call last):
+    ...
+    ValueError: unknown agent 'pathnet_moe'; did you mean: pathnet-moe, pathnet?
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from torch import nn
+
+from agents.a3c import A3CConfig, A3CNet, a3c_worker
+from agents.moe_agents import MoEConfig, build_moe_a3c, build_pathnet_moe
+from agents.pathnet_a3c import PathNetA3C, PathNetA3CConfig, pathnet_library, pathnet_worker
+
+
+class AgentSettings(Protocol):
+    """The config sections an agent builder reads (every RL runner's config has them)."""
+
+    a3c: A3CConfig
+    pathnet: PathNetA3CConfig
+    moe: MoEConfig
+
+
+@dataclass(frozen=True)
+class Agent:
+    """How to build and train one kind of agent."""
+
+    name: str
+    description: str
+    build: Callable[[AgentSettings, tuple[int, ...], int], nn.Module]
+    """``build(settings, obs_shape, num_actions)``: the shared network. Path agents return a
+    :class:`~agents.pathnet_a3c.PathNetA3C` without tasks (runners add each task's head)."""
+    worker: Callable[..., None]
+    """The worker process function (``a3c_worker`` or ``pathnet_worker``)."""
+    evolves_paths: bool
+    """A population of paths through a module library (PathNet): tournaments, transfer."""
+
+
+AGENTS: dict[str, Agent] = {}
+
+
+def register_agent(agent: Agent) -> Agent:
+    """Add ``agent`` to the registry (replacing one of the same name)."""
+    AGENTS[agent.name] = agent
+    return agent
+
+
+def agent_names(*, evolves_paths: bool | None = None) -> list[str]:
+    """Registered names, sorted; only path agents (or only others) if ``evolves_paths`` is set."""
+    return sorted(
+        name
+        for name, agent in AGENTS.items()
+        if evolves_paths is None or agent.evolves_paths == evolves_paths
+    )
+
+
+def get_agent(name: str, *, evolves_paths: bool | None = None) -> Agent:
+    """The agent called ``name``; a one-line ValueError with close names if there is none."""
+    known = agent_names(evolves_paths=evolves_paths)
+    if name in known:
+        return AGENTS[name]
+    close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
+    hint = f"did you mean: {', '.join(close)}?" if close else f"choose one of {', '.join(known)}"
+    kind = "path-evolving agent" if evolves_paths else "agent"
+    raise ValueError(f"unknown {kind} {name!r}; {hint}")
+
+
+def _a3c(s: AgentSettings, obs_shape: tuple[int, ...], num_actions: int) -> nn.Module:
+    return A3CNet(obs_shape, num_actions, s.a3c.hidden, s.a3c.lstm, s.a3c.precision)
+
+
+def _pathnet(s: AgentSettings, obs_shape: tuple[int, ...], num_actions: int) -> nn.Module:
+    del num_actions  # each task's head is added by the runner
+    return PathNetA3C(pathnet_library(obs_shape, s.pathnet), obs_shape, s.a3c.lstm, s.a3c.precision)
+
+
+def _moe(s: AgentSettings, obs_shape: tuple[int, ...], num_actions: int) -> nn.Module:
+    return build_moe_a3c(s.a3c, s.moe, obs_shape, num_actions)
+
+
+def _pathnet_moe(s: AgentSettings, obs_shape: tuple[int, ...], num_actions: int) -> nn.Module:
+    del num_actions
+    return build_pathnet_moe(s.a3c, s.pathnet, s.moe, obs_shape)
+
+
+for _agent in (
+    Agent("a3c", "A3C with the standard network (Mnih et al. 2016)", _a3c, a3c_worker, False),
+    Agent("pathnet", "PathNet-A3C: evolved paths through a module library", _pathnet,
+          pathnet_worker, True),
+    Agent("moe", "A3C whose policy/value head is a sparsely-gated mixture of experts", _moe,
+          a3c_worker, False),
+    Agent("pathnet-moe", "PathNet-A3C whose last library layer is a mixture of experts",
+          _pathnet_moe, pathnet_worker, True),
+):  # fmt: skip
+    register_agent(_agent)

@@ -1,0 +1,163 @@
+"""The A3C training phase every RL runner uses: workers, their log, progress and checkpoints.
+
+A phase starts one process per worker (:class:`agents.processes.WorkerGroup`), reads their
+messages — episodes, updates, tournaments — into a :class:`PhaseLog` and TensorBoard
+(``charts/…``, ``losses/…``, ``evolution/…`` against global environment steps), shows progress,
+checkpoints every ``checkpoint_every`` steps (and on Ctrl-C), and stops early once a target
+return is reached. Runners (``a3c``, ``atari_transfer``, ``transfer_matrix``, …) build the
+shared model, optimiser and worker arguments and hand them to :func:`run_phase`.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from torch.utils.tensorboard import SummaryWriter
+
+from agents.curves import final_mean_return
+from agents.pathnet_a3c import PathNetA3CConfig
+from agents.processes import WorkerGroup
+from envs import make_env
+from evolution.async_tournament import SharedPopulation
+from evolution.operators import module_usage
+from evolution.toolbox import make_toolbox
+from runners.figures import usage_image
+
+
+@dataclass
+class PhaseLog:
+    """What the runner's process records of one training phase (checkpointed)."""
+
+    episodes: list[tuple[int, float]] = field(default_factory=list)
+    """(global step at the episode's end, return), in arrival order."""
+    seconds: float = 0.0
+    """Wall time spent training (over all sessions of a resumed run)."""
+    session_steps: int = 0
+    """Environment steps of the latest session from every worker's first logged update to the
+    last logged update (steady state)."""
+    session_seconds: float = 0.0
+    """Wall time of the same stretch: process start-up and shut-down are not part of the
+    throughput."""
+
+
+def env_spaces(env_id: str, seed: int) -> tuple[tuple[int, ...], int]:
+    """Observation shape and number of actions; a one-line error for bad ids or spaces."""
+    env = make_env(env_id, seed)
+    try:
+        if not hasattr(env.action_space, "n"):
+            raise ValueError(f"{env_id} has a non-discrete action space; A3C here needs Discrete")
+        return tuple(env.observation_space.shape), int(env.action_space.n)
+    finally:
+        env.close()
+
+
+def new_population(cfg: PathNetA3CConfig, workers: int, seed: int) -> SharedPopulation:
+    """One random path genome per worker, in shared memory."""
+    toolbox = make_toolbox(cfg.evo_config(workers), rng=random.Random(seed))
+    return SharedPopulation.create(toolbox.population(n=workers))
+
+
+def make_progress(console: Console, enabled: bool) -> Progress:
+    return Progress(
+        TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed:,.0f} steps"),
+        TextColumn("mean return {task.fields[mean]:.2f}"), TimeElapsedColumn(),
+        console=console, disable=not enabled,
+    )  # fmt: skip
+
+
+def run_phase(
+    target: Callable[..., None],
+    build_args: Callable[[WorkerGroup], list[tuple[Any, ...]]],
+    *,
+    steps: torch.Tensor,
+    budget: int,
+    log: PhaseLog,
+    writer: SummaryWriter,
+    prefix: str,
+    progress: Progress,
+    checkpoint: Callable[[], None],
+    checkpoint_every: int,
+    target_return: float | None = None,
+    population: SharedPopulation | None = None,
+    frozen: torch.Tensor | None = None,
+) -> None:
+    """Run workers until the budget is spent; log their messages; checkpoint now and then.
+
+    ``population`` (PathNet) adds fitness scalars and the module-usage image after tournaments;
+    ``frozen`` ([L, M] bool) marks frozen modules in that image.
+    """
+    start_steps, start = int(steps.sum()), time.monotonic()
+    next_checkpoint = (start_steps // checkpoint_every + 1) * checkpoint_every
+    rate_mark = (start, start_steps)
+    steady_from: tuple[float, int] | None = None  # (time, steps) once every worker updated
+    steady_until: tuple[float, int] | None = None  # (time, steps) of the latest update since
+    updated: set[int] = set()
+    bar = progress.add_task(prefix.rstrip("/") or "train", total=budget, mean=float("nan"))
+    progress.update(bar, completed=start_steps)
+    try:
+        with WorkerGroup() as group:
+            args = build_args(group)
+            group.start(target, args)
+            for message in group.messages():
+                kind, rank, step = message["kind"], message["rank"], message["step"]
+                if kind == "episode":
+                    if group.stop.item():
+                        # The target was reached: episodes finishing while the workers wind
+                        # down are not part of the run (they would move the reported mean).
+                        continue
+                    log.episodes.append((step, message["return"]))
+                    mean = final_mean_return(log.episodes)
+                    writer.add_scalar(f"{prefix}charts/episodic_return/worker{rank}",
+                                      message["return"], step)  # fmt: skip
+                    writer.add_scalar(f"{prefix}charts/mean_return_20", mean, step)
+                    progress.update(bar, completed=min(int(steps.sum()), budget), mean=mean)
+                    reached = target_return is not None and mean >= target_return
+                    if reached and len(log.episodes) >= 20:
+                        group.stop.fill_(True)
+                elif kind == "update":
+                    updated.add(rank)
+                    if steady_from is None and len(updated) == len(args):
+                        steady_from = (time.monotonic(), int(steps.sum()))
+                    elif steady_from is not None:
+                        steady_until = (time.monotonic(), int(steps.sum()))
+                    for key in ("policy_loss", "value_loss", "entropy", "grad_norm", "aux_loss"):
+                        if key in message:  # aux_loss: agents with MoE layers
+                            writer.add_scalar(f"{prefix}losses/{key}", message[key], step)
+                    now = time.monotonic()
+                    if now - rate_mark[0] >= 2.0:
+                        rate = (int(steps.sum()) - rate_mark[1]) / (now - rate_mark[0])
+                        writer.add_scalar(f"{prefix}charts/steps_per_second", rate, step)
+                        rate_mark = (now, int(steps.sum()))
+                elif kind == "tournament" and population is not None and frozen is not None:
+                    fitness = population.fitness[~population.fitness.isnan()]
+                    writer.add_scalar(f"{prefix}evolution/fitness/worker{rank}",
+                                      message["fitness"], step)  # fmt: skip
+                    if fitness.numel():  # every slot may be between a copy and its evaluation
+                        writer.add_scalar(f"{prefix}evolution/fitness_max", fitness.max(), step)
+                        writer.add_scalar(f"{prefix}evolution/fitness_mean", fitness.mean(), step)
+                    layers, modules = frozen.shape
+                    active = population.genomes.shape[1] // layers
+                    usage = module_usage(population.genomes.tolist(), layers, active, modules)
+                    writer.add_image(f"{prefix}evolution/paths", usage_image(usage, frozen), step)
+                if int(steps.sum()) >= next_checkpoint:
+                    checkpoint()
+                    next_checkpoint += checkpoint_every
+    except KeyboardInterrupt:
+        checkpoint()
+        raise
+    finally:
+        now = time.monotonic()
+        log.seconds += now - start
+        # Steady state: from every worker's first logged update to the last one (process
+        # start-up and shut-down excluded); a run too short for that counts its whole session.
+        if steady_from is None or steady_until is None:
+            steady_from, steady_until = (start, start_steps), (now, int(steps.sum()))
+        log.session_seconds = steady_until[0] - steady_from[0]
+        log.session_steps = steady_until[1] - steady_from[1]
