@@ -2,7 +2,9 @@
 
 Fernando et al. 2017 (arXiv:1701.08734): a genome is evaluated by training its path with SGD for
 T minibatches; its fitness is the training accuracy over those minibatches. Only the path's
-modules and the task head receive gradients; frozen modules are guarded bitwise.
+modules (and the task's own parts of the layers, such as an MoE gate) and the task head receive
+gradients; frozen modules are guarded bitwise. Auxiliary losses of the library's layers (MoE
+balancing) are added to the classification loss.
 """
 
 from __future__ import annotations
@@ -56,8 +58,11 @@ def train_path(
     try:
         for _ in range(cfg.minibatches):
             x, y = sample_batch(task, cfg.batch_size, cfg.noise)  # x: [B, D]; y: [B]
-            logits = head(library(x, path))  # [B, 2]
+            logits = head(library(x, path, task.name))  # [B, 2]
             loss = F.cross_entropy(logits, y)
+            aux = library.take_aux_loss()  # MoE layers' balancing loss, if any
+            if aux is not None:
+                loss = loss + aux
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

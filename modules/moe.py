@@ -131,9 +131,13 @@ class MoEModuleLayer(ModuleLayer):
                 self.noise_gates[key].zero_()
 
     def get_extra_state(self) -> dict[str, list[str]]:
-        return {"frozen_tasks": sorted(self.frozen_tasks)}
+        return {"tasks": list(self.gates), "frozen_tasks": sorted(self.frozen_tasks)}
 
     def set_extra_state(self, state: dict[str, list[str]]) -> None:
+        # Loaded before the gates themselves: create the saved tasks' gates, so a checkpoint
+        # loads into a fresh layer without the caller knowing which tasks it had.
+        for key in state["tasks"]:
+            self.add_task(key.replace("\x1f", "."))
         self.frozen_tasks = set(state["frozen_tasks"])
         self.refresh_frozen()
 

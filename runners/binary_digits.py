@@ -33,6 +33,7 @@ from torch.utils.tensorboard import SummaryWriter
 if __package__ in (None, ""):  # run as a script: make the project importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from agents.moe_agents import MoEConfig
 from agents.supervised import PathTrainer, SupervisedConfig, train_fixed_path
 from envs.digits import BinaryTask, all_tasks, make_binary_task, parse_task
 from evolution.backends import map_backend
@@ -41,7 +42,9 @@ from evolution.operators import genome_to_path, module_usage
 from evolution.toolbox import PathGenome, make_toolbox
 from evolution.tournament import SearchState, TournamentOutcome, evolve
 from evolution.transfer import begin_transfer, module_reuse, reused_modules
-from modules.library import PathLibrary, linear_library
+from modules.layers import LinearModuleLayer
+from modules.library import LayerFactory, PathLibrary, linear_library
+from modules.moe import moe_layer_factory
 from runners import run_dir as rd
 from runners.cli import resolve_device, run_cli
 from runners.figures import path_grid, plot_transfer_paths, usage_image
@@ -70,6 +73,10 @@ class BinaryDigitsConfig:
     """Units per linear module."""
     last_layer: Literal["sum", "mean"] = "sum"
     """How the last shared layer combines its active modules."""
+    library_kind: Literal["linear", "moe"] = "linear"
+    """Kind of the last library layer: linear modules, or an MoE layer whose experts are the
+    modules (the path's N ids are the experts each task's own gate may route to)."""
+    moe: MoEConfig = field(default_factory=MoEConfig)
     evo: EvoConfig = field(default_factory=EvoConfig)
     train: SupervisedConfig = field(default_factory=SupervisedConfig)
     data_dir: str | None = None
@@ -116,8 +123,13 @@ def choose_pairs(cfg: BinaryDigitsConfig) -> list[tuple[str, str]]:
 
 
 def fresh_library(cfg: BinaryDigitsConfig, input_size: int, device: torch.device) -> PathLibrary:
-    evo = cfg.evo
-    library = linear_library(input_size, cfg.hidden, evo.layers, evo.modules, cfg.last_layer)
+    evo, moe = cfg.evo, cfg.moe
+    last: LayerFactory = LinearModuleLayer
+    if cfg.library_kind == "moe":
+        last = moe_layer_factory(
+            moe.expert_hidden, moe.k, moe.capacity_factor, moe.w_importance, moe.w_load
+        )
+    library = linear_library(input_size, cfg.hidden, evo.layers, evo.modules, cfg.last_layer, last)
     return library.to(device)
 
 
@@ -135,7 +147,8 @@ def start_phase(
         library = fresh_library(cfg, task.input_size, device)
     if phase == "pathnet_b":
         best_a = genome_to_path(result["best_a"], cfg.evo.layers, cfg.evo.active)
-        begin_transfer(library, best_a)
+        begin_transfer(library, best_a, result["task_a"])
+    library.add_task(task.name)  # the task's own parts of the layers (an MoE gate)
     if phase.startswith("finetune"):
         # The fixed path: the first N modules of every layer (all distinct).
         fixed = [m for _ in range(cfg.evo.layers) for m in range(cfg.evo.active)]

@@ -169,8 +169,7 @@ def test_checkpoint_round_trip_keeps_gates_and_frozen_tasks() -> None:
     library.freeze(torch.tensor([[0, 1], [0, 2]]), task="ALE/Pong-v5")
     buffer = io.BytesIO()
     torch.save(library.state_dict(), buffer)
-    restored = moe_library()
-    restored.add_task("ALE/Pong-v5")
+    restored = moe_library()  # no add_task: the checkpoint brings its tasks' gates
     restored.load_state_dict(torch.load(io.BytesIO(buffer.getvalue())))
     moe = restored.layers[1]
     assert moe.frozen_tasks == library.layers[1].frozen_tasks
