@@ -31,6 +31,7 @@ from agents.returns import a3c_loss, gae_advantages, n_step_returns
 from agents.shared_optim import apply_gradients
 from modules.actor_critic import ActorCriticHead, HeadFactory, LSTMState
 from modules.gating import sum_aux_losses
+from modules.moe import take_routing
 
 Forward = Callable[
     [torch.Tensor, torch.Tensor, LSTMState | None],
@@ -400,14 +401,15 @@ def run_worker(
     parameters: ParameterPairs,
     state: LSTMState | None,
     after_rollout: Callable[[Rollout], None] | None = None,
-    aux_loss: AuxLoss | None = None,
+    local: nn.Module | None = None,
 ) -> None:
     """The A3C loop shared by plain and PathNet workers: sync, act, update shared, report.
 
     ``forward`` runs the worker's private network; ``parameters`` says which of its parameters
     take part in the next update (PathNet: only the current path's modules and the task head,
     so an update costs O(N), not O(M)); ``state`` is the initial LSTM state (carried across
-    rollouts without its graph); ``aux_loss`` is the private network's ``take_aux_loss``.
+    rollouts without its graph). ``local``, the private network, adds its auxiliary losses
+    (``take_aux_loss``: MoE balancing) to each update and reports its MoE layers' routing.
     """
     cfg = spec.cfg
     torch.manual_seed(spec.seed + rank)
@@ -423,6 +425,7 @@ def run_worker(
             rollout, state = collect_rollout(
                 forward, envs, cfg.t_max, state, keep_graph=not cfg.recompute
             )
+            aux_loss = getattr(local, "take_aux_loss", None)
             grads, stats = a3c_gradients(forward, local_params, rollout, cfg, aux_loss)
             apply_gradients(shared_params, grads, spec.optimizer)
             spec.steps[rank] += rollout.num_steps
@@ -437,7 +440,11 @@ def run_worker(
                 totals[key] = totals.get(key, 0.0) + value
             if updates % cfg.log_every == 0:
                 averaged = {key: value / cfg.log_every for key, value in totals.items()}
-                spec.queue.put({"kind": "update", "rank": rank, "step": step, **averaged})
+                message = {"kind": "update", "rank": rank, "step": step, **averaged}
+                routing = take_routing(local) if local is not None else {}
+                if routing:  # where the MoE layers sent this stretch's observations
+                    message["moe"] = {name: r.as_lists() for name, r in routing.items()}
+                spec.queue.put(message)
                 totals = {}
             if after_rollout is not None:
                 after_rollout(rollout)
@@ -451,4 +458,4 @@ def a3c_worker(rank: int, spec: WorkerSpec) -> None:
         local = copy.deepcopy(spec.model)
         pairs = list(local.parameters()), list(spec.model.parameters())
         state = local.initial_state(spec.cfg.envs_per_worker)
-        run_worker(rank, spec, local.forward, lambda: pairs, state, None, local.take_aux_loss)
+        run_worker(rank, spec, local.forward, lambda: pairs, state, None, local)

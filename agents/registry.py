@@ -75,7 +75,8 @@ def get_agent(name: str, *, evolves_paths: bool | None = None) -> Agent:
     known = agent_names(evolves_paths=evolves_paths)
     if name in known:
         return AGENTS[name]
-    close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
+    lowered = {known_name.lower(): known_name for known_name in known}
+    close = [lowered[m] for m in difflib.get_close_matches(name.lower(), lowered, n=3, cutoff=0.5)]
     hint = f"did you mean: {', '.join(close)}?" if close else f"choose one of {', '.join(known)}"
     kind = "path-evolving agent" if evolves_paths else "agent"
     raise ValueError(f"unknown {kind} {name!r}; {hint}")

@@ -24,15 +24,56 @@ from __future__ import annotations
 
 import functools
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from modules.gating import balance_losses, noisy_top_k
+from modules.gating import balance_losses, cv_squared, noisy_top_k
 from modules.layers import ModuleLayer, distinct, unique_weights
 
 DEFAULT_TASK = "default"
+
+
+@dataclass
+class Routing:
+    """Where an MoE layer sent one task's tokens: observability, not part of the model."""
+
+    picks: torch.Tensor
+    """[E]: tokens the gate sent to each expert (top-k choices, before capacity)."""
+    importance: torch.Tensor
+    """[E]: the sum of each expert's gate values."""
+    allowed: torch.Tensor
+    """[E] bool: the experts a path offered the gate."""
+    tokens: int = 0
+
+    @classmethod
+    def empty(cls, experts: int) -> Routing:
+        return cls(
+            torch.zeros(experts), torch.zeros(experts), torch.zeros(experts, dtype=torch.bool)
+        )
+
+    def as_lists(self) -> dict[str, list[float] | list[bool] | int]:
+        """Plain lists, to send over a queue or write as JSON."""
+        return {
+            "picks": self.picks.tolist(), "importance": self.importance.tolist(),
+            "allowed": self.allowed.tolist(), "tokens": self.tokens,
+        }  # fmt: skip
+
+    def load_cv2(self) -> float:
+        """CV² of the picks over the allowed experts (0: perfectly balanced)."""
+        return float(cv_squared(self.picks[self.allowed])) if self.allowed.any() else 0.0
+
+
+def take_routing(model: nn.Module) -> dict[str, Routing]:
+    """``take_routing()`` of every MoE layer in ``model``, keyed ``<module name>/<task>``."""
+    found = {}
+    for name, module in model.named_modules():
+        if isinstance(module, MoEModuleLayer):
+            for task, routing in module.take_routing().items():
+                found[f"{name or 'moe'}/{task}"] = routing
+    return found
 
 
 class MoEModuleLayer(ModuleLayer):
@@ -74,6 +115,7 @@ class MoEModuleLayer(ModuleLayer):
         self.noise_gates = nn.ParameterDict()
         """Per task: [in, E] noise-scale weights W_noise."""
         self.frozen_tasks: set[str] = set()
+        self._routing: dict[str, Routing] = {}
         self.add_task(DEFAULT_TASK)
 
     # --- parameters ----------------------------------------------------------------------------
@@ -217,10 +259,36 @@ class MoEModuleLayer(ModuleLayer):
         load = gating.load.view(p, b, n).sum(1)
         aux = balance_losses(importance, load, self.w_importance, self.w_load).mean()
         offsets = (torch.arange(p) * n).repeat_interleave(b).unsqueeze(1)  # [P*B, 1]
+        self._record(key, flat, gating.top_slots + offsets, gating.top_gates, importance)
         y = self._dispatch(
             x.flatten(0, 1), gating.top_slots + offsets, gating.top_gates, flat, b, n
         )
         return y.view(p, b, self.out_features), aux
+
+    @torch.no_grad()
+    def _record(
+        self,
+        key: str,
+        experts: torch.Tensor,
+        slots: torch.Tensor,
+        gates: torch.Tensor,
+        importance: torch.Tensor,
+    ) -> None:
+        # experts: [S] slot -> expert; slots, gates: [T, k]; importance: [P, n] (S = P*n)
+        routing = self._routing.get(key)
+        if routing is None:
+            routing = self._routing[key] = Routing.empty(self.num_modules)
+        chosen = experts[slots[gates > 0]]  # a zero gate (a masked repeat) is no choice
+        routing.picks += torch.bincount(chosen, minlength=self.num_modules).float()
+        routing.importance.index_add_(0, experts, importance.detach().flatten().float())
+        routing.allowed[experts] = True
+        routing.tokens += slots.shape[0]
+
+    def take_routing(self) -> dict[str, Routing]:
+        """Where each task's tokens went since the last call (for TensorBoard), then reset."""
+        taken = {key.replace("\x1f", "."): routing for key, routing in self._routing.items()}
+        self._routing = {}
+        return taken
 
     def _dispatch(
         self,

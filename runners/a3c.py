@@ -35,7 +35,14 @@ from evolution.async_tournament import SharedPopulation
 from runners import run_dir as rd
 from runners.cli import choice_of, run_cli
 from runners.figures import plot_learning_curves
-from runners.phase import PhaseLog, env_spaces, make_progress, new_population, run_phase
+from runners.phase import (
+    PhaseLog,
+    env_spaces,
+    make_progress,
+    moe_load_cv2,
+    new_population,
+    run_phase,
+)
 
 AgentName = choice_of(agent_names())
 
@@ -186,6 +193,8 @@ def summarise(
         and final_mean_return(log.episodes) >= cfg.target_return,
         "curve": learning_curve(log.episodes),
     }
+    if log.moe:
+        summary["moe_load_cv2"] = moe_load_cv2(log)
     if population is not None:
         best = population.best()
         summary["best_path"] = population.genomes[best].tolist()

@@ -17,6 +17,7 @@ Run ``python runners/atari_transfer.py --help``; ``tensorboard --logdir runs``.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import sys
 from dataclasses import dataclass, field
@@ -50,7 +51,14 @@ from evolution.transfer import begin_transfer, module_reuse, reused_modules
 from runners import run_dir as rd
 from runners.cli import choice_of, run_cli
 from runners.figures import path_grid, plot_learning_curves, plot_transfer_paths
-from runners.phase import PhaseLog, env_spaces, make_progress, new_population, run_phase
+from runners.phase import (
+    PhaseLog,
+    env_spaces,
+    make_progress,
+    moe_load_cv2,
+    new_population,
+    run_phase,
+)
 
 AgentName = choice_of(agent_names(evolves_paths=True))
 
@@ -194,7 +202,7 @@ def train_phase(
     state["logs"][phase] = dataclasses.asdict(log)
     state["paths"][phase] = population.genomes[population.best()].tolist()
     if phase == "pathnet_a":
-        state["after_a"] = {k: v.clone() for k, v in model.state_dict().items()}
+        state["after_a"] = copy.deepcopy(model.state_dict())  # tensors and layers' extra state
         state["best_a"] = state["paths"][phase]
 
 
@@ -265,6 +273,9 @@ def summarise(cfg: TransferConfig, state: dict[str, Any]) -> dict[str, Any]:
             "final_mean_return": final_mean_return(episodes[phase]),
             "best_path": state["paths"][phase],
         }
+        phase_log = PhaseLog(**state["logs"][phase])
+        if phase_log.moe:
+            conditions[name]["moe_load_cv2"] = moe_load_cv2(phase_log)
 
     def needed(name: str) -> int:  # a condition that never reached the threshold used it all
         return conditions[name]["steps_to_threshold"] or cfg.steps

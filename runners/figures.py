@@ -33,6 +33,24 @@ def usage_image(usage: torch.Tensor, frozen: torch.Tensor | None = None) -> np.n
     return (image * 255).round().to(torch.uint8).numpy()
 
 
+def routing_image(
+    picks: Sequence[float] | torch.Tensor, allowed: Sequence[bool] | torch.Tensor
+) -> np.ndarray:
+    """An RGB uint8 image [3, CELL, E*CELL] of an MoE layer's routing for one task.
+
+    Brightness (white) = the expert's share of the gate's picks; experts the path does not
+    offer the gate are dark red.
+    """
+    counts = torch.as_tensor(picks, dtype=torch.float)  # [E]
+    offered = torch.as_tensor(allowed, dtype=torch.bool)
+    share = (counts / max(float(counts.max()), 1.0)).unsqueeze(0)  # [1, E]
+    red = torch.where(offered, share, torch.full_like(share, 0.35))
+    image = torch.stack([red, share, share])  # [3, 1, E]
+    image = image.repeat_interleave(CELL, 1).repeat_interleave(CELL, 2)
+    image[:, :, ::CELL] = 0.25  # grid lines between experts
+    return (image * 255).round().to(torch.uint8).numpy()
+
+
 def path_grid(path: Sequence[Sequence[int]], modules: int) -> np.ndarray:
     """A [L, M] 0/1 array marking the modules of a path given per layer."""
     grid = np.zeros((len(path), modules))

@@ -28,7 +28,8 @@ from envs import make_env
 from evolution.async_tournament import SharedPopulation
 from evolution.operators import module_usage
 from evolution.toolbox import make_toolbox
-from runners.figures import usage_image
+from modules.moe import Routing
+from runners.figures import routing_image, usage_image
 
 
 @dataclass
@@ -45,6 +46,48 @@ class PhaseLog:
     session_seconds: float = 0.0
     """Wall time of the same stretch: process start-up and shut-down are not part of the
     throughput."""
+    moe: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+    """Per MoE layer and task (``<layer>/<task>``), per worker rank: its latest routing report
+    (picks, importance and allowed experts over its last ``log_every`` updates)."""
+
+
+def routing_total(reports: dict[str, dict[str, Any]]) -> Routing:
+    """The workers' latest routing reports of one MoE layer and task, summed."""
+    picks = torch.stack([torch.tensor(r["picks"]) for r in reports.values()]).sum(0)
+    importance = torch.stack([torch.tensor(r["importance"]) for r in reports.values()]).sum(0)
+    allowed = torch.stack([torch.tensor(r["allowed"]) for r in reports.values()]).any(0)
+    tokens = sum(int(r["tokens"]) for r in reports.values())
+    return Routing(picks, importance, allowed, tokens)
+
+
+def moe_load_cv2(log: PhaseLog) -> dict[str, float]:
+    """Per MoE layer and task: CV² of the experts' picks (over the experts the paths offered)
+    in the workers' latest reports: 0 is perfectly balanced routing."""
+    return {name: routing_total(reports).load_cv2() for name, reports in log.moe.items()}
+
+
+def log_routing(
+    writer: SummaryWriter,
+    prefix: str,
+    log: PhaseLog,
+    rank: int,
+    step: int,
+    reports: dict[str, dict[str, Any]],
+) -> None:
+    """TensorBoard for one worker's routing report: per-expert load and importance (shares of
+    all workers' latest reports), load CV², and an image of expert usage per task."""
+    for name, report in reports.items():
+        log.moe.setdefault(name, {})[str(rank)] = report
+        total = routing_total(log.moe[name])
+        tag = f"{prefix}moe/{name}"
+        writer.add_scalar(f"{tag}/load_cv2", total.load_cv2(), step)
+        picks = total.picks / max(float(total.picks.sum()), 1.0)
+        importance = total.importance / max(float(total.importance.sum()), 1e-9)
+        for expert in torch.nonzero(total.allowed).flatten().tolist():
+            writer.add_scalar(f"{tag}/load/expert{expert}", picks[expert], step)
+            writer.add_scalar(f"{tag}/importance/expert{expert}", importance[expert], step)
+        if rank == 0:  # one image per round of reports
+            writer.add_image(f"{tag}/usage", routing_image(total.picks, total.allowed), step)
 
 
 def env_spaces(env_id: str, seed: int) -> tuple[tuple[int, ...], int]:
@@ -127,6 +170,8 @@ def run_phase(
                         steady_from = (time.monotonic(), int(steps.sum()))
                     elif steady_from is not None:
                         steady_until = (time.monotonic(), int(steps.sum()))
+                    if "moe" in message:
+                        log_routing(writer, prefix, log, rank, step, message["moe"])
                     for key in ("policy_loss", "value_loss", "entropy", "grad_norm", "aux_loss"):
                         if key in message:  # aux_loss: agents with MoE layers
                             writer.add_scalar(f"{prefix}losses/{key}", message[key], step)

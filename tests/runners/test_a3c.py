@@ -152,3 +152,35 @@ def test_pathnet_a3c_improves_on_the_labyrinth_maze(tmp_path, monkeypatch):
     summary = runner.main(cfg)
     best = max(value for _, value in summary["curve"])
     assert best >= baseline + 4.0, (baseline, best, summary["final_mean_return"])
+
+
+def test_moe_agent_solves_cartpole_with_balanced_experts(tmp_path):
+    """Measured: solved at 17k steps in 23 s (seed 0), load CV² 0.20 over the 8 experts."""
+    cfg = runner.A3CRunConfig(
+        env_id="CartPole-v1", agent="moe", workers=2, steps=150_000, seed=0,
+        target_return=195.0, a3c=CARTPOLE_A3C, run_dir=str(tmp_path / "run"), progress=False,
+    )  # fmt: skip
+    summary = runner.main(cfg)
+    assert summary["solved"], summary["curve"][-5:]
+    (cv2,) = summary["moe_load_cv2"].values()
+    assert cv2 < 1.0  # all 8 experts on 2 picks per observation: 3.0 if only two were used
+    events = [p for p in (tmp_path / "run").iterdir() if p.name.startswith("events")]
+    assert events and events[0].stat().st_size > 0
+
+
+def test_pathnet_moe_agent_smoke(tmp_path):
+    cfg = runner.A3CRunConfig(
+        env_id="MinAtar/Breakout-v1", agent="pathnet-moe", workers=2, steps=400, seed=0,
+        a3c=A3CConfig(t_max=5, hidden=16, log_every=1),
+        pathnet=PathNetA3CConfig(layers=2, modules=4, active=2, units=8,
+                                 episodes_per_evaluation=1),
+        run_dir=str(tmp_path / "run"), progress=False,
+    )  # fmt: skip
+    summary = runner.main(cfg)
+    assert summary["steps"] >= 400 and "best_path" in summary
+    assert set(summary["moe_load_cv2"]) == {"library.layers.1/MinAtar/Breakout-v1"}
+
+
+def test_unknown_agent_is_a_one_line_error_with_suggestions():
+    with pytest.raises(ValueError, match="unknown agent 'pathnet_moe'; did you mean: pathnet-moe"):
+        runner.A3CRunConfig(agent="pathnet_moe")

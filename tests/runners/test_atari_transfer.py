@@ -39,6 +39,24 @@ def test_transfer_smoke_with_tiny_budgets(tmp_path):
     assert runner.main(runner.TransferConfig(resume=str(run))) == summary
 
 
+def test_transfer_with_an_moe_last_layer_freezes_a_gate(tmp_path):
+    cfg = runner.TransferConfig(
+        env_a="MinAtar/Breakout-v1", env_b="MinAtar/SpaceInvaders-v1", workers=2, steps=300,
+        agent="pathnet-moe", a3c=A3CConfig(t_max=5, hidden=16, log_every=1), pathnet=TINY,
+        run_dir=str(tmp_path / "run"), progress=False,
+    )  # fmt: skip
+    summary = runner.main(cfg)
+    assert "moe_load_cv2" in summary["conditions"]["pathnet"]
+    state = torch.load(tmp_path / "run" / rd.CHECKPOINT, weights_only=False)
+    model, _, task = runner.setup_phase("pathnet_b", cfg, (6, 10, 10), (3, 4), state)
+    moe = model.library.layers[-1]
+    assert task == "B:MinAtar/SpaceInvaders-v1"
+    assert moe.frozen_tasks == {"A:MinAtar/Breakout-v1"}
+    assert moe.task_parameters("B:MinAtar/SpaceInvaders-v1")[0].requires_grad
+    with pytest.raises(ValueError, match="path-evolving agent 'moe'"):
+        runner.TransferConfig(agent="moe")
+
+
 def test_setup_of_the_pathnet_phase_freezes_a_and_keeps_it_bitwise():
     cfg = runner.TransferConfig(workers=2, pathnet=TINY)
     torch.manual_seed(0)
