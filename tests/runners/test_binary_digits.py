@@ -142,3 +142,28 @@ def test_help_lists_documented_flags():
     for flag in ("--seed", "--run-dir", "--device", "--pairs", "--resume", "--evo.active"):
         assert flag in result.stdout
     assert "K: number of random (A, B) task pairs" in result.stdout
+
+
+def test_transfer_with_an_moe_last_layer_learns_and_keeps_each_tasks_gate(tmp_path):
+    import torch
+
+    run = tmp_path / "run"
+    cfg = tiny(run, pairs=1, library_kind="moe", max_generations=40)
+    summary = main(cfg)
+    assert all(summary["pathnet_solved"]) and all(summary["scratch_solved"]), summary
+    state = torch.load(run / "checkpoint.pt", weights_only=False)
+    ((task_a, task_b),) = summary["pairs"]
+    library = runner.fresh_library(cfg, 28 * 28, torch.device("cpu"))
+    library.load_state_dict(state["library"])  # what --resume does: the gates come with it
+    assert task_b in library.layers[-1].gates
+    # Phase pathnet_b freezes A's path and A's gate, and gives B a gate of its own.
+    library.add_task(task_a)
+    result = {"task_a": task_a, "best_a": state["results"][0]["best_a"]}
+    task = runner.make_binary_task(task_b)
+    library, _ = runner.start_phase(
+        cfg, "pathnet_b", task, library, result, torch.device("cpu"), runner.random.Random(0)
+    )
+    moe = library.layers[-1]
+    assert moe.frozen_tasks == {task_a}
+    assert moe.task_parameters(task_b)[0].requires_grad
+    assert not moe.task_parameters(task_a)[0].requires_grad
