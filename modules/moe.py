@@ -79,8 +79,6 @@ def take_routing(model: nn.Module) -> dict[str, Routing]:
 class MoEModuleLayer(ModuleLayer):
     """E experts ``in -> hidden -> out`` (two-layer ReLU nets), a noisy top-k gate per task."""
 
-    flat_input = True
-
     def __init__(
         self,
         num_experts: int,
