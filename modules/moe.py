@@ -288,6 +288,35 @@ class MoEModuleLayer(ModuleLayer):
         self._routing = {}
         return taken
 
+    def _stacked(self, name: str, ids: list[int]) -> torch.Tensor:
+        """The experts ``ids`` of parameter kind ``name``: [S, ...], as a view where possible.
+
+        ``torch.stack`` allocates and fills S·|w| fresh floats on every pass (256 experts of
+        512×256: two 128 MB copies, mostly page faults, a quarter of a training step). When the
+        experts are consecutive modules of one large private storage, a view of it serves
+        instead, and its backward hands each expert its slice of the gradient: the same values,
+        no copy. Small kinds (the copy is cheaper), reordered or repeated experts and shared
+        memory (other processes update it in place; the backward must see the forward's
+        weights) take the copy.
+        """
+        params = self._module_lists[name]
+        first = params[ids[0]]
+        small = len(ids) * first.numel() < 1 << 18
+        if small or first.is_shared() or not first.is_contiguous():
+            return self.gather(name, ids)
+        storage, start = first.untyped_storage().data_ptr(), first.data_ptr()
+        step = first.numel() * first.element_size()
+        for i, m in enumerate(ids):
+            param = params[m]
+            if (
+                param.untyped_storage().data_ptr() != storage
+                or param.data_ptr() != start + i * step
+            ):
+                return self.gather(name, ids)
+        size, stride = (len(ids), *first.shape), (first.numel(), *first.stride())
+        view = torch.as_strided(first.detach(), size, stride, first.storage_offset())
+        return _ExpertsView.apply(view, *(params[m] for m in ids))
+
     def _dispatch(
         self,
         x: torch.Tensor,
@@ -317,16 +346,36 @@ class MoEModuleLayer(ModuleLayer):
         buffer = x.new_zeros(num_slots * capacity, self.in_features)
         buffer = buffer.index_copy(0, place, x[token])  # [S*C, in]
         ids = experts.tolist()
-        w1 = self.gather("w1", ids)  # [S, hidden, in]
-        b1 = self.gather("b1", ids).unsqueeze(1)  # [S, 1, hidden]
-        w2 = self.gather("w2", ids)  # [S, out, hidden]
-        b2 = self.gather("b2", ids).unsqueeze(1)
-        hidden = F.relu(torch.baddbmm(b1, buffer.view(num_slots, capacity, -1), w1.transpose(1, 2)))
-        out = torch.baddbmm(b2, hidden, w2.transpose(1, 2))  # [S, C, out]
+        # Weights on the left ([S, hidden, C], then [S, out, C]): the backward's weight gradients
+        # are then [S, hidden, in] and [S, out, hidden] bmm outputs in the parameters' own
+        # layout, which autograd hands over as they are (weights on the right made them
+        # transposed views, and every expert's gradient was copied).
+        w1 = self._stacked("w1", ids)  # [S, hidden, in]
+        b1 = self._stacked("b1", ids).unsqueeze(2)  # [S, hidden, 1]
+        w2 = self._stacked("w2", ids)  # [S, out, hidden]
+        b2 = self._stacked("b2", ids).unsqueeze(2)
+        inputs = buffer.view(num_slots, capacity, -1).transpose(1, 2)  # [S, in, C]
+        hidden = F.relu(torch.baddbmm(b1, w1, inputs))  # [S, hidden, C]
+        out = torch.baddbmm(b2, w2, hidden)  # [S, out, C]
         if self.activation:
             out = F.relu(out)
-        weighted = out.view(num_slots * capacity, -1)[place] * choice_gate[kept].unsqueeze(1)
+        out = out.transpose(1, 2).reshape(num_slots * capacity, -1)  # [S*C, out]
+        weighted = out[place] * choice_gate[kept].unsqueeze(1)
         return x.new_zeros(tokens, self.out_features).index_add(0, token, weighted)
+
+
+class _ExpertsView(torch.autograd.Function):
+    """A view of consecutive experts' storage that routes its gradient to each expert."""
+
+    @staticmethod
+    def forward(ctx, view: torch.Tensor, *experts: torch.Tensor) -> torch.Tensor:
+        del ctx, experts
+        return view
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        del ctx
+        return (None, *grad.unbind(0))
 
 
 def moe_layer_factory(

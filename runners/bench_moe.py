@@ -1,0 +1,332 @@
+"""Benchmark of the MoE layer: parameters grow with the number of experts, time should not.
+
+Shazeer et al. 2017, arXiv:1701.06538: a sparsely-gated mixture of E experts sends each example to
+k of them, so its parameters grow with E while its computation per example stays that of k
+experts. For E in ``--experts`` we time one training step (gradients set to ``None``, forward,
+backward) of ``MoEModuleLayer(E, d, h, d, k, capacity_factor)`` on a batch of B examples with every
+expert on the path (``ids = range(E)``), the loss being ``y.square().mean()`` plus the balancing
+loss, against a dense baseline of the same active size: a two-layer ReLU network
+``d -> k*h -> d`` of ``nn.Linear`` layers, timed the same way. All timings come from one run,
+side by side: ``--rounds`` rounds each time the baseline and every E in turn, and a figure is the
+median over the rounds of ``torch.utils.benchmark`` medians (one thread by default), so a burst of
+load from another process hits every configuration alike.
+
+Goal (reported, not asserted): from the first to the last E of ``--experts`` (4 and 256 by
+default) the parameters grow >= 64x while the time per batch grows <= 1.5x.
+Parameters counted: the layer's experts and its gate (clean and noise weights); the baseline's
+two linear layers. ``--json PATH`` writes the figures; ``--profile`` adds where a step's time
+goes at the first and last E. Run ``python runners/bench_moe.py --profile --json moe_bench.json``
+(figures and analysis: docs/moe_bench.md).
+"""
+
+from __future__ import annotations
+
+import statistics
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from rich.console import Console
+from rich.table import Table
+from torch import nn, profiler
+from torch.utils import benchmark
+
+if __package__ in (None, ""):  # run as a script: make the project importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from modules.moe import MoEModuleLayer
+from runners import run_dir as rd
+from runners.cli import run_cli
+
+PARAM_GROWTH_GOAL = 64.0
+"""Parameters at the last E over the first must be at least this (4 -> 256 experts)."""
+TIME_GROWTH_GOAL = 1.5
+"""Time per batch at the last E over the first must be at most this."""
+
+MOE_STEP = """\
+layer.zero_grad(set_to_none=True)
+y, aux = layer.forward_with_aux(x, ids)
+(y.square().mean() + aux).backward()"""
+DENSE_STEP = """\
+dense.zero_grad(set_to_none=True)
+dense(x).square().mean().backward()"""
+
+
+@dataclass
+class BenchMoEConfig:
+    """What to time."""
+
+    experts: tuple[int, ...] = (4, 16, 64, 256)
+    """E values (experts in the layer, all on the path); growth is last over first."""
+    batch: int = 2048
+    """B: examples per batch."""
+    d_model: int = 256
+    """d: in and out features of the layer (and of the dense baseline)."""
+    hidden: int = 512
+    """h: hidden units of one expert (the baseline has k*h)."""
+    k: int = 2
+    """Experts per example."""
+    capacity_factor: float = 1.25
+    """Expert capacity: C = ceil(capacity_factor * B * k / E) examples per expert."""
+    min_run_time: float = 1.0
+    """Seconds each timing runs for (more is steadier)."""
+    rounds: int = 3
+    """Rounds of timings (the baseline and every E each round); figures are medians over them."""
+    threads: int = 1
+    """Torch threads."""
+    seed: int = 0
+    """Seed of the layers, the inputs and the gates' noise."""
+    profile: bool = False
+    """Also profile a few steps of the first and last E (torch.profiler, self CPU time) and
+    print where the time goes: expert matmuls, weight stacking, gradient accumulation, gate
+    matmuls, routing (sort, dispatch, combine), everything else."""
+    json: str | None = None
+    """Also write the figures to this JSON file."""
+
+    def __post_init__(self) -> None:
+        if not self.experts:
+            raise ValueError("name at least one number of experts (--experts)")
+        if min(self.batch, self.d_model, self.hidden, self.k, self.rounds, self.threads) <= 0:
+            raise ValueError("batch, d_model, hidden, k, rounds and threads must be positive")
+        if min(self.experts) < self.k:
+            raise ValueError(f"every number of experts must be at least k={self.k}")
+        if self.capacity_factor <= 0 or self.min_run_time <= 0:
+            raise ValueError("capacity_factor and min_run_time must be positive")
+
+
+def dense_baseline(cfg: BenchMoEConfig) -> nn.Module:
+    """The active size of the layer without routing: ``d -> k*h -> d``, ReLU in between."""
+    return nn.Sequential(
+        nn.Linear(cfg.d_model, cfg.k * cfg.hidden),
+        nn.ReLU(),
+        nn.Linear(cfg.k * cfg.hidden, cfg.d_model),
+    )
+
+
+def moe_layer(cfg: BenchMoEConfig, experts: int) -> MoEModuleLayer:
+    layer = MoEModuleLayer(
+        experts, cfg.d_model, cfg.hidden, cfg.d_model, k=cfg.k, capacity_factor=cfg.capacity_factor
+    )
+    return layer.train()
+
+
+def moe_parameters(layer: MoEModuleLayer) -> dict[str, int]:
+    """Parameters of the experts and of the gate (clean and noise weights of every task)."""
+    experts = sum(p.numel() for kind in layer.parameter_kinds for p in getattr(layer, kind))
+    gate = sum(p.numel() for p in [*layer.gates.values(), *layer.noise_gates.values()])
+    return {"expert_params": experts, "gate_params": gate, "params": experts + gate}
+
+
+def median_seconds(stmt: str, env: dict[str, Any], cfg: BenchMoEConfig) -> float:
+    timer = benchmark.Timer(stmt=stmt, globals=env, num_threads=cfg.threads)
+    return timer.blocked_autorange(min_run_time=cfg.min_run_time).median
+
+
+def time_all(cfg: BenchMoEConfig) -> tuple[list[float], dict[int, list[float]], dict[str, Any]]:
+    """Seconds per step of the baseline and of every E, one list entry per round."""
+    x = torch.randn(cfg.batch, cfg.d_model)
+    dense = dense_baseline(cfg)
+    layers = {experts: moe_layer(cfg, experts) for experts in cfg.experts}
+    dense_times: list[float] = []
+    moe_times: dict[int, list[float]] = {experts: [] for experts in cfg.experts}
+    for _ in range(cfg.rounds):
+        dense_times.append(median_seconds(DENSE_STEP, {"dense": dense, "x": x}, cfg))
+        dense.zero_grad(set_to_none=True)
+        for experts, layer in layers.items():
+            env = {"layer": layer, "x": x, "ids": list(range(experts))}
+            moe_times[experts].append(median_seconds(MOE_STEP, env, cfg))
+            layer.zero_grad(set_to_none=True)  # free the gradients before the next layer runs
+    counts = {
+        "dense": sum(p.numel() for p in dense.parameters()),
+        "moe": {experts: moe_parameters(layer) for experts, layer in layers.items()},
+        "capacity": {
+            experts: layer.capacity(cfg.batch, experts) for experts, layer in layers.items()
+        },
+    }
+    return dense_times, moe_times, counts
+
+
+PROFILE_STEPS = 3
+ROUTING_OPS = {
+    "aten::argsort", "aten::sort", "aten::bincount", "aten::cumsum", "aten::index",
+    "aten::index_put_", "aten::_index_put_impl_", "aten::index_copy", "aten::index_add",
+    "aten::index_add_", "aten::index_select", "aten::topk", "aten::scatter", "aten::scatter_",
+    "aten::scatter_add_", "aten::gather", "aten::repeat", "aten::arange", "aten::nonzero",
+}  # fmt: skip
+CATEGORIES = (
+    "expert matmuls",
+    "weight stacking",
+    "gradient accumulation",
+    "gate matmuls",
+    "routing",
+    "other",
+)
+"""Where a step's self CPU time goes; "other" is elementwise work (ReLU, the gate's noise,
+softplus and normal CDF, the loss), allocation and autograd bookkeeping."""
+
+
+def category(event: Any, cfg: BenchMoEConfig) -> str:
+    """The :data:`CATEGORIES` entry of one profiler event (by its name, shapes and callers)."""
+    callers = []
+    parent = event.cpu_parent
+    while parent is not None:
+        callers.append(parent.name)
+        parent = parent.cpu_parent
+    if "torch::autograd::AccumulateGrad" in callers:
+        return "gradient accumulation"  # a gradient copied (or added) into a parameter's .grad
+    if event.name in ("aten::stack", "aten::cat") or "aten::stack" in callers:
+        return "weight stacking"
+    if event.name in ("aten::bmm", "aten::baddbmm"):
+        shapes = [shape for shape in event.input_shapes if len(shape) == 3]
+        # The gate's are [1, B, d] x [1, d, E] and their gradients; the experts' [E, ., C].
+        gate = all(shape[0] == 1 for shape in shapes) and any(
+            cfg.batch in shape[1:] for shape in shapes
+        )
+        return "gate matmuls" if gate else "expert matmuls"
+    if event.name in ROUTING_OPS:
+        return "routing"
+    return "other"
+
+
+def profile_step(layer: MoEModuleLayer, x: torch.Tensor, cfg: BenchMoEConfig) -> dict[str, float]:
+    """Milliseconds of self CPU time per training step in each of :data:`CATEGORIES`."""
+    ids = list(range(layer.num_modules))
+
+    def step() -> None:
+        layer.zero_grad(set_to_none=True)
+        y, aux = layer.forward_with_aux(x, ids)
+        (y.square().mean() + aux).backward()
+
+    step()  # warm-up
+    with profiler.profile(activities=[profiler.ProfilerActivity.CPU], record_shapes=True) as prof:
+        for _ in range(PROFILE_STEPS):
+            step()
+    layer.zero_grad(set_to_none=True)
+    totals = dict.fromkeys(CATEGORIES, 0.0)
+    for event in prof.events():
+        totals[category(event, cfg)] += event.self_cpu_time_total
+    return {name: micros / PROFILE_STEPS / 1e3 for name, micros in totals.items()}
+
+
+def main(cfg: BenchMoEConfig) -> dict[str, Any]:
+    """Time the baseline and every E; print the table and ratios; return (and write) them."""
+    torch.manual_seed(cfg.seed)
+    torch.set_num_threads(cfg.threads)
+    dense_times, moe_times, counts = time_all(cfg)
+    dense_s = statistics.median(dense_times)
+    rows: dict[int, dict[str, Any]] = {}
+    for experts, times in moe_times.items():
+        seconds = statistics.median(times)
+        rows[experts] = {
+            "seconds": seconds,
+            "ms": seconds * 1e3,
+            "rounds_ms": [t * 1e3 for t in times],
+            "spread": (max(times) - min(times)) / seconds,
+            "vs_dense": seconds / dense_s,
+            "capacity": counts["capacity"][experts],
+            **counts["moe"][experts],
+        }
+    first, last = rows[cfg.experts[0]], rows[cfg.experts[-1]]
+    param_growth = last["params"] / first["params"]
+    time_growth = last["seconds"] / first["seconds"]
+    results: dict[str, Any] = {
+        "batch": cfg.batch,
+        "d_model": cfg.d_model,
+        "hidden": cfg.hidden,
+        "k": cfg.k,
+        "capacity_factor": cfg.capacity_factor,
+        "threads": cfg.threads,
+        "rounds": cfg.rounds,
+        "min_run_time": cfg.min_run_time,
+        "experts": rows,
+        "dense": {
+            "seconds": dense_s,
+            "ms": dense_s * 1e3,
+            "rounds_ms": [t * 1e3 for t in dense_times],
+            "spread": (max(dense_times) - min(dense_times)) / dense_s,
+            "params": counts["dense"],
+        },
+        "param_growth": param_growth,
+        "time_growth": time_growth,
+        "dense_ratio": first["seconds"] / dense_s,
+        "goal": {
+            "param_growth_min": PARAM_GROWTH_GOAL,
+            "time_growth_max": TIME_GROWTH_GOAL,
+            "met": param_growth >= PARAM_GROWTH_GOAL and time_growth <= TIME_GROWTH_GOAL,
+        },
+    }
+    if cfg.profile:
+        x = torch.randn(cfg.batch, cfg.d_model)
+        results["profile"] = {
+            experts: profile_step(moe_layer(cfg, experts), x, cfg)
+            for experts in dict.fromkeys((cfg.experts[0], cfg.experts[-1]))
+        }
+    print_results(cfg, results)
+    if cfg.json is not None:
+        rd.write_json(cfg.json, results)
+    return results
+
+
+def print_results(cfg: BenchMoEConfig, results: dict[str, Any]) -> None:
+    console = Console()
+    table = Table(
+        title=(
+            f"MoE layer vs dense, fwd+bwd per batch of {cfg.batch}: d={cfg.d_model}, "
+            f"h={cfg.hidden}, k={cfg.k}, capacity factor {cfg.capacity_factor}, "
+            f"{cfg.threads} thread(s), median of {cfg.rounds} round(s)"
+        )
+    )
+    for column in ("", "capacity", "params", "ms / batch", "spread", "vs dense", "vs first E"):
+        table.add_column(column, justify="right")
+    dense = results["dense"]
+    first_s = results["experts"][cfg.experts[0]]["seconds"]
+    table.add_row(
+        "dense",
+        "-",
+        f"{dense['params']:,}",
+        f"{dense['ms']:.1f}",
+        f"{dense['spread']:.0%}",
+        "1.00",
+        "-",
+    )
+    for experts, row in results["experts"].items():
+        table.add_row(
+            f"E={experts}",
+            str(row["capacity"]),
+            f"{row['params']:,}",
+            f"{row['ms']:.1f}",
+            f"{row['spread']:.0%}",
+            f"{row['vs_dense']:.2f}",
+            f"{row['seconds'] / first_s:.2f}",
+        )
+    console.print(table)
+    first, last = cfg.experts[0], cfg.experts[-1]
+    verdict = "met" if results["goal"]["met"] else "NOT met"
+    console.print(
+        f"param_growth (E={last} / E={first}): {results['param_growth']:.1f}x "
+        f"(goal >= {PARAM_GROWTH_GOAL:g}x)\n"
+        f"time_growth (E={last} / E={first}): {results['time_growth']:.2f}x "
+        f"(goal <= {TIME_GROWTH_GOAL:g}x)\n"
+        f"dense_ratio (E={first} / dense): {results['dense_ratio']:.2f}\n"
+        f"goal {verdict}"
+    )
+    if "profile" in results:
+        table = Table(title=f"Where a step goes: self CPU ms (mean of {PROFILE_STEPS} steps)")
+        table.add_column("")
+        for experts in results["profile"]:
+            table.add_column(f"E={experts}", justify="right")
+        totals = {experts: sum(row.values()) for experts, row in results["profile"].items()}
+        for name in CATEGORIES:
+            cells = [
+                f"{row[name]:.1f} ({row[name] / totals[experts]:.0%})"
+                for experts, row in results["profile"].items()
+            ]
+            table.add_row(name, *cells)
+        table.add_row("total", *(f"{total:.1f}" for total in totals.values()))
+        console.print(table)
+
+
+if __name__ == "__main__":
+    run_cli(main, BenchMoEConfig, description=__doc__.split("\n\n")[0])
