@@ -400,6 +400,7 @@ def run_worker(
     forward: Forward,
     parameters: ParameterPairs,
     state: LSTMState | None,
+    *,
     after_rollout: Callable[[Rollout], None] | None = None,
     local: nn.Module | None = None,
 ) -> None:
@@ -458,4 +459,4 @@ def a3c_worker(rank: int, spec: WorkerSpec) -> None:
         local = copy.deepcopy(spec.model)
         pairs = list(local.parameters()), list(spec.model.parameters())
         state = local.initial_state(spec.cfg.envs_per_worker)
-        run_worker(rank, spec, local.forward, lambda: pairs, state, None, local)
+        run_worker(rank, spec, local.forward, lambda: pairs, state, local=local)

@@ -30,9 +30,10 @@ class MoEConfig:
     expert_hidden: int = 32
     """Hidden units of each expert (a two-layer ReLU network)."""
     k: int = 2
-    """Experts each observation is sent to."""
-    capacity_factor: float | None = None
-    """Places per expert = factor * batch * k / experts (None: no limit, no token dropped)."""
+    """Experts each observation is sent to (at most the path's N in a path library)."""
+    capacity_factor: float | None = 2.0
+    """Places per expert = factor * batch * k / experts: compute stays flat in E (None: every
+    expert takes the whole batch, nothing dropped, compute grows with E)."""
     w_importance: float = 1.0
     """Coefficient of the importance loss (CV² of the per-expert gate sums). The paper's 0.1
     is too weak against A3C's loss: CartPole's MoE head ended with a load CV² of 2.0 (1.0: 0.2)."""
@@ -42,7 +43,7 @@ class MoEConfig:
     def __post_init__(self) -> None:
         if min(self.experts, self.expert_hidden, self.k) <= 0:
             raise ValueError("moe.experts, moe.expert_hidden and moe.k must be positive")
-        if self.k > self.experts:
+        if self.k > self.experts:  # the MoE head's check; in a path library k is clipped to N
             raise ValueError(f"moe.k={self.k} exceeds moe.experts={self.experts}")
         if self.capacity_factor is not None and self.capacity_factor <= 0:
             raise ValueError(f"moe.capacity_factor must be positive, got {self.capacity_factor}")

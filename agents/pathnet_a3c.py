@@ -266,4 +266,4 @@ def pathnet_worker(rank: int, spec: PathNetWorkerSpec) -> None:
             return mine, base.model.path_parameters(current["path"], spec.task)
 
         state = local.initial_state(spec.task, base.cfg.envs_per_worker)
-        run_worker(rank, base, forward, parameters, state, after_rollout, local)
+        run_worker(rank, base, forward, parameters, state, after_rollout=after_rollout, local=local)

@@ -40,14 +40,21 @@ class Gating:
     choice when there is no noise, or when every available slot is chosen anyway)."""
 
 
-def cv_squared(values: torch.Tensor, eps: float = 1e-10) -> torch.Tensor:
+def cv_squared(
+    values: torch.Tensor, mask: torch.Tensor | None = None, eps: float = 1e-10
+) -> torch.Tensor:
     """The squared coefficient of variation var/mean² over the last axis: [..., S] -> [...].
 
-    Zero for S = 1 (one expert is always balanced).
+    ``mask`` ([..., S] bool) restricts it to some entries (the experts a path offers); zero
+    where fewer than two entries count (one expert is always balanced).
     """
-    if values.shape[-1] <= 1:
-        return values.new_zeros(values.shape[:-1])
-    return values.var(-1, unbiased=False) / (values.mean(-1) ** 2 + eps)
+    if mask is None:
+        mask = torch.ones_like(values, dtype=torch.bool)
+    weights = mask.to(values.dtype)
+    count = weights.sum(-1)
+    mean = (values * weights).sum(-1) / count.clamp_min(1)
+    var = ((values - mean.unsqueeze(-1)) ** 2 * weights).sum(-1) / count.clamp_min(1)
+    return torch.where(count > 1, var / (mean**2 + eps), torch.zeros_like(var))
 
 
 def noisy_top_k(
@@ -113,13 +120,17 @@ def smooth_load(
 
 
 def balance_losses(
-    importance: torch.Tensor, load: torch.Tensor, w_importance: float, w_load: float
+    importance: torch.Tensor,
+    load: torch.Tensor,
+    w_importance: float,
+    w_load: float,
+    mask: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """w_importance · CV²(importance) + w_load · CV²(load): zero when routing is balanced.
 
-    importance, load: [..., S] -> [...].
+    importance, load: [..., S]; mask: [..., S] bool, the slots that count -> [...].
     """
-    return w_importance * cv_squared(importance) + w_load * cv_squared(load)
+    return w_importance * cv_squared(importance, mask) + w_load * cv_squared(load, mask)
 
 
 class AuxLosses:

@@ -67,12 +67,14 @@ class Routing:
 
 
 def take_routing(model: nn.Module) -> dict[str, Routing]:
-    """``take_routing()`` of every MoE layer in ``model``, keyed ``<module name>/<task>``."""
+    """``take_routing()`` of every submodule of ``model`` that reports routing (MoE layers),
+    keyed ``<module name>/<task>``; empty for models without gates."""
     found = {}
     for name, module in model.named_modules():
-        if isinstance(module, MoEModuleLayer):
-            for task, routing in module.take_routing().items():
-                found[f"{name or 'moe'}/{task}"] = routing
+        report = getattr(module, "take_routing", None)
+        if module is not model and callable(report):
+            for task, routing in report().items():
+                found[f"{name}/{task}"] = routing
     return found
 
 
@@ -134,8 +136,10 @@ class MoEModuleLayer(ModuleLayer):
         key = _key(task)
         if key in self.gates:
             return
-        self.gates[key] = nn.Parameter(torch.zeros(self.in_features, self.num_modules))
-        self.noise_gates[key] = nn.Parameter(torch.zeros(self.in_features, self.num_modules))
+        device = self.w1[0].device
+        shape = (self.in_features, self.num_modules)
+        self.gates[key] = nn.Parameter(torch.zeros(shape, device=device))
+        self.noise_gates[key] = nn.Parameter(torch.zeros(shape, device=device))
 
     def task_parameters(self, task: str | None) -> list[nn.Parameter]:
         key = self._gate_key(task)
@@ -243,7 +247,7 @@ class MoEModuleLayer(ModuleLayer):
         # -> ([P, B, out], balancing loss averaged over the P paths)
         p, b, n = x.shape[0], x.shape[1], len(rows[0])
         key = self._gate_key(task)
-        flat = torch.tensor([m for row in rows for m in row])  # [P*n] slot -> expert
+        flat = torch.tensor([m for row in rows for m in row], device=x.device)  # [P*n] -> expert
         columns = flat.view(p, n)
         w_gate = self.gates[key].t()[columns].transpose(1, 2)  # [P, in, n]
         clean = torch.bmm(x, w_gate)  # [P, B, n]
@@ -251,16 +255,21 @@ class MoEModuleLayer(ModuleLayer):
         if self.noisy and self.training:
             w_noise = self.noise_gates[key].t()[columns].transpose(1, 2)
             noise_std = F.softplus(torch.bmm(x, w_noise)).flatten(0, 1)  # [P*B, n]
-        available = None if repeats is None else (~repeats).repeat_interleave(b, dim=0)
+        offered = None if repeats is None else ~repeats.to(x.device)  # [P, n]
+        available = None if offered is None else offered.repeat_interleave(b, dim=0)
         gating = noisy_top_k(clean.flatten(0, 1), noise_std, self.k, available)  # tokens P*B
         importance = gating.gates.view(p, b, n).sum(1)  # [P, n]
         load = gating.load.view(p, b, n).sum(1)
-        aux = balance_losses(importance, load, self.w_importance, self.w_load).mean()
-        offsets = (torch.arange(p) * n).repeat_interleave(b).unsqueeze(1)  # [P*B, 1]
+        aux = balance_losses(importance, load, self.w_importance, self.w_load, offered).mean()
+        offsets = (torch.arange(p, device=x.device) * n).repeat_interleave(b).unsqueeze(1)
         self._record(key, flat, gating.top_slots + offsets, gating.top_gates, importance)
-        y = self._dispatch(
-            x.flatten(0, 1), gating.top_slots + offsets, gating.top_gates, flat, b, n
-        )
+        # Each path's capacity counts its distinct experts, as its single-path forward does.
+        distinct_experts = [len(set(row)) for row in rows]
+        capacities = torch.tensor(
+            [self.capacity(b, d) for d in distinct_experts], device=x.device
+        ).repeat_interleave(n)  # [P*n] places per slot
+        y = self._dispatch(x.flatten(0, 1), gating.top_slots + offsets, gating.top_gates, flat,
+                           capacities)  # fmt: skip
         return y.view(p, b, self.out_features), aux
 
     @torch.no_grad()
@@ -276,10 +285,10 @@ class MoEModuleLayer(ModuleLayer):
         routing = self._routing.get(key)
         if routing is None:
             routing = self._routing[key] = Routing.empty(self.num_modules)
-        chosen = experts[slots[gates > 0]]  # a zero gate (a masked repeat) is no choice
+        chosen = experts[slots[gates > 0]].cpu()  # a zero gate (a masked repeat) is no choice
         routing.picks += torch.bincount(chosen, minlength=self.num_modules).float()
-        routing.importance.index_add_(0, experts, importance.detach().flatten().float())
-        routing.allowed[experts] = True
+        routing.importance.index_add_(0, experts.cpu(), importance.detach().flatten().float().cpu())
+        routing.allowed[experts.cpu()] = True
         routing.tokens += slots.shape[0]
 
     def take_routing(self) -> dict[str, Routing]:
@@ -323,24 +332,24 @@ class MoEModuleLayer(ModuleLayer):
         slots: torch.Tensor,
         gates: torch.Tensor,
         experts: torch.Tensor,
-        batch: int,
-        per_path: int,
+        capacities: torch.Tensor,
     ) -> torch.Tensor:
         # x: [T, in]; slots: [T, k] global slot ids (path p's experts are slots p*n .. p*n+n-1);
-        # gates: [T, k]; experts: [S] long slot -> expert id -> [T, out]
+        # gates: [T, k]; experts: [S] long slot -> expert id; capacities: [S] places per slot
+        # -> [T, out]
         tokens, k = slots.shape
         num_slots = experts.numel()
-        capacity = self.capacity(batch, per_path)
+        capacity = int(capacities.max())  # the buffer's places per slot
         # Preference order: all first choices, then all second choices, ... (k-major).
         choice_slot = slots.t().reshape(-1)  # [k*T]
-        choice_token = torch.arange(tokens).repeat(k)
+        choice_token = torch.arange(tokens, device=x.device).repeat(k)
         choice_gate = gates.t().reshape(-1)
         order = torch.argsort(choice_slot, stable=True)
         counts = torch.bincount(choice_slot, minlength=num_slots)
         starts = torch.cumsum(counts, 0) - counts
         position = torch.empty_like(choice_slot)
-        position[order] = torch.arange(order.numel()) - starts[choice_slot[order]]
-        kept = position < capacity
+        position[order] = torch.arange(order.numel(), device=x.device) - starts[choice_slot[order]]
+        kept = position < capacities[choice_slot]
         place = choice_slot[kept] * capacity + position[kept]  # [K] index into the buffer
         token = choice_token[kept]
         buffer = x.new_zeros(num_slots * capacity, self.in_features)

@@ -44,10 +44,11 @@ from evolution.tournament import SearchState, TournamentOutcome, evolve
 from evolution.transfer import begin_transfer, module_reuse, reused_modules
 from modules.layers import LinearModuleLayer
 from modules.library import LayerFactory, PathLibrary, linear_library
-from modules.moe import moe_layer_factory
+from modules.moe import moe_layer_factory, take_routing
 from runners import run_dir as rd
 from runners.cli import resolve_device, run_cli
 from runners.figures import path_grid, plot_transfer_paths, usage_image
+from runners.phase import PhaseLog, log_routing, moe_load_cv2
 
 PHASES = ("scratch", "pathnet_a", "pathnet_b", "finetune_a", "finetune_b")
 CONDITIONS = ("scratch", "finetune", "pathnet")
@@ -163,6 +164,8 @@ class GenerationLogger:
     def __init__(self, cfg, writer, progress, bar, tag, library, checkpoint) -> None:
         self.cfg, self.writer, self.progress, self.bar = cfg, writer, progress, bar
         self.tag, self.library, self.checkpoint = tag, library, checkpoint
+        self.routing = PhaseLog()
+        """The MoE layers' routing of the latest generation (in this process: serial backend)."""
 
     def __call__(self, *, state: SearchState, outcome: TournamentOutcome) -> None:
         gen, evo = state.generation, self.cfg.evo
@@ -173,6 +176,9 @@ class GenerationLogger:
             usage = module_usage(state.population, evo.layers, evo.active, evo.modules)
             frozen = torch.stack(self.library.frozen_mask()).cpu()
             self.writer.add_image(f"{self.tag}/module_usage", usage_image(usage, frozen), gen)
+        reports = {name: r.as_lists() for name, r in take_routing(self.library).items()}
+        if reports:  # an MoE layer: per-expert load and importance, load CV², usage image
+            log_routing(self.writer, f"{self.tag}/", self.routing, 0, gen, reports)
         self.progress.update(self.bar, completed=gen, best=state.best_fitness)
         if gen % self.cfg.checkpoint_every == 0:
             self.checkpoint(state)
@@ -283,6 +289,8 @@ def main(cfg: BinaryDigitsConfig) -> dict[str, Any]:
             else:
                 evolve(search, toolbox, cfg.max_generations, cfg.threshold, log)
             record_phase(cfg, result, phase, search)
+            if log.routing.moe:
+                result[f"{phase}_moe_load_cv2"] = moe_load_cv2(log.routing)
             state["phase"] = (state["phase"] + 1) % len(PHASES)
             state["pair"] += state["phase"] == 0
             checkpoint(None)
@@ -329,6 +337,11 @@ def summarise(cfg: BinaryDigitsConfig, results: list[dict[str, Any]]) -> dict[st
             {"a": r["best_a"], "b": r["best_b"], "reused_modules": r["reused_modules"]}
             for r in results
         ],
+        **(
+            {"moe_load_cv2": [r.get("pathnet_b_moe_load_cv2") for r in results]}
+            if cfg.library_kind == "moe"
+            else {}
+        ),
     }
 
 

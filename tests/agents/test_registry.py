@@ -57,8 +57,14 @@ def test_every_agent_builds_acts_and_reports_its_aux_loss(name, obs_shape) -> No
     aux = model.take_aux_loss()
     assert (aux is not None) == ("moe" in name)
     loss = logits.sum() + values.sum() + (aux if aux is not None else 0.0)
-    grads = torch.autograd.grad(loss, [p for p in params if p.requires_grad], allow_unused=True)
-    assert any(g is not None for g in grads)
+    trainable = [p for p in params if p.requires_grad]
+    grads = dict(zip(map(id, trainable), torch.autograd.grad(loss, trainable, allow_unused=True),
+                     strict=True))  # fmt: skip
+    assert any(g is not None for g in grads.values())
+    gates = [m for m in model.modules() if isinstance(m, MoEModuleLayer)]
+    for layer in gates:  # the MoE agents' gates learn, through the loss and the aux loss
+        task = "task" if agent.evolves_paths else None
+        assert grads[id(layer.task_parameters(task)[0])].abs().sum() > 0
 
 
 def test_pathnet_moe_trains_its_tasks_gate_and_only_the_paths_experts() -> None:

@@ -21,9 +21,17 @@ def test_top_k_keeps_k_largest_and_softmaxes_over_them() -> None:
     assert gating.load.tolist() == [[0, 1, 0, 1], [1, 0, 1, 0]]  # hard choices without noise
 
 
-def test_zero_gate_routes_uniformly() -> None:
+def test_zero_gate_weighs_its_choices_equally_and_balances_under_noise() -> None:
     gating = noisy_top_k(torch.zeros(5, 6), None, k=3)
     torch.testing.assert_close(gating.top_gates, torch.full((5, 3), 1 / 3))
+    # With noise (training), ties break at random: the k choices spread over all experts, and
+    # both balancing losses vanish as the batch grows.
+    torch.manual_seed(0)
+    noisy = noisy_top_k(torch.zeros(20000, 6), torch.full((20000, 6), 0.69), k=3)
+    picks = torch.bincount(noisy.top_slots.flatten(), minlength=6).float()
+    assert cv_squared(picks) < 0.005
+    loss = balance_losses(noisy.gates.sum(0), noisy.load.sum(0), 1.0, 1.0)
+    assert loss < 0.005
 
 
 def test_unavailable_slots_are_never_chosen() -> None:
@@ -39,6 +47,8 @@ def test_unavailable_slots_are_never_chosen() -> None:
 
 def test_cv_squared() -> None:
     assert cv_squared(torch.tensor([2.0, 2.0, 2.0])) == 0
+    masked = cv_squared(torch.tensor([1.0, 3.0, 0.0]), torch.tensor([True, True, False]))
+    torch.testing.assert_close(masked, torch.tensor(0.25))
     assert cv_squared(torch.tensor([5.0])) == 0
     torch.testing.assert_close(cv_squared(torch.tensor([1.0, 3.0])), torch.tensor(0.25))
     rows = cv_squared(torch.tensor([[1.0, 1.0], [1.0, 3.0]]))

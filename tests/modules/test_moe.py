@@ -59,6 +59,29 @@ def test_forward_population_equals_each_path(layer) -> None:
         torch.testing.assert_close(population[p], layer(x, row))
 
 
+def test_population_with_repeats_and_capacity_equals_each_path_and_its_loss(layer) -> None:
+    """A repeated id is no extra expert: capacity and CV² count the path's distinct experts."""
+    layer.capacity_factor = 1.0
+    x = torch.randn(24, 6)
+    rows = [[5, 5, 7], [0, 1, 2], [3, 3, 3]]
+    population, aux = layer.forward_population_with_aux(x, rows)
+    for p, row in enumerate(rows):
+        single, single_aux = layer.forward_with_aux(x, row)
+        torch.testing.assert_close(population[p], single)
+    losses = torch.stack([layer.forward_with_aux(x, row)[1] for row in rows])
+    torch.testing.assert_close(aux, losses.mean())
+
+
+def test_zero_gate_in_training_spreads_picks_over_the_experts() -> None:
+    """Zero-initialised gates route uniformly: the noise breaks the ties, k of E per token."""
+    torch.manual_seed(4)
+    layer = MoEModuleLayer(8, 6, 4, 2, k=2, capacity_factor=None).train()
+    layer.forward_with_aux(torch.randn(4000, 6), list(range(8)))
+    (routing,) = layer.take_routing().values()
+    assert routing.picks.sum() == 8000
+    assert routing.load_cv2() < 0.01  # about 1000 picks each
+
+
 def test_capacity_overflow_drops_later_choices_first(layer) -> None:
     """Tokens 0-5 prefer expert 0 then 1, tokens 6-7 expert 1 then 0; each takes 4 tokens.
 
@@ -82,10 +105,6 @@ def test_capacity_overflow_drops_later_choices_first(layer) -> None:
         expected = expected + keep_1 * weights[t, 1] * expert(layer, 1, x[t])
         torch.testing.assert_close(out[t], expected)
     assert torch.equal(out[4], torch.zeros(4))  # every choice overflowed: a zero output
-
-
-def test_no_capacity_limit_means_nothing_overflows(layer) -> None:
-    assert layer.capacity(100, 4) == 100
 
 
 def test_path_restriction_never_routes_outside_the_path() -> None:

@@ -151,6 +151,8 @@ def test_transfer_with_an_moe_last_layer_learns_and_keeps_each_tasks_gate(tmp_pa
     cfg = tiny(run, pairs=1, library_kind="moe", max_generations=40)
     summary = main(cfg)
     assert all(summary["pathnet_solved"]) and all(summary["scratch_solved"]), summary
+    ((name, cv2),) = summary["moe_load_cv2"][0].items()  # B's routing, its last generation
+    assert name.startswith("layers.2/") and 0.0 <= cv2 < 3.0
     state = torch.load(run / "checkpoint.pt", weights_only=False)
     ((task_a, task_b),) = summary["pairs"]
     library = runner.fresh_library(cfg, 28 * 28, torch.device("cpu"))
