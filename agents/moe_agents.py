@@ -8,15 +8,16 @@ PathNet-A3C (Fernando et al. 2017, arXiv:1701.08734):
 - ``pathnet-moe``: a PathNet library whose last layer is an MoE layer: the path's N module ids
   are the experts the task's own gate may route each observation to (top k of them).
 
-Both add the gates' importance and load losses to the A3C loss.
+Both add the gates' importance and load losses to the A3C loss; both are registered in
+:mod:`agents.registry` from this file's :class:`MoEConfig`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from agents.a3c import A3CConfig, A3CNet
-from agents.pathnet_a3c import PathNetA3C, PathNetA3CConfig, pathnet_library
+from modules.actor_critic import HeadFactory
+from modules.library import LayerFactory
 from modules.moe import moe_layer_factory
 from modules.moe_head import moe_head_factory
 
@@ -50,23 +51,15 @@ class MoEConfig:
         if self.w_importance < 0 or self.w_load < 0:
             raise ValueError("moe.w_importance and moe.w_load must be non-negative")
 
+    def head_factory(self) -> HeadFactory:
+        """Heads that are a mixture of ``experts`` small expert heads (the ``moe`` agent)."""
+        return moe_head_factory(
+            self.experts, self.expert_hidden, self.k, self.capacity_factor, self.w_importance,
+            self.w_load,
+        )  # fmt: skip
 
-def build_moe_a3c(
-    a3c: A3CConfig, moe: MoEConfig, obs_shape: tuple[int, ...], num_actions: int
-) -> A3CNet:
-    """A3C with an MoE policy/value head."""
-    head = moe_head_factory(
-        moe.experts, moe.expert_hidden, moe.k, moe.capacity_factor, moe.w_importance, moe.w_load
-    )
-    return A3CNet(obs_shape, num_actions, a3c.hidden, a3c.lstm, a3c.precision, head)
-
-
-def build_pathnet_moe(
-    a3c: A3CConfig, pathnet: PathNetA3CConfig, moe: MoEConfig, obs_shape: tuple[int, ...]
-) -> PathNetA3C:
-    """PathNet-A3C whose last library layer is an MoE layer of ``pathnet.modules`` experts."""
-    last = moe_layer_factory(
-        moe.expert_hidden, moe.k, moe.capacity_factor, moe.w_importance, moe.w_load
-    )
-    library = pathnet_library(obs_shape, pathnet, last)
-    return PathNetA3C(library, obs_shape, a3c.lstm, a3c.precision)
+    def layer_factory(self) -> LayerFactory:
+        """Library layers that are mixtures of their modules (``pathnet-moe``, binary digits)."""
+        return moe_layer_factory(
+            self.expert_hidden, self.k, self.capacity_factor, self.w_importance, self.w_load
+        )

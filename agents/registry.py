@@ -4,7 +4,9 @@ Like the environment registry, a name maps to everything a runner needs to train
 how to build its shared network from the run's settings (the ``a3c``, ``pathnet`` and ``moe``
 config sections), which worker function trains it, and whether it evolves paths through a
 module library (only those can transfer by freezing a path). New agents (neuroevolution,
-pruned heads, …) call :func:`register_agent`; runners never test agent names.
+pruned heads, …) call :func:`register_agent`; runners never test agent names. Kinds of a path
+library's last layer (linear modules, an MoE layer, …) are registered the same way in
+:data:`LAYER_KINDS`.
 
 Example:
     >>> get_agent("pathnet").evolves_paths
@@ -25,16 +27,28 @@ from typing import Protocol
 from torch import nn
 
 from agents.a3c import A3CConfig, A3CNet, a3c_worker
-from agents.moe_agents import MoEConfig, build_moe_a3c, build_pathnet_moe
+from agents.moe_agents import MoEConfig
 from agents.pathnet_a3c import PathNetA3C, PathNetA3CConfig, pathnet_library, pathnet_worker
+from modules.actor_critic import ActorCriticHead, HeadFactory
+from modules.layers import LinearModuleLayer
+from modules.library import LayerFactory
 
 
-class AgentSettings(Protocol):
+class LayerSettings(Protocol):
+    """The config sections a layer kind reads."""
+
+    moe: MoEConfig
+
+
+class AgentSettings(LayerSettings, Protocol):
     """The config sections an agent builder reads (every RL runner's config has them)."""
 
     a3c: A3CConfig
     pathnet: PathNetA3CConfig
-    moe: MoEConfig
+
+
+Builder = Callable[[AgentSettings, tuple[int, ...], int], nn.Module]
+"""``build(settings, obs_shape, num_actions)``: an agent's shared network."""
 
 
 @dataclass(frozen=True)
@@ -43,8 +57,8 @@ class Agent:
 
     name: str
     description: str
-    build: Callable[[AgentSettings, tuple[int, ...], int], nn.Module]
-    """``build(settings, obs_shape, num_actions)``: the shared network. Path agents return a
+    build: Builder
+    """The shared network from the run's settings. Path agents return a
     :class:`~agents.pathnet_a3c.PathNetA3C` without tasks (runners add each task's head)."""
     worker: Callable[..., None]
     """The worker process function (``a3c_worker`` or ``pathnet_worker``)."""
@@ -75,38 +89,55 @@ def get_agent(name: str, *, evolves_paths: bool | None = None) -> Agent:
     known = agent_names(evolves_paths=evolves_paths)
     if name in known:
         return AGENTS[name]
+    raise ValueError(_unknown("path-evolving agent" if evolves_paths else "agent", name, known))
+
+
+LAYER_KINDS: dict[str, Callable[[LayerSettings], LayerFactory]] = {
+    "linear": lambda s: LinearModuleLayer,
+    "moe": lambda s: s.moe.layer_factory(),
+}
+"""Kinds of a path library's last layer, by name: ``kind(settings)`` -> the layer factory."""
+
+
+def layer_kind(name: str) -> Callable[[LayerSettings], LayerFactory]:
+    """The last-layer kind ``name``; a one-line ValueError with close names if there is none."""
+    if name not in LAYER_KINDS:
+        raise ValueError(_unknown("layer kind", name, sorted(LAYER_KINDS)))
+    return LAYER_KINDS[name]
+
+
+def _unknown(what: str, name: str, known: list[str]) -> str:
     lowered = {known_name.lower(): known_name for known_name in known}
     close = [lowered[m] for m in difflib.get_close_matches(name.lower(), lowered, n=3, cutoff=0.5)]
     hint = f"did you mean: {', '.join(close)}?" if close else f"choose one of {', '.join(known)}"
-    kind = "path-evolving agent" if evolves_paths else "agent"
-    raise ValueError(f"unknown {kind} {name!r}; {hint}")
+    return f"unknown {what} {name!r}; {hint}"
 
 
-def _a3c(s: AgentSettings, obs_shape: tuple[int, ...], num_actions: int) -> nn.Module:
-    return A3CNet(obs_shape, num_actions, s.a3c.hidden, s.a3c.lstm, s.a3c.precision)
+def _standard(head: Callable[[AgentSettings], HeadFactory]) -> Builder:
+    def build(s: AgentSettings, obs_shape: tuple[int, ...], num_actions: int) -> nn.Module:
+        a3c = s.a3c
+        return A3CNet(obs_shape, num_actions, a3c.hidden, a3c.lstm, a3c.precision, head(s))
+
+    return build
 
 
-def _pathnet(s: AgentSettings, obs_shape: tuple[int, ...], num_actions: int) -> nn.Module:
-    del num_actions  # each task's head is added by the runner
-    return PathNetA3C(pathnet_library(obs_shape, s.pathnet), obs_shape, s.a3c.lstm, s.a3c.precision)
+def _path_library(last_layer: str) -> Builder:
+    def build(s: AgentSettings, obs_shape: tuple[int, ...], num_actions: int) -> nn.Module:
+        del num_actions  # each task's head is added by the runner
+        library = pathnet_library(obs_shape, s.pathnet, LAYER_KINDS[last_layer](s))
+        return PathNetA3C(library, obs_shape, s.a3c.lstm, s.a3c.precision)
 
-
-def _moe(s: AgentSettings, obs_shape: tuple[int, ...], num_actions: int) -> nn.Module:
-    return build_moe_a3c(s.a3c, s.moe, obs_shape, num_actions)
-
-
-def _pathnet_moe(s: AgentSettings, obs_shape: tuple[int, ...], num_actions: int) -> nn.Module:
-    del num_actions
-    return build_pathnet_moe(s.a3c, s.pathnet, s.moe, obs_shape)
+    return build
 
 
 for _agent in (
-    Agent("a3c", "A3C with the standard network (Mnih et al. 2016)", _a3c, a3c_worker, False),
-    Agent("pathnet", "PathNet-A3C: evolved paths through a module library", _pathnet,
-          pathnet_worker, True),
-    Agent("moe", "A3C whose policy/value head is a sparsely-gated mixture of experts", _moe,
-          a3c_worker, False),
+    Agent("a3c", "A3C with the standard network (Mnih et al. 2016)",
+          _standard(lambda s: ActorCriticHead), a3c_worker, False),
+    Agent("pathnet", "PathNet-A3C: evolved paths through a module library",
+          _path_library("linear"), pathnet_worker, True),
+    Agent("moe", "A3C whose policy/value head is a sparsely-gated mixture of experts",
+          _standard(lambda s: s.moe.head_factory()), a3c_worker, False),
     Agent("pathnet-moe", "PathNet-A3C whose last library layer is a mixture of experts",
-          _pathnet_moe, pathnet_worker, True),
+          _path_library("moe"), pathnet_worker, True),
 ):  # fmt: skip
     register_agent(_agent)

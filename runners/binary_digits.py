@@ -34,6 +34,7 @@ if __package__ in (None, ""):  # run as a script: make the project importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from agents.moe_agents import MoEConfig
+from agents.registry import LAYER_KINDS, layer_kind
 from agents.supervised import PathTrainer, SupervisedConfig, train_fixed_path
 from envs.digits import BinaryTask, all_tasks, make_binary_task, parse_task
 from evolution.backends import map_backend
@@ -42,13 +43,14 @@ from evolution.operators import genome_to_path, module_usage
 from evolution.toolbox import PathGenome, make_toolbox
 from evolution.tournament import SearchState, TournamentOutcome, evolve
 from evolution.transfer import begin_transfer, module_reuse, reused_modules
-from modules.layers import LinearModuleLayer
-from modules.library import LayerFactory, PathLibrary, linear_library
-from modules.moe import moe_layer_factory, take_routing
+from modules.library import PathLibrary, linear_library
+from modules.moe import take_routing
 from runners import run_dir as rd
-from runners.cli import resolve_device, run_cli
+from runners.cli import choice_of, resolve_device, run_cli
 from runners.figures import path_grid, plot_transfer_paths, usage_image
 from runners.phase import PhaseLog, log_routing, moe_load_cv2
+
+LayerKindName = choice_of(sorted(LAYER_KINDS))
 
 PHASES = ("scratch", "pathnet_a", "pathnet_b", "finetune_a", "finetune_b")
 CONDITIONS = ("scratch", "finetune", "pathnet")
@@ -74,7 +76,7 @@ class BinaryDigitsConfig:
     """Units per linear module."""
     last_layer: Literal["sum", "mean"] = "sum"
     """How the last shared layer combines its active modules."""
-    library_kind: Literal["linear", "moe"] = "linear"
+    library_kind: LayerKindName = "linear"
     """Kind of the last library layer: linear modules, or an MoE layer whose experts are the
     modules (the path's N ids are the experts each task's own gate may route to)."""
     moe: MoEConfig = field(default_factory=MoEConfig)
@@ -102,6 +104,7 @@ class BinaryDigitsConfig:
     """Show a progress display."""
 
     def __post_init__(self) -> None:
+        layer_kind(self.library_kind)
         if min(self.pairs, self.max_generations, self.hidden, self.resolution) <= 0:
             raise ValueError("pairs, max_generations, hidden and resolution must be positive")
         if min(self.checkpoint_every, self.image_every, self.workers, self.threads) <= 0:
@@ -124,12 +127,8 @@ def choose_pairs(cfg: BinaryDigitsConfig) -> list[tuple[str, str]]:
 
 
 def fresh_library(cfg: BinaryDigitsConfig, input_size: int, device: torch.device) -> PathLibrary:
-    evo, moe = cfg.evo, cfg.moe
-    last: LayerFactory = LinearModuleLayer
-    if cfg.library_kind == "moe":
-        last = moe_layer_factory(
-            moe.expert_hidden, moe.k, moe.capacity_factor, moe.w_importance, moe.w_load
-        )
+    last = layer_kind(cfg.library_kind)(cfg)
+    evo = cfg.evo
     library = linear_library(input_size, cfg.hidden, evo.layers, evo.modules, cfg.last_layer, last)
     return library.to(device)
 
@@ -339,7 +338,7 @@ def summarise(cfg: BinaryDigitsConfig, results: list[dict[str, Any]]) -> dict[st
         ],
         **(
             {"moe_load_cv2": [r.get("pathnet_b_moe_load_cv2") for r in results]}
-            if cfg.library_kind == "moe"
+            if any("pathnet_b_moe_load_cv2" in r for r in results)
             else {}
         ),
     }
