@@ -417,6 +417,7 @@ def run_worker(
     for group in spec.optimizer.param_groups:
         group["lr"] = float(spec.lrs[rank])
     envs = make_env_batch(spec.env_id, spec.env_seeds(rank))
+    aux_loss = getattr(local, "take_aux_loss", None)
     totals: dict[str, float] = {}
     updates = 0
     try:
@@ -426,7 +427,6 @@ def run_worker(
             rollout, state = collect_rollout(
                 forward, envs, cfg.t_max, state, keep_graph=not cfg.recompute
             )
-            aux_loss = getattr(local, "take_aux_loss", None)
             grads, stats = a3c_gradients(forward, local_params, rollout, cfg, aux_loss)
             apply_gradients(shared_params, grads, spec.optimizer)
             spec.steps[rank] += rollout.num_steps

@@ -10,7 +10,7 @@ first thing, so it dies within a second of its parent.
 On Linux the kernel delivers the death signal (``prctl(PR_SET_PDEATHSIG, SIGKILL)``): immediate,
 even while the worker is busy in C code. The kernel sends it when the *thread* that started the
 worker ends, so start workers from a thread that lives as long as they should (the runner's main
-thread). Elsewhere a daemon thread polls the parent's pid.
+thread). Elsewhere (or under a fork server) a daemon thread polls the parent's liveness.
 """
 
 from __future__ import annotations
@@ -35,13 +35,16 @@ def die_with_parent(poll_seconds: float = 0.5) -> bool:
     parent = multiprocessing.parent_process()
     if parent is None or parent.pid is None:
         return False
-    if not _kernel_signal_on_parent_death(signal.SIGKILL):
+    # The kernel's signal follows the process that forked this one: only a direct child (spawn)
+    # can use it; under a fork server the watchdog follows the real parent.
+    direct_child = os.getppid() == parent.pid
+    if not (direct_child and _kernel_signal_on_parent_death(signal.SIGKILL)):
         watch = threading.Thread(
-            target=_watch_parent, args=(parent.pid, poll_seconds), name="pathevo-parent-watch"
+            target=_watch_parent, args=(parent, poll_seconds), name="pathevo-parent-watch"
         )
         watch.daemon = True
         watch.start()
-    if os.getppid() != parent.pid:  # orphaned already: the signal will never come
+    if not parent.is_alive():  # orphaned already: the signal will never come
         os.kill(os.getpid(), signal.SIGKILL)
     return True
 
@@ -57,7 +60,7 @@ def _kernel_signal_on_parent_death(signum: int) -> bool:
         return False
 
 
-def _watch_parent(parent_pid: int, poll_seconds: float) -> None:
-    while os.getppid() == parent_pid:
+def _watch_parent(parent: multiprocessing.process.BaseProcess, poll_seconds: float) -> None:
+    while parent.is_alive():  # the parent's end of a pipe: closed when it exits, however
         time.sleep(poll_seconds)
     os.kill(os.getpid(), signal.SIGKILL)

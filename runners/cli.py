@@ -62,8 +62,9 @@ def validate(cfg: Any) -> None:
     """Run the ``__post_init__`` checks of a config tree, nested configs first."""
     for field in dataclasses.fields(cfg):
         value = getattr(cfg, field.name)
-        if dataclasses.is_dataclass(value) and not isinstance(value, type):
-            validate(value)
+        for item in value if isinstance(value, tuple | list) else (value,):
+            if dataclasses.is_dataclass(item) and not isinstance(item, type):
+                validate(item)
     post_init = getattr(type(cfg), "__post_init__", None)
     if post_init is not None:
         post_init(cfg)
