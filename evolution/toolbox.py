@@ -6,14 +6,26 @@ genomes. Fitness is maximised (training accuracy, or episodic return).
 
 from __future__ import annotations
 
+import copy
 import random
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from deap import base, creator, tools
+from neat.genome import DefaultGenome, DefaultGenomeConfig
 
 from evolution.config import EvoConfig
+from evolution.cppn_genome import (
+    crossover_genomes,
+    make_genome_config,
+    mutate_genome,
+    new_cppn_genome,
+    seeded_random,
+)
+from evolution.neat_config import NeatConfig
+from evolution.neat_evolution import species_sizes
 from evolution.operators import mutate_path, random_genome
+from evolution.speciation import compatibility_distance
 
 if not hasattr(creator, "PathFitness"):
     creator.create("PathFitness", base.Fitness, weights=(1.0,))
@@ -52,5 +64,132 @@ def make_toolbox(
         rng=rng,
     )
     toolbox.register("pick", rng.sample)
+    toolbox.register("map", map_fn)
+    return toolbox
+
+
+# --- NEAT: CPPN genomes (neat-python DefaultGenome held by a DEAP individual) ----------------
+
+if not hasattr(creator, "CPPNFitness"):
+    creator.create("CPPNFitness", base.Fitness, weights=(1.0,))
+
+
+def _rebuild_cppn_genome(genome: DefaultGenome, values: tuple[float, ...]) -> Any:
+    individual = CPPNGenome(genome)
+    if values:
+        individual.fitness.values = values
+    return individual
+
+
+class _GenomeHolder:
+    """Composition, not inheritance: neat's ``DefaultGenome.__init__`` sets ``fitness = None``,
+    which would clobber the DEAP fitness. Pickles through a function of this module, so an
+    unpickling process imports it (and so creates the ``creator`` types) first."""
+
+    def __init__(self, genome: DefaultGenome) -> None:
+        self.genome = genome
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild_cppn_genome, (self.genome, self.fitness.values))
+
+    def __repr__(self) -> str:
+        nodes, connections = self.genome.size()
+        return (
+            f"CPPNGenome(key={self.genome.key}, nodes={nodes}, "
+            f"enabled_connections={connections}, fitness={self.fitness.values})"
+        )
+
+
+if not hasattr(creator, "CPPNGenome"):
+    creator.create("CPPNGenome", _GenomeHolder, fitness=creator.CPPNFitness)
+
+CPPNGenome = creator.CPPNGenome
+
+
+def new_cppn_individual(config: DefaultGenomeConfig) -> CPPNGenome:
+    """A minimal fully connected CPPN genome (fresh key) as a DEAP individual."""
+    return CPPNGenome(new_cppn_genome(config))
+
+
+def new_cppn_population(
+    n: int, *, config: DefaultGenomeConfig, draw_seed: Callable[[], int]
+) -> list[CPPNGenome]:
+    """``n`` new individuals; neat-python's global ``random`` is seeded from ``draw_seed()``."""
+    with seeded_random(draw_seed()):
+        return [new_cppn_individual(config) for _ in range(n)]
+
+
+def mutate_cppn(
+    individual: CPPNGenome, *, config: DefaultGenomeConfig, node_add_prob: float
+) -> tuple[CPPNGenome]:
+    """NEAT mutation in place (see :func:`evolution.cppn_genome.mutate_genome`); fitness
+    invalidated. Returns ``(individual,)`` as DEAP mutations do."""
+    mutate_genome(individual.genome, config, node_add_prob)
+    del individual.fitness.values
+    return (individual,)
+
+
+def mate_cppn(
+    parent1: CPPNGenome, parent2: CPPNGenome, *, config: DefaultGenomeConfig
+) -> CPPNGenome:
+    """One child by NEAT crossover (unlike DEAP's in-place mates; the parents are unchanged
+    except their genomes' ``fitness`` mirrors the DEAP fitness). New key, no fitness."""
+    key = config.innovation_tracker.new_genome_key()
+    return CPPNGenome(
+        crossover_genomes(
+            parent1.genome,
+            parent1.fitness.values[0],
+            parent2.genome,
+            parent2.fitness.values[0],
+            key,
+            config,
+        )
+    )
+
+
+def spawn_cppn(parent: CPPNGenome, *, config: DefaultGenomeConfig) -> CPPNGenome:
+    """An asexual offspring: a copy of ``parent``'s genome under a new key, no fitness."""
+    genome = copy.deepcopy(parent.genome)
+    genome.key = config.innovation_tracker.new_genome_key()
+    genome.fitness = None
+    return CPPNGenome(genome)
+
+
+def make_neat_toolbox(
+    cfg: NeatConfig,
+    num_inputs: int,
+    num_outputs: int,
+    map_fn: MapFn = map,
+    rng: random.Random | None = None,
+) -> base.Toolbox:
+    """A DEAP toolbox for NEAT on CPPN genomes with ``num_inputs`` inputs, ``num_outputs`` outputs.
+
+    Registered: ``population(n)``, ``individual()``, ``mutate(ind)`` (in place), ``mate(p1, p2)
+    -> child``, ``spawn(p) -> child``, ``select(members, k)`` (tournament of
+    ``cfg.tournament_size``, used within a species), ``distance(g1, g2)`` (neat-python's
+    compatibility distance on genomes), ``species_sizes(population, state)`` (the species
+    ``next_generation`` will find, for logging), ``clone``, ``draw_seed()`` and ``map``. Attributes:
+    ``neat_config``, ``rng`` and ``genome_config`` (the neat-python config with its tracker;
+    picklable, so an evaluation can carry it to workers). Operators draw from the global
+    ``random`` module as neat-python does; ``population`` and
+    :func:`evolution.neat_evolution.next_generation` seed it from ``rng`` (a fixed seed
+    reproduces a serial run) and restore it afterwards.
+    """
+    rng = rng or random.Random()
+    config = make_genome_config(cfg, num_inputs, num_outputs)
+    toolbox = base.Toolbox()
+    toolbox.neat_config = cfg
+    toolbox.genome_config = config
+    toolbox.rng = rng
+    toolbox.register("draw_seed", rng.getrandbits, 64)
+    toolbox.register("individual", new_cppn_individual, config)
+    toolbox.register("population", new_cppn_population, config=config, draw_seed=toolbox.draw_seed)
+    toolbox.register("mutate", mutate_cppn, config=config, node_add_prob=cfg.node_add_prob)
+    toolbox.register("mate", mate_cppn, config=config)
+    toolbox.register("spawn", spawn_cppn, config=config)
+    toolbox.register("select", tools.selTournament, tournsize=cfg.tournament_size)
+    toolbox.register("distance", compatibility_distance, config=config)
+    toolbox.register("clone", copy.deepcopy)
+    toolbox.register("species_sizes", species_sizes, toolbox=toolbox)
     toolbox.register("map", map_fn)
     return toolbox
