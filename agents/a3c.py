@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -29,7 +30,7 @@ from agents.env_batch import EnvBatchLike, make_env_batch
 from agents.processes import worker_process
 from agents.returns import a3c_loss, gae_advantages, n_step_returns
 from agents.shared_optim import apply_gradients
-from modules.actor_critic import ActorCriticHead, HeadFactory, LSTMState
+from modules.actor_critic import CORES, ActorCriticHead, Core, HeadFactory, LSTMState
 from modules.gating import sum_aux_losses
 from modules.moe import take_routing
 
@@ -79,6 +80,16 @@ class A3CConfig:
     """Units of the fully connected layer(s) of the standard network."""
     lstm: int = 0
     """Units of an LSTM core between torso and heads; 0 for a feed-forward agent."""
+    core: Core = "lstm"
+    """The recurrent core when lstm > 0: a plain LSTM, or a HyperLSTM (Ha et al. 2016) whose
+    small hyper LSTM rescales the main LSTM's weight rows at every step."""
+    hyper_units: int = 32
+    """Units of the HyperLSTM's hyper LSTM (core hyperlstm only)."""
+    hyper_embedding: int = 4
+    """Size of the HyperLSTM's per-gate embeddings z (core hyperlstm only; the paper's 4)."""
+    hyper_layer_norm: bool = True
+    """Layer-normalise the HyperLSTM's gates and cell (core hyperlstm only; on CartPole it
+    learned several times faster with it)."""
     precision: Precision = "float32"
     """Arithmetic of the torso (conv and linear layers below the heads): float32, or bfloat16
     mixed precision (autocast: parameters, heads, loss and optimiser stay float32; fastest on
@@ -89,7 +100,8 @@ class A3CConfig:
     """Updates between the loss statistics a worker sends to the runner."""
 
     def __post_init__(self) -> None:
-        for name in ("t_max", "envs_per_worker", "hidden", "log_every"):
+        for name in ("t_max", "envs_per_worker", "hidden", "log_every", "hyper_units",
+                     "hyper_embedding"):  # fmt: skip
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
         if not 0.0 <= self.gamma <= 1.0:
@@ -104,6 +116,18 @@ class A3CConfig:
             raise ValueError(f"unknown optimizer {self.optimizer!r}; choose rmsprop or adam")
         if self.precision not in PRECISIONS:
             raise ValueError(f"unknown precision {self.precision!r}; choose one of {PRECISIONS}")
+        if self.core not in CORES:
+            raise ValueError(f"unknown core {self.core!r}; choose one of {', '.join(CORES)}")
+
+    def head_factory(self, head: Callable[..., nn.Module] = ActorCriticHead) -> HeadFactory:
+        """``head`` (a head class, or a ``partial`` of one, taking the core keywords of
+        :class:`ActorCriticHead`) with this config's recurrent core; picklable."""
+        if self.core == "lstm":
+            return head
+        return functools.partial(
+            head, core=self.core, hyper_units=self.hyper_units,
+            hyper_embedding=self.hyper_embedding, hyper_layer_norm=self.hyper_layer_norm,
+        )  # fmt: skip
 
 
 # --- networks --------------------------------------------------------------------------------

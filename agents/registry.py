@@ -1,9 +1,10 @@
 """Agents by name: the one place runners read their ``--agent`` choices from.
 
 Like the environment registry, a name maps to everything a runner needs to train the agent:
-how to build its shared network from the run's settings (the ``a3c``, ``pathnet`` and ``moe``
-config sections), which worker function trains it, and whether it evolves paths through a
-module library (only those can transfer by freezing a path). New agents (neuroevolution,
+how to build its shared network from the run's settings (the ``a3c``, ``pathnet``, ``moe`` or
+``hyperneat`` config sections), which worker function trains (or scores) it, which trainer
+drives it — A3C workers, or neuroevolution without gradients — and whether it evolves paths
+through a module library (only those can transfer by freezing a path). New agents (neuroevolution,
 pruned heads, …) call :func:`register_agent`; runners never test agent names. Kinds of a path
 library's last layer (linear modules, an MoE layer, …) are registered the same way in
 :data:`LAYER_KINDS`.
@@ -22,14 +23,17 @@ from __future__ import annotations
 import difflib
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from torch import nn
 
 from agents.a3c import A3CConfig, A3CNet, a3c_worker
+from agents.hyper_agents import HyperConfig
 from agents.moe_agents import MoEConfig
+from agents.neuroevolution import SubstratePolicy, genome_fitness
 from agents.pathnet_a3c import PathNetA3C, PathNetA3CConfig, pathnet_library, pathnet_worker
-from modules.actor_critic import ActorCriticHead, HeadFactory
+from modules.actor_critic import HeadFactory
+from modules.cppn_layer import cppn_layer_factory
 from modules.layers import LinearModuleLayer
 from modules.library import LayerFactory
 
@@ -38,6 +42,7 @@ class LayerSettings(Protocol):
     """The config sections a layer kind reads."""
 
     moe: MoEConfig
+    hyper: HyperConfig
 
 
 class AgentSettings(LayerSettings, Protocol):
@@ -60,10 +65,13 @@ class Agent:
     build: Builder
     """The shared network from the run's settings. Path agents return a
     :class:`~agents.pathnet_a3c.PathNetA3C` without tasks (runners add each task's head)."""
-    worker: Callable[..., None]
-    """The worker process function (``a3c_worker`` or ``pathnet_worker``)."""
+    worker: Callable[..., Any]
+    """The A3C worker process function (``a3c_worker`` or ``pathnet_worker``), or for
+    neuroevolution the fitness function ``(task, genome) -> (fitness,)`` the map backend runs."""
     evolves_paths: bool
     """A population of paths through a module library (PathNet): tournaments, transfer."""
+    trainer: str = "a3c"
+    """Which runners can train it: ``"a3c"`` (A3C workers) or ``"neuroevolution"``."""
 
 
 AGENTS: dict[str, Agent] = {}
@@ -75,26 +83,33 @@ def register_agent(agent: Agent) -> Agent:
     return agent
 
 
-def agent_names(*, evolves_paths: bool | None = None) -> list[str]:
-    """Registered names, sorted; only path agents (or only others) if ``evolves_paths`` is set."""
+def agent_names(*, evolves_paths: bool | None = None, trainer: str | None = None) -> list[str]:
+    """Registered names, sorted; only path agents (or only others) if ``evolves_paths`` is set,
+    only those ``trainer`` drives if it is set."""
     return sorted(
         name
         for name, agent in AGENTS.items()
-        if evolves_paths is None or agent.evolves_paths == evolves_paths
+        if (evolves_paths is None or agent.evolves_paths == evolves_paths)
+        and (trainer is None or agent.trainer == trainer)
     )
 
 
-def get_agent(name: str, *, evolves_paths: bool | None = None) -> Agent:
+def get_agent(name: str, *, evolves_paths: bool | None = None, trainer: str | None = None) -> Agent:
     """The agent called ``name``; a one-line ValueError with close names if there is none."""
-    known = agent_names(evolves_paths=evolves_paths)
+    known = agent_names(evolves_paths=evolves_paths, trainer=trainer)
     if name in known:
         return AGENTS[name]
-    raise ValueError(_unknown("path-evolving agent" if evolves_paths else "agent", name, known))
+    what = "path-evolving agent" if evolves_paths else "agent"
+    if trainer == "neuroevolution":
+        what = "neuroevolution agent"
+    raise ValueError(_unknown(what, name, known))
 
 
 LAYER_KINDS: dict[str, Callable[[LayerSettings], LayerFactory]] = {
     "linear": lambda s: LinearModuleLayer,
     "moe": lambda s: s.moe.layer_factory(),
+    "hyper": lambda s: s.hyper.layer_factory(),
+    "cppn": lambda s: cppn_layer_factory(),
 }
 """Kinds of a path library's last layer, by name: ``kind(settings)`` -> the layer factory."""
 
@@ -113,6 +128,11 @@ def _unknown(what: str, name: str, known: list[str]) -> str:
     return f"unknown {what} {name!r}; {hint}"
 
 
+def _substrate_policy(s: Any, obs_shape: tuple[int, ...], num_actions: int) -> nn.Module:
+    """The HyperNEAT policy (``s.hyperneat``: its substrate and expression)."""
+    return SubstratePolicy(obs_shape, num_actions, s.hyperneat)
+
+
 def _standard(head: Callable[[AgentSettings], HeadFactory]) -> Builder:
     def build(s: AgentSettings, obs_shape: tuple[int, ...], num_actions: int) -> nn.Module:
         a3c = s.a3c
@@ -125,19 +145,24 @@ def _path_library(last_layer: str) -> Builder:
     def build(s: AgentSettings, obs_shape: tuple[int, ...], num_actions: int) -> nn.Module:
         del num_actions  # each task's head is added by the runner
         library = pathnet_library(obs_shape, s.pathnet, LAYER_KINDS[last_layer](s))
-        return PathNetA3C(library, obs_shape, s.a3c.lstm, s.a3c.precision)
+        a3c = s.a3c
+        return PathNetA3C(library, obs_shape, a3c.lstm, a3c.precision, a3c.head_factory())
 
     return build
 
 
 for _agent in (
     Agent("a3c", "A3C with the standard network (Mnih et al. 2016)",
-          _standard(lambda s: ActorCriticHead), a3c_worker, False),
+          _standard(lambda s: s.a3c.head_factory()), a3c_worker, False),
     Agent("pathnet", "PathNet-A3C: evolved paths through a module library",
           _path_library("linear"), pathnet_worker, True),
     Agent("moe", "A3C whose policy/value head is a sparsely-gated mixture of experts",
-          _standard(lambda s: s.moe.head_factory()), a3c_worker, False),
+          _standard(lambda s: s.a3c.head_factory(s.moe.head_factory())), a3c_worker, False),
     Agent("pathnet-moe", "PathNet-A3C whose last library layer is a mixture of experts",
           _path_library("moe"), pathnet_worker, True),
+    Agent("pathnet-hyper", "PathNet-A3C whose last layer's kernels a static hypernetwork "
+          "generates (Ha et al. 2016)", _path_library("hyper"), pathnet_worker, True),
+    Agent("hyperneat", "HyperNEAT: NEAT-evolved CPPNs generate a policy's weights, no gradients "
+          "(Stanley et al. 2009)", _substrate_policy, genome_fitness, False, "neuroevolution"),
 ):  # fmt: skip
     register_agent(_agent)

@@ -14,6 +14,7 @@ refuses a frozen one. The graphs are plain data saved in the state dict's extra 
 from __future__ import annotations
 
 import functools
+import math
 import random
 from collections.abc import Iterable
 from typing import Any
@@ -167,10 +168,16 @@ class CPPNConv2dLayer(_CPPNModules, Conv2dModuleLayer):
 
 
 def cppn_layer_factory(
-    threshold: float = 0.2, max_weight: float = 3.0, seed: int = 0
+    threshold: float = 0.2, max_weight: float | None = None, seed: int = 0
 ) -> functools.partial[CPPNLinearLayer]:
     """A :data:`modules.library.LayerFactory` for CPPN-painted linear layers (a ``partial``, so
-    libraries that keep it stay picklable)."""
+    libraries that keep it stay picklable).
+
+    ``max_weight=None`` scales the expressed weights to the layer's fan-in,
+    ``sqrt(3 / in_features)`` (the bound of ``nn.Linear``'s weights times √3): a library trained
+    by gradient does not learn from HyperNEAT's fixed 3.0 on a wide input (binary digits' 784
+    inputs: task A not learned in 40 generations; scaled: 7 generations, plain linear modules 6).
+    """
     return functools.partial(
         _library_cppn_layer, threshold=threshold, max_weight=max_weight, seed=seed
     )
@@ -183,9 +190,11 @@ def _library_cppn_layer(
     reduce: str,
     *,
     threshold: float,
-    max_weight: float,
+    max_weight: float | None,
     seed: int,
 ) -> CPPNLinearLayer:
+    if max_weight is None:
+        max_weight = math.sqrt(3.0 / in_features)
     return CPPNLinearLayer(
         num_modules, in_features, out_features, reduce,
         threshold=threshold, max_weight=max_weight, seed=seed,

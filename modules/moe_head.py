@@ -13,13 +13,17 @@ import functools
 import torch
 from torch import nn
 
-from modules.actor_critic import HeadFactory, LSTMState, unroll_lstm, zero_state
+from modules.actor_critic import Core, HeadFactory, LSTMState, make_core, unroll_lstm, zero_state
 from modules.gating import AuxLosses
 from modules.moe import MoEModuleLayer
 
 
 class MoEActorCriticHead(nn.Module):
-    """Features -> (policy logits, value) through E expert heads, k per observation."""
+    """Features -> (policy logits, value) through E expert heads, k per observation.
+
+    The optional recurrent core (``lstm_units`` > 0) is ``core``, as in
+    :class:`modules.actor_critic.ActorCriticHead`.
+    """
 
     def __init__(
         self,
@@ -32,11 +36,17 @@ class MoEActorCriticHead(nn.Module):
         capacity_factor: float | None = None,
         w_importance: float = 0.1,
         w_load: float = 0.1,
+        core: Core = "lstm",
+        hyper_units: int = 32,
+        hyper_embedding: int = 4,
+        hyper_layer_norm: bool = True,
     ) -> None:
         super().__init__()
         if in_features <= 0 or num_actions <= 0 or lstm_units < 0:
             raise ValueError("a head needs positive features and actions, lstm_units >= 0")
-        self.lstm = nn.LSTMCell(in_features, lstm_units) if lstm_units else None
+        self.lstm = make_core(
+            in_features, lstm_units, core, hyper_units, hyper_embedding, hyper_layer_norm
+        )
         self.num_actions = num_actions
         self.experts = MoEModuleLayer(
             experts, lstm_units or in_features, expert_hidden, num_actions + 1, k,

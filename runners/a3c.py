@@ -26,6 +26,7 @@ if __package__ in (None, ""):  # run as a script: make the project importable
 
 from agents.a3c import A3CConfig, WorkerSpec
 from agents.curves import final_mean_return, learning_curve
+from agents.hyper_agents import HyperConfig
 from agents.moe_agents import MoEConfig
 from agents.pathnet_a3c import PathNetA3CConfig, PathNetWorkerSpec
 from agents.processes import WorkerGroup
@@ -44,7 +45,7 @@ from runners.phase import (
     run_phase,
 )
 
-AgentName = choice_of(agent_names())
+AgentName = choice_of(agent_names(trainer="a3c"))
 
 
 @dataclass
@@ -67,6 +68,7 @@ class A3CRunConfig:
     a3c: A3CConfig = field(default_factory=A3CConfig)
     pathnet: PathNetA3CConfig = field(default_factory=PathNetA3CConfig)
     moe: MoEConfig = field(default_factory=MoEConfig)
+    hyper: HyperConfig = field(default_factory=HyperConfig)
     run_dir: str | None = None
     """Where to write the run (default: runs/a3c-<time>-s<seed>)."""
     resume: str | None = None
@@ -79,7 +81,7 @@ class A3CRunConfig:
     def __post_init__(self) -> None:
         if self.workers <= 0 or self.steps <= 0 or self.checkpoint_every <= 0:
             raise ValueError("workers, steps and checkpoint_every must be positive")
-        if get_agent(self.agent).evolves_paths and self.workers < 2:
+        if get_agent(self.agent, trainer="a3c").evolves_paths and self.workers < 2:
             raise ValueError(f"{self.agent} needs at least 2 workers (one path genome each)")
 
 

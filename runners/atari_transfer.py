@@ -35,6 +35,7 @@ if __package__ in (None, ""):  # run as a script: make the project importable
 
 from agents.a3c import A3CConfig, WorkerSpec
 from agents.curves import curve_auc, final_mean_return, learning_curve, steps_to_threshold
+from agents.hyper_agents import HyperConfig
 from agents.moe_agents import MoEConfig
 from agents.pathnet_a3c import (
     PathNetA3C,
@@ -90,6 +91,7 @@ class TransferConfig:
     a3c: A3CConfig = field(default_factory=A3CConfig)
     pathnet: PathNetA3CConfig = field(default_factory=PathNetA3CConfig)
     moe: MoEConfig = field(default_factory=MoEConfig)
+    hyper: HyperConfig = field(default_factory=HyperConfig)
     run_dir: str | None = None
     """Where to write the run (default: runs/atari_transfer-<time>-s<seed>)."""
     resume: str | None = None

@@ -33,6 +33,7 @@ from torch.utils.tensorboard import SummaryWriter
 if __package__ in (None, ""):  # run as a script: make the project importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from agents.hyper_agents import HyperConfig
 from agents.moe_agents import MoEConfig
 from agents.registry import LAYER_KINDS, layer_kind
 from agents.supervised import PathTrainer, SupervisedConfig, train_fixed_path
@@ -77,9 +78,12 @@ class BinaryDigitsConfig:
     last_layer: Literal["sum", "mean"] = "sum"
     """How the last shared layer combines its active modules."""
     library_kind: LayerKindName = "linear"
-    """Kind of the last library layer: linear modules, or an MoE layer whose experts are the
-    modules (the path's N ids are the experts each task's own gate may route to)."""
+    """Kind of the last library layer: linear modules, an MoE layer whose experts are the
+    modules (the path's N ids are the experts each task's own gate may route to), hyper:
+    linear modules whose weights a shared static hypernetwork generates from small embeddings,
+    or cppn: linear modules initialised by a random CPPN each (HyperNEAT's expression)."""
     moe: MoEConfig = field(default_factory=MoEConfig)
+    hyper: HyperConfig = field(default_factory=HyperConfig)
     evo: EvoConfig = field(default_factory=EvoConfig)
     train: SupervisedConfig = field(default_factory=SupervisedConfig)
     data_dir: str | None = None

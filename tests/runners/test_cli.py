@@ -16,6 +16,7 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
+import tyro
 
 from runners.cli import parse_config, parse_error_line
 
@@ -100,13 +101,17 @@ def test_help_renders_every_flag(runner: str) -> None:
 
 
 def flags(cls: type, prefix: str = "") -> list[str]:
-    """``--name`` of every field, ``--section.name`` inside nested config dataclasses."""
+    """``--name`` of every field, ``--section.name`` inside nested config dataclasses (plain
+    ``--name`` inside a section marked ``tyro.conf.OmitArgPrefixes``)."""
     names = []
+    hints = typing.get_type_hints(cls, include_extras=True)
     for item in dataclasses.fields(cls):
-        hint = typing.get_type_hints(cls)[item.name]
+        hint = hints[item.name]
+        extras = typing.get_args(hint)[1:] if typing.get_origin(hint) is typing.Annotated else ()
+        hint = typing.get_args(hint)[0] if extras else hint
         name = prefix + item.name.replace("_", "-")
         if dataclasses.is_dataclass(hint):
-            names += flags(hint, f"{name}.")
+            names += flags(hint, "" if tyro.conf.OmitArgPrefixes in extras else f"{name}.")
         else:
             names.append(f"--{name}")
     return names

@@ -1,0 +1,327 @@
+"""Evolve CPPNs with NEAT whose generated weights play a game (HyperNEAT), or seed A3C with one.
+
+Stanley, D'Ambrosio & Gauci 2009 (HyperNEAT) with NEAT's operators (Stanley & Miikkulainen
+2002) in DEAP; Hausknecht et al. 2014 played Atari from the screen this way. Every genome is a
+CPPN; the policy's weights are the CPPN queried at the coordinates of every connection of a
+substrate (:mod:`agents.neuroevolution`); fitness is the policy's episode return, evaluated over
+the map backend (serial, processes), a seed per genome. ``--mode hybrid`` then lets the best
+CPPN initialise a path's modules and fine-tunes them with A3C, beside the same run from a random
+initialisation.
+
+Run ``python runners/hyperneat.py --help``; ``tensorboard --logdir runs``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import numpy as np
+import tyro
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+from torch.utils.tensorboard import SummaryWriter
+
+if __package__ in (None, ""):  # run as a script: make the project importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from agents.a3c import A3CConfig
+from agents.neuroevolution import (
+    CPPN_INPUTS,
+    CPPN_OUTPUTS,
+    FitnessTask,
+    HyperNEATConfig,
+    SubstratePolicy,
+    clear_worker_cache,
+    evaluate_graph,
+)
+from agents.registry import agent_names, get_agent
+from evolution.backends import BACKENDS, map_backend
+from evolution.neat_config import NeatConfig
+from evolution.neat_evolution import NeatState, initial_state, next_generation
+from evolution.toolbox import make_neat_toolbox
+from modules.cppn import CPPNGraph
+from runners import run_dir as rd
+from runners.cli import choice_of, run_cli
+from runners.figures import plot_learning_curves
+from runners.hybrid import HybridConfig, check_hybrid, fine_tune
+from runners.neat_figures import plot_cppn, plot_fitness, weight_image
+from runners.phase import env_spaces
+
+Backend = choice_of(list(BACKENDS))
+AgentName = choice_of(agent_names(trainer="neuroevolution"))
+
+
+@dataclass
+class HyperNEATRunConfig:
+    """HyperNEAT on one environment: NEAT-evolved CPPNs generate a policy's weights."""
+
+    env_id: str = "CartPole-v1"
+    """Environment id (CartPole-v1, MinAtar/…, ALE/…, pathevo/Labyrinth-…; `python -m envs`)."""
+    agent: AgentName = "hyperneat"
+    """Neuroevolution agent from the registry (hyperneat: a CPPN paints a substrate policy)."""
+    mode: Literal["evolve", "hybrid"] = "evolve"
+    """evolve: neuroevolution only; hybrid: then fine-tune the best CPPN's path with A3C, beside
+    a random initialisation."""
+    generations: int = 100
+    """Generations of NEAT at most."""
+    seed: int = 0
+    """Seed of evolution; genome g's episodes in generation t start at seed seed + 1000·g +
+    1000003·t."""
+    backend: Backend = "processes"
+    """Where fitness evaluations run: serial (this process, reproducible) or processes."""
+    workers: int = 2
+    """Processes of the `processes` backend."""
+    target_fitness: float | None = 195.0
+    """Stop once the best genome, whose fitness reached this, also averages it over
+    `eval-episodes` unseen episodes (None: run every generation). 195 is CartPole's classic
+    solved mark; set it per game (or None) for others."""
+    eval_episodes: int = 100
+    """Episodes of the target check and the final evaluation of the best genome, from seeds no
+    fitness evaluation used (lower it for slow games)."""
+    neat: Annotated[NeatConfig, tyro.conf.OmitArgPrefixes] = field(default_factory=NeatConfig)
+    """NEAT's settings, flags without a prefix (`--population`, `--target-species`, …)."""
+    hyperneat: HyperNEATConfig = field(default_factory=HyperNEATConfig)
+    hybrid: HybridConfig = field(default_factory=HybridConfig)
+    a3c: A3CConfig = field(default_factory=A3CConfig)
+    run_dir: str | None = None
+    """Where to write the run (default: runs/hyperneat-<time>-s<seed>)."""
+    resume: str | None = None
+    """Continue the run in this directory from its last checkpoint (other flags are ignored)."""
+    checkpoint_every: int = 1
+    """Generations between checkpoints."""
+    progress: bool = True
+    """Show a progress display."""
+
+    def __post_init__(self) -> None:
+        for name in ("generations", "workers", "eval_episodes", "checkpoint_every"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name.replace('_', '-')} must be positive")
+        get_agent(self.agent, trainer="neuroevolution")
+        if self.backend not in BACKENDS:
+            raise ValueError(f"unknown backend {self.backend!r}; choose one of {BACKENDS}")
+
+
+def main(cfg: HyperNEATRunConfig) -> dict[str, Any]:
+    """Evolve (or resume), evaluate the best genome, optionally fine-tune; return the summary."""
+    checkpoint = None
+    if cfg.resume is not None:
+        run_path = Path(cfg.resume)
+        cfg = dataclasses.replace(rd.load_config(run_path, HyperNEATRunConfig), resume=cfg.resume)
+        checkpoint = rd.load_checkpoint(run_path)
+        if checkpoint is not None and checkpoint.get("summary") is not None:
+            return checkpoint["summary"]
+    obs_shape, num_actions = env_spaces(cfg.env_id, cfg.seed)  # bad ids fail before any write
+    if cfg.mode == "hybrid":
+        check_hybrid(obs_shape)
+    if cfg.resume is None:
+        run_path = rd.prepare_run_dir(cfg.run_dir, "hyperneat", cfg.seed)
+        rd.save_config(run_path, cfg)
+
+    neat_cfg = cfg.neat
+    rng = random.Random(cfg.seed)
+    agent = get_agent(cfg.agent, trainer="neuroevolution")
+    task = FitnessTask(cfg.env_id, obs_shape, num_actions, cfg.hyperneat, cfg.seed)
+    history: list[dict[str, Any]] = []
+    best: dict[str, Any] | None = None  # {"graph", "fitness", "generation", "eval_mean"}
+    with map_backend(cfg.backend, cfg.workers, cfg.seed) as map_fn:
+        toolbox = make_neat_toolbox(neat_cfg, CPPN_INPUTS, CPPN_OUTPUTS, map_fn, rng)
+        if checkpoint is None:
+            population, state = toolbox.population(n=neat_cfg.population), initial_state(toolbox)
+        else:
+            population, state = checkpoint["population"], checkpoint["state"]
+            history, best = checkpoint["history"], checkpoint["best"]
+            rng.setstate(checkpoint["rng"])
+        writer = SummaryWriter(str(run_path), purge_step=len(history) or None)
+        if not history:
+            writer.add_text(
+                "config", f"```\n{rd.json.dumps(dataclasses.asdict(cfg), indent=2)}\n```"
+            )
+
+        def save(summary: dict[str, Any] | None = None) -> None:
+            rd.save_checkpoint(run_path, {
+                "population": population, "state": state, "history": history, "best": best,
+                "rng": rng.getstate(), "summary": summary,
+            })  # fmt: skip
+
+        console = Console()
+        solved = best is not None and _reached(cfg, best)
+        with _progress(console, cfg.progress) as progress:
+            bar = progress.add_task("evolve", total=cfg.generations, best=float("nan"))
+            progress.update(bar, completed=len(history))
+            while len(history) < cfg.generations and not solved:
+                if history:  # the population of the last generation has been scored: breed
+                    population, state = next_generation(population, state, toolbox)
+                scoring = dataclasses.replace(task, generation=len(history))
+                fitnesses = toolbox.map(_Fitness(scoring, agent.worker), population)
+                for individual, fitness in zip(population, fitnesses, strict=True):
+                    individual.fitness.values = fitness
+                record, champion = _record(population, state, toolbox)
+                if best is None or record["max"] > best["fitness"]:
+                    graph = CPPNGraph.from_genome(champion.genome, CPPN_INPUTS, CPPN_OUTPUTS)
+                    best = {"graph": graph, "fitness": record["max"], "generation": len(history),
+                            "eval_mean": None}  # fmt: skip
+                target = cfg.target_fitness
+                if target is not None and best["eval_mean"] is None and best["fitness"] >= target:
+                    best["eval_mean"] = _evaluate(task, best["graph"], cfg)  # a candidate
+                history.append(record)
+                _log(writer, record, best, task, len(history) - 1)
+                solved = _reached(cfg, best)
+                progress.update(bar, completed=len(history), best=record["max"])
+                if len(history) % cfg.checkpoint_every == 0:
+                    save()
+        if best is not None and best["eval_mean"] is None:
+            best["eval_mean"] = _evaluate(task, best["graph"], cfg)
+    clear_worker_cache()
+
+    summary = summarise(cfg, history, best, solved)
+    plot_fitness(run_path / "fitness.png", history, f"HyperNEAT on {cfg.env_id}")
+    if best is not None:
+        plot_cppn(
+            run_path / "best_cppn.png", best["graph"], f"best CPPN (fitness {best['fitness']:.1f})"
+        )
+    if cfg.mode == "hybrid" and best is not None:
+        summary["hybrid"] = fine_tune(
+            cfg.hybrid, cfg.a3c, cfg.env_id, obs_shape, num_actions, best["graph"],
+            cfg.hyperneat, cfg.seed, writer, cfg.progress,
+        )  # fmt: skip
+        plot_learning_curves(
+            run_path / "hybrid_learning_curve.png",
+            {name: result["curve"] for name, result in summary["hybrid"].items()},
+            f"A3C on {cfg.env_id}: CPPN vs random initialisation",
+        )
+    rd.write_json(run_path / rd.SUMMARY, summary)
+    writer.close()
+    save(summary)
+    print_table(console, summary, run_path)
+    return summary
+
+
+@dataclass(frozen=True)
+class _Fitness:
+    """``genome -> (fitness,)`` for the map backend (a picklable callable, not a closure)."""
+
+    task: FitnessTask
+    fitness: Callable[[FitnessTask, Any], tuple[float]]
+    """The agent's fitness function (a top-level function: pickled by reference)."""
+
+    def __call__(self, individual: Any) -> tuple[float]:
+        return self.fitness(self.task, individual)
+
+
+def _evaluate(task: FitnessTask, graph: CPPNGraph, cfg: HyperNEATRunConfig) -> float:
+    """Mean greedy return of ``graph``'s policy over ``eval_episodes`` seeds no genome saw."""
+    returns = evaluate_graph(task, graph, cfg.seed + 10**9, cfg.eval_episodes)
+    return float(np.mean(returns))
+
+
+def _reached(cfg: HyperNEATRunConfig, best: dict[str, Any]) -> bool:
+    target, mean = cfg.target_fitness, best["eval_mean"]
+    return target is not None and mean is not None and mean >= target
+
+
+def _record(population: list[Any], state: NeatState, toolbox: Any) -> tuple[dict[str, Any], Any]:
+    """This generation's statistics (fitness, species, genome sizes) and its best genome."""
+    values = [ind.fitness.values[0] for ind in population]
+    champion = population[int(np.argmax(values))]
+    nodes = [len(ind.genome.nodes) for ind in population]
+    connections = [sum(c.enabled for c in ind.genome.connections.values()) for ind in population]
+    sizes = toolbox.species_sizes(population, state)
+    record = {
+        "max": float(np.max(values)), "mean": float(np.mean(values)),
+        "species": len(sizes), "species_sizes": sizes,
+        "nodes_mean": float(np.mean(nodes)), "connections_mean": float(np.mean(connections)),
+        "best_nodes": len(champion.genome.nodes),
+        "best_connections": sum(c.enabled for c in champion.genome.connections.values()),
+    }  # fmt: skip
+    return record, champion
+
+
+def _log(
+    writer: SummaryWriter,
+    record: dict[str, Any],
+    best: dict[str, Any],
+    task: FitnessTask,
+    generation: int,
+) -> None:
+    """TensorBoard: fitness, species, genome sizes, and the best genome's generated weights."""
+    for key in ("max", "mean"):
+        writer.add_scalar(f"evolution/fitness_{key}", record[key], generation)
+    if best["eval_mean"] is not None:
+        writer.add_scalar("evolution/best_eval_mean_return", best["eval_mean"], generation)
+    writer.add_scalar("evolution/species", record["species"], generation)
+    writer.add_histogram("evolution/species_sizes", np.asarray(record["species_sizes"]), generation)
+    for key in ("nodes_mean", "connections_mean", "best_nodes", "best_connections"):
+        writer.add_scalar(f"genome/{key}", record[key], generation)
+    policy = SubstratePolicy(task.obs_shape, task.num_actions, task.cfg)
+    policy.express(best["graph"])
+    for index, weights in enumerate(policy.weight_matrices()):
+        writer.add_image(f"genome/best_weights_layer{index}", weight_image(weights), generation)
+
+
+def summarise(
+    cfg: HyperNEATRunConfig,
+    history: list[dict[str, Any]],
+    best: dict[str, Any] | None,
+    solved: bool,
+) -> dict[str, Any]:
+    """The summary.json content."""
+    return {
+        "env_id": cfg.env_id,
+        "mode": cfg.mode,
+        "generations": len(history),
+        "population": cfg.neat.population,
+        "best_fitness": best["fitness"] if best else None,
+        "best_generation": best["generation"] if best else None,
+        "best_eval_mean_return": best["eval_mean"] if best else None,
+        "eval_episodes": cfg.eval_episodes,
+        "solved": solved,
+        "best_cppn": {
+            "nodes": best["graph"].num_nodes,
+            "connections": best["graph"].num_connections,
+        }
+        if best
+        else None,
+        "per_generation": [
+            {"max": r["max"], "mean": r["mean"], "species": r["species"]} for r in history
+        ],
+    }
+
+
+def _progress(console: Console, enabled: bool) -> Progress:
+    return Progress(
+        TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed:.0f} gen."),
+        TextColumn("best {task.fields[best]:.1f}"), TimeElapsedColumn(),
+        console=console, disable=not enabled,
+    )  # fmt: skip
+
+
+def print_table(console: Console, summary: dict[str, Any], run_path: Path) -> None:
+    table = Table(title=f"HyperNEAT on {summary['env_id']}")
+    for column in ("generations", "best fitness", "best genome, eval mean", "solved"):
+        table.add_column(column, justify="right")
+    table.add_row(
+        str(summary["generations"]),
+        f"{summary['best_fitness']:.1f}",
+        f"{summary['best_eval_mean_return']:.1f} ({summary['eval_episodes']} ep.)",
+        "yes" if summary["solved"] else "no",
+    )
+    console.print(table)
+    if "hybrid" in summary:
+        hybrid = Table(title="A3C fine-tuning: CPPN vs random initialisation")
+        for column in ("initialisation", "final mean return (20 ep.)", "steps"):
+            hybrid.add_column(column, justify="right")
+        for name, result in summary["hybrid"].items():
+            hybrid.add_row(name, f"{result['final_mean_return']:.1f}", f"{result['steps']:,}")
+        console.print(hybrid)
+    console.print(f"Run: {run_path}")
+
+
+if __name__ == "__main__":
+    run_cli(main, HyperNEATRunConfig, description=__doc__.split("\n\n")[0])
