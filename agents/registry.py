@@ -36,6 +36,7 @@ from modules.actor_critic import HeadFactory
 from modules.cppn_layer import cppn_layer_factory
 from modules.layers import LinearModuleLayer
 from modules.library import LayerFactory
+from modules.pruning import pruned_head_factory
 
 
 class LayerSettings(Protocol):
@@ -156,6 +157,9 @@ for _agent in (
           _standard(lambda s: s.a3c.head_factory()), a3c_worker, False),
     Agent("pathnet", "PathNet-A3C: evolved paths through a module library",
           _path_library("linear"), pathnet_worker, True),
+    Agent("a3c-pruned", "A3C with lottery-ticket masks on its policy/value head (Frankle & "
+          "Carbin 2019)", _standard(lambda s: s.a3c.head_factory(pruned_head_factory())),
+          a3c_worker, False),
     Agent("moe", "A3C whose policy/value head is a sparsely-gated mixture of experts",
           _standard(lambda s: s.a3c.head_factory(s.moe.head_factory())), a3c_worker, False),
     Agent("pathnet-moe", "PathNet-A3C whose last library layer is a mixture of experts",
