@@ -111,7 +111,7 @@ def test_labyrinth_ids_run_on_a_downsampled_substrate(tmp_path):
 
 @pytest.mark.slow
 def test_hyperneat_solves_cartpole(tmp_path):
-    """The defaults with two processes, at v1's own mark (measured: 500 after 9 generations, 34 s)."""
+    """The defaults with two processes, at v1's own mark (measured: 500 after 9 generations)."""
     cfg = runner.HyperNEATRunConfig(
         env_id="CartPole-v1", generations=60, seed=0, backend="processes", workers=2,
         target_fitness=475.0, run_dir=str(tmp_path / "run"), progress=False,

@@ -1,0 +1,160 @@
+"""Lottery-ticket helpers of ``runners/lottery.py``: what is pruned, masks handed from one
+model to another, and the supervised binary-digit classifier.
+
+Frankle & Carbin 2019, "The Lottery Ticket Hypothesis", arXiv:1803.03635 (iterative magnitude
+pruning, rewinding to the initial weights, the random-re-initialisation control); Frankle et al.
+2020, arXiv:1912.05671 (rewinding to the weights after k steps); Yu et al. 2020,
+arXiv:1906.02768 (tickets in reinforcement learning, the random-mask control). The masks
+themselves live in :mod:`modules.pruning`.
+
+A supervised task (``--env-id digits/3v5``, :mod:`envs.digits`) trains the agent's own network
+as a two-class classifier: its policy logits are the class scores (the value output is unused),
+a path agent runs one fixed path (the first N modules of every layer). SGD on minibatches with
+salt-and-pepper noise, as PathNet's binary tasks (Fernando et al. 2017, arXiv:1701.08734); the
+"return" of a minibatch is its training accuracy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from agents.a3c import WorkerSpec
+from agents.pathnet_a3c import PathNetA3C, PathNetWorkerSpec
+from envs.digits import BinaryTask, parse_task, sample_batch
+from modules import pruning
+
+Scope = Literal["heads", "network", "library"]
+Ranking = Literal["layer", "global"]
+DIGITS_PREFIX = "digits/"
+
+
+@dataclass
+class PruneConfig:
+    """Which weights iterative magnitude pruning removes, and how they are ranked."""
+
+    scope: Scope = "heads"
+    """heads: every linear weight of the policy/value head(s); network: every linear/conv weight
+    outside a path library (torso and heads); library: the heads and every module of a path
+    agent's library (path agents only)."""
+    ranking: Ranking = "layer"
+    """layer: prune the fraction in every layer separately (a tiny policy layer is never emptied
+    by a larger value layer); global: rank the weights of all targets together."""
+
+    def __post_init__(self) -> None:
+        if self.scope not in ("heads", "network", "library"):
+            raise ValueError(f"unknown prune scope {self.scope!r}; choose heads, network, library")
+        if self.ranking not in ("layer", "global"):
+            raise ValueError(f"unknown prune ranking {self.ranking!r}; choose layer or global")
+
+
+def prune_targets(model: nn.Module, scope: Scope) -> list[pruning.PruneTarget]:
+    """The weights ``scope`` prunes in ``model`` (path agents: their tasks' heads added)."""
+    if scope == "heads":
+        return pruning.head_targets(model)
+    if scope == "network":
+        return pruning.network_targets(model)
+    if not isinstance(model, PathNetA3C):
+        raise ValueError("--prune.scope library needs a path agent (pathnet, …)")
+    return pruning.head_targets(model) + pruning.library_targets(model.library)
+
+
+def keep_zero_worker(
+    rank: int, spec: WorkerSpec | PathNetWorkerSpec, *, worker: Callable[..., None]
+) -> None:
+    """``worker(rank, spec)`` with the shared optimiser hooked in this process so that pruned
+    library weights stay exactly 0 (:func:`modules.pruning.keep_pruned_zero`: optimiser hooks
+    are not pickled; prune-managed head and torso weights need nothing). Pass it as
+    ``functools.partial(keep_zero_worker, worker=agent.worker)``."""
+    base = spec.a3c if isinstance(spec, PathNetWorkerSpec) else spec
+    pruning.keep_pruned_zero(base.model, base.optimizer)
+    worker(rank, spec)
+
+
+# --- supervised binary digits ------------------------------------------------------------------
+
+
+@dataclass
+class DigitsConfig:
+    """The supervised mode (``--env-id digits/AvB``): SGD on minibatches of one binary task."""
+
+    batch_size: int = 16
+    """Examples per minibatch (one training step; --steps counts minibatches)."""
+    learning_rate: float = 0.05
+    """SGD step size."""
+    noise: float = 0.5
+    """Salt-and-pepper noise: probability that an input value is replaced by 0 or 1."""
+    resolution: int | None = None
+    """Resize the 8x8 digits to this side (None keeps 8x8)."""
+
+    def __post_init__(self) -> None:
+        if self.batch_size <= 0 or self.learning_rate <= 0:
+            raise ValueError("digits batch_size and learning_rate must be positive")
+        if not 0.0 <= self.noise <= 1.0:
+            raise ValueError(f"digits noise must lie in [0, 1], got {self.noise}")
+
+
+def digits_task(env_id: str) -> str | None:
+    """``"3v5"`` for ``"digits/3v5"`` (checked), ``None`` for an environment id."""
+    if not env_id.startswith(DIGITS_PREFIX):
+        return None
+    name = env_id.removeprefix(DIGITS_PREFIX)
+    parse_task(name)  # a one-line error for a bad name
+    return name
+
+
+def classifier(model: nn.Module, task: str, active: int) -> Callable[[torch.Tensor], torch.Tensor]:
+    """``x [B, D] -> class scores [B, 2]`` through the agent's network (policy logits); a path
+    agent uses the first ``active`` modules of every layer."""
+    starts = torch.zeros(1, 1, dtype=torch.bool)
+    if isinstance(model, PathNetA3C):
+        layers = model.library.num_layers
+        path = torch.arange(active).expand(layers, active)  # [L, N]: modules 0..N-1 everywhere
+
+        def forward(x: torch.Tensor) -> torch.Tensor:
+            starts_b = starts.expand(1, x.shape[0])
+            return model(x.unsqueeze(0), starts_b, None, path=path, task=task)[0][0]
+
+        return forward
+
+    def forward_plain(x: torch.Tensor) -> torch.Tensor:
+        return model(x.unsqueeze(0), starts.expand(1, x.shape[0]), None)[0][0]
+
+    return forward_plain
+
+
+def train_classifier(
+    model: nn.Module,
+    data: BinaryTask,
+    cfg: DigitsConfig,
+    steps: int,
+    seed: int,
+    active: int,
+    *,
+    on_batch: Callable[..., None],
+) -> None:
+    """SGD on ``steps`` minibatches; ``on_batch(step=, accuracy=)`` after each."""
+    generator = torch.Generator().manual_seed(seed)  # the same minibatches for every condition
+    forward = classifier(model, data.name, active)
+    optimizer = torch.optim.SGD(model.parameters(), lr=cfg.learning_rate)
+    handle = pruning.keep_pruned_zero(model, optimizer)  # library targets; heads need nothing
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # a tiny network: more threads only contend (as A3C workers do)
+    try:
+        for step in range(1, steps + 1):
+            x, y = sample_batch(data, cfg.batch_size, cfg.noise, generator)  # x: [B, D]; y: [B]
+            logits = forward(x)  # [B, 2]
+            loss = F.cross_entropy(logits, y)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            accuracy = float((logits.detach().argmax(1) == y).float().mean())
+            on_batch(step=step, accuracy=accuracy)
+    finally:
+        torch.set_num_threads(threads)
+        handle.remove()

@@ -1,0 +1,357 @@
+"""Lottery tickets: iterative magnitude pruning of an agent's heads, with both controls.
+
+Frankle & Carbin 2019, arXiv:1803.03635: train, prune p of the remaining weights by magnitude,
+rewind the survivors to their initial values, retrain; repeat. Frankle et al. 2020,
+arXiv:1912.05671: rewind to the weights after k steps instead (``--rewind-to k``). Yu et al.
+2020, arXiv:1906.02768: tickets exist in RL and beat random sparse networks. Every round trains
+the ticket and, at the same sparsity and from the same mask, the random-re-initialisation
+control (``reinit``) and the random-mask control (``random_mask``: rewound weights, a random mask
+with the ticket's per-layer sparsity), each with the same budget and seed.
+
+A3C agents (``--agent a3c``, ``pathnet``, …) on any id ``envs.make_env`` knows; ``--env-id
+digits/3v5`` trains the same network as a classifier (returns are training accuracies).
+Run ``python runners/lottery.py --help``; ``tensorboard --logdir runs``.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import functools
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from rich.console import Console
+from rich.table import Table
+from torch import nn
+from torch.utils.tensorboard import SummaryWriter
+
+if __package__ in (None, ""):  # run as a script: make the project importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from agents.a3c import A3CConfig, WorkerSpec
+from agents.curves import curve_auc, final_mean_return, learning_curve
+from agents.hyper_agents import HyperConfig
+from agents.lottery_agents import (
+    DigitsConfig,
+    PruneConfig,
+    digits_task,
+    keep_zero_worker,
+    prune_targets,
+    train_classifier,
+)
+from agents.moe_agents import MoEConfig
+from agents.pathnet_a3c import PathNetA3CConfig, PathNetWorkerSpec
+from agents.processes import WorkerGroup
+from agents.registry import agent_names, get_agent
+from agents.shared_optim import make_shared_optimizer
+from envs.digits import make_binary_task
+from modules import pruning
+from runners import run_dir as rd
+from runners.cli import choice_of, run_cli
+from runners.lottery_figures import plot_lottery
+from runners.phase import PhaseLog, env_spaces, make_progress, new_population, run_phase
+
+AgentName = choice_of(agent_names(trainer="a3c"))
+CONDITIONS = ("ticket", "reinit", "random_mask")
+
+
+@dataclass
+class LotteryConfig:
+    """Iterative magnitude pruning with rewinding; defaults: CartPole to 87.5% head sparsity."""
+
+    env_id: str = "CartPole-v1"
+    """Environment id (see `python -m envs`), or a binary digit task such as digits/3v5."""
+    agent: AgentName = "a3c"
+    """Agent from the registry (A3C-trained: a3c, pathnet, moe, a3c-pruned, …)."""
+    rounds: int = 3
+    """R: pruning rounds (each trains the ticket and the two controls)."""
+    prune_fraction: float = 0.5
+    """p: fraction of the remaining target weights pruned per round (sparsity 1-(1-p)^r)."""
+    steps: int = 80_000
+    """Budget of every training: environment steps over all workers (digits: minibatches)."""
+    rewind_to: str = "init"
+    """Rewind point: init, or k: the weights after k environment steps (digits: minibatches) of
+    the dense training; rewound trainings then run from step k to --steps."""
+    prune: PruneConfig = field(default_factory=PruneConfig)
+    workers: int = 2
+    """Worker processes (unused for digits)."""
+    seed: int = 0
+    """Seed of everything; controls of round r use seed + 1000 r for their random draw."""
+    a3c: A3CConfig = field(
+        default_factory=lambda: A3CConfig(
+            optimizer="adam", lr=2e-3, t_max=5, envs_per_worker=4, hidden=256
+        )
+    )
+    pathnet: PathNetA3CConfig = field(
+        default_factory=lambda: PathNetA3CConfig(
+            layers=2,
+            modules=4,
+            active=2,
+            units=64,
+            last_reduce="mean",
+            episodes_per_evaluation=20,
+            rivals=1,
+        )  # fmt: skip
+    )
+    moe: MoEConfig = field(default_factory=MoEConfig)
+    hyper: HyperConfig = field(default_factory=HyperConfig)
+    digits: DigitsConfig = field(default_factory=DigitsConfig)
+    run_dir: str | None = None
+    """Where to write the run (default: runs/lottery-<time>-s<seed>)."""
+    resume: str | None = None
+    """Continue the run in this directory: finished trainings are not redone."""
+    progress: bool = True
+    """Show a progress display."""
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.prune_fraction < 1.0:
+            raise ValueError(f"prune_fraction must lie in (0, 1), got {self.prune_fraction}")
+        if self.rounds <= 0 or self.steps <= 0 or self.workers <= 0:
+            raise ValueError("rounds, steps and workers must be positive")
+        if self.rewind_steps >= self.steps:
+            raise ValueError(f"rewind_to {self.rewind_to} must be below steps {self.steps}")
+        agent = get_agent(self.agent, trainer="a3c")
+        if agent.evolves_paths and self.workers < 2 and digits_task(self.env_id) is None:
+            raise ValueError(f"{self.agent} needs at least 2 workers (one path genome each)")
+        if self.prune.scope == "library" and not agent.evolves_paths:
+            raise ValueError("--prune.scope library needs a path agent (pathnet, …)")
+
+    @property
+    def rewind_steps(self) -> int:
+        if self.rewind_to == "init":
+            return 0
+        if not self.rewind_to.isdigit():
+            raise ValueError(f"rewind_to must be init or a step count, got {self.rewind_to!r}")
+        return int(self.rewind_to)
+
+
+def build_model(
+    cfg: LotteryConfig, task: str, obs_shape: tuple[int, ...], num_actions: int
+) -> tuple[nn.Module, list[pruning.PruneTarget]]:
+    """The agent's network with the task head added and all-ones masks on its targets."""
+    agent = get_agent(cfg.agent)
+    model = agent.build(cfg, obs_shape, num_actions)
+    if agent.evolves_paths:
+        model.add_task(task, num_actions)
+    targets = prune_targets(model, cfg.prune.scope)
+    pruning.attach_masks(targets)
+    return model, targets
+
+
+def train(
+    cfg: LotteryConfig, model: nn.Module, *, name: str, start: int, writer: SummaryWriter,
+    progress: Any, on_rewind_point: Any = None,
+) -> dict[str, Any]:  # fmt: skip
+    """Train ``model`` from step ``start`` to ``cfg.steps``; its final mean return and curve.
+
+    ``on_rewind_point()`` is called once the model has done ``cfg.rewind_steps`` steps.
+    """
+    log, prefix, began = PhaseLog(), f"{name}/", time.monotonic()
+    task = digits_task(cfg.env_id)
+    if task is not None:
+        data = make_binary_task(task, resolution=cfg.digits.resolution)
+        bar = progress.add_task(name, total=cfg.steps, mean=float("nan"))
+
+        def on_batch(*, step: int, accuracy: float) -> None:
+            log.episodes.append((start + step, accuracy))
+            if (start + step) % 50 == 0:
+                mean = final_mean_return(log.episodes)
+                writer.add_scalar(f"{prefix}charts/accuracy_20", mean, start + step)
+                progress.update(bar, completed=start + step, mean=mean)
+            if on_rewind_point is not None and start + step == cfg.rewind_steps:
+                on_rewind_point()
+
+        if on_rewind_point is not None and cfg.rewind_steps == 0:
+            on_rewind_point()
+        train_classifier(model, data, cfg.digits, cfg.steps - start, cfg.seed,
+                         cfg.pathnet.active, on_batch=on_batch)  # fmt: skip
+        return result(log, cfg.steps, time.monotonic() - began)
+    agent = get_agent(cfg.agent)
+    model.share_memory()
+    a3c = cfg.a3c
+    optimizer = make_shared_optimizer(
+        a3c.optimizer, model.parameters(), a3c.lr, a3c.rmsprop_alpha, a3c.rmsprop_eps
+    )
+    steps = torch.zeros(cfg.workers, dtype=torch.long).share_memory_()
+    steps[0] = start
+    population = new_population(cfg.pathnet, cfg.workers, cfg.seed) if agent.evolves_paths else None
+    lrs = torch.full((cfg.workers,), a3c.lr, dtype=torch.float64)
+    if population is not None:
+        lrs = cfg.pathnet.learning_rates(cfg.workers, a3c.lr, cfg.seed)
+    frozen = torch.stack(model.library.frozen_mask()) if population is not None else None
+    budgets = [cfg.steps]
+    if on_rewind_point is not None and cfg.rewind_steps > 0:
+        budgets = [cfg.rewind_steps, cfg.steps]  # stop at k for the snapshot, then go on
+    elif on_rewind_point is not None:
+        on_rewind_point()
+    worker = functools.partial(keep_zero_worker, worker=agent.worker)
+    for budget in budgets:
+
+        def build_args(group: WorkerGroup, budget: int = budget) -> list[tuple[Any, ...]]:
+            spec = WorkerSpec(
+                cfg.env_id, cfg.seed, cfg.workers, a3c, model, optimizer, steps, budget,
+                group.stop, group.queue, lrs,
+            )  # fmt: skip
+            if population is None:
+                return [(rank, spec) for rank in range(cfg.workers)]
+            path_spec = PathNetWorkerSpec(spec, population, cfg.pathnet, cfg.env_id)
+            return [(rank, path_spec) for rank in range(cfg.workers)]
+
+        run_phase(
+            worker, build_args, steps=steps, budget=budget, log=log, writer=writer,
+            prefix=prefix, progress=progress, checkpoint=lambda: None, checkpoint_every=cfg.steps,
+            population=population, frozen=frozen,
+        )  # fmt: skip
+        if budget < cfg.steps and on_rewind_point is not None:
+            on_rewind_point()
+    return result(log, int(steps.sum()), time.monotonic() - began)
+
+
+def result(log: PhaseLog, steps: int, seconds: float) -> dict[str, Any]:
+    curve = learning_curve(log.episodes)
+    return {
+        "final_mean_return": final_mean_return(log.episodes), "steps": steps,
+        "auc": curve_auc(curve, steps),
+        "episodes": len(log.episodes), "seconds": seconds, "curve": curve,
+    }  # fmt: skip
+
+
+def main(cfg: LotteryConfig) -> dict[str, Any]:
+    """Run (or resume) every round and return the summary written to summary.json."""
+    state: dict[str, Any] = {"results": {}, "masks": {}, "summary": None}
+    if cfg.resume is not None:
+        run_path = Path(cfg.resume)
+        cfg = dataclasses.replace(rd.load_config(run_path, LotteryConfig), resume=cfg.resume)
+        state = rd.load_checkpoint(run_path) or state
+        if state.get("summary") is not None:
+            return state["summary"]
+    task = digits_task(cfg.env_id)
+    if task is None:
+        obs_shape, num_actions = env_spaces(cfg.env_id, cfg.seed)  # bad ids fail before writes
+    else:
+        obs_shape, num_actions = (make_binary_task(task, resolution=cfg.digits.resolution)
+                                  .input_size,), 2  # fmt: skip
+    head_name = task or cfg.env_id
+    if cfg.resume is None:
+        run_path = rd.prepare_run_dir(cfg.run_dir, "lottery", cfg.seed)
+        rd.save_config(run_path, cfg)
+    writer = SummaryWriter(str(run_path))
+    writer.add_text("config", f"```\n{rd.json.dumps(dataclasses.asdict(cfg), indent=2)}\n```")
+    console = Console()
+    results = state["results"]
+
+    def fresh(seed: int = cfg.seed) -> tuple[nn.Module, list[pruning.PruneTarget]]:
+        torch.manual_seed(seed)  # cfg.seed: θ0, the same initial weights in every build
+        return build_model(cfg, head_name, obs_shape, num_actions)
+
+    with make_progress(console, cfg.progress) as progress:
+        if "dense" not in results:
+            model, targets = fresh()
+            state["init"] = copy.deepcopy(model.state_dict())
+
+            def snapshot_rewind() -> None:
+                state["rewind"] = copy.deepcopy(model.state_dict())
+
+            results["dense"] = train(
+                cfg, model, name="dense", start=0, writer=writer, progress=progress,
+                on_rewind_point=snapshot_rewind,
+            )  # fmt: skip
+            results["dense"]["sparsity"] = pruning.sparsity(targets)
+            state["trained"] = copy.deepcopy(model.state_dict())
+            rd.save_checkpoint(run_path, state)
+        log_level(writer, 0, results["dense"]["sparsity"], {"dense": results["dense"]})
+        for level in range(1, cfg.rounds + 1):
+            if level not in state["masks"]:  # prune the latest ticket's trained weights
+                model, targets = fresh()
+                model.load_state_dict(state["trained"])
+                pruning.magnitude_prune(targets, cfg.prune_fraction, cfg.prune.ranking)
+                state["masks"][level] = [m.detach().clone() for m in pruning.masks(targets)]
+            for condition in CONDITIONS:
+                name = f"r{level}/{condition}"
+                if name in results:
+                    continue
+                model, targets = start_model(cfg, fresh, state, level, condition)
+                results[name] = train(cfg, model, name=name, start=cfg.rewind_steps,
+                                      writer=writer, progress=progress)  # fmt: skip
+                results[name]["sparsity"] = pruning.sparsity(targets)
+                if condition == "ticket":
+                    state["trained"] = copy.deepcopy(model.state_dict())
+                rd.save_checkpoint(run_path, state)
+            level_results = {c: results[f"r{level}/{c}"] for c in CONDITIONS}
+            log_level(writer, level, level_results["ticket"]["sparsity"], level_results)
+
+    summary = summarise(cfg, results)
+    rd.write_json(run_path / rd.SUMMARY, summary)
+    plot_lottery(run_path / "lottery.png", summary, f"{cfg.agent} on {cfg.env_id}")
+    writer.close()
+    state["summary"] = summary
+    rd.save_checkpoint(run_path, state)
+    print_table(console, summary, run_path)
+    return summary
+
+
+def start_model(
+    cfg: LotteryConfig, fresh: Any, state: dict[str, Any], level: int, condition: str
+) -> tuple[nn.Module, list[pruning.PruneTarget]]:
+    """The network a condition starts from: rewound weights (every parameter, not only the
+    targets), round ``level``'s mask, and the control's random draw."""
+    model, targets = fresh(cfg.seed)
+    model.load_state_dict(state["rewind"])  # all-ones masks, the weights after k steps
+    snapshot = pruning.weights_snapshot(targets)
+    if condition == "reinit":
+        # A fresh draw from the network's own initialisers (the policy layer's N(0, 0.01²),
+        # kaiming-uniform elsewhere): pruning.reinitialise would draw every target from
+        # kaiming-uniform, a 7x larger policy init than the ticket's, which confounds the control.
+        snapshot = pruning.weights_snapshot(fresh(cfg.seed + 1000 * level)[1])
+    pruning.set_masks(targets, state["masks"][level])
+    if condition == "random_mask":
+        pruning.random_masks(targets, cfg.seed + 1000 * level)
+    pruning.rewind(targets, snapshot)  # survivors take the snapshot's values, pruned stay 0
+    return model, targets
+
+
+def log_level(writer: SummaryWriter, level: int, sparsity: float, runs: dict[str, Any]) -> None:
+    writer.add_scalar("lottery/sparsity", sparsity, level)
+    for condition, run in runs.items():
+        writer.add_scalar(f"lottery/{condition}_return", run["final_mean_return"], level)
+
+
+def summarise(cfg: LotteryConfig, results: dict[str, Any]) -> dict[str, Any]:
+    """The summary.json content."""
+    levels = [
+        {"round": level, "sparsity": results[f"r{level}/ticket"]["sparsity"],
+         **{c: results[f"r{level}/{c}"]["final_mean_return"] for c in CONDITIONS}}
+        for level in range(1, cfg.rounds + 1)
+    ]  # fmt: skip
+    return {
+        "env_id": cfg.env_id, "agent": cfg.agent, "scope": cfg.prune.scope,
+        "ranking": cfg.prune.ranking, "prune_fraction": cfg.prune_fraction,
+        "rewind_steps": cfg.rewind_steps, "steps": cfg.steps,
+        "seconds": sum(run["seconds"] for run in results.values()),
+        "dense": results["dense"], "levels": levels,
+        "trainings": {name: run for name, run in results.items() if name != "dense"},
+    }  # fmt: skip
+
+
+def print_table(console: Console, summary: dict[str, Any], run_path: Path) -> None:
+    what = "accuracy" if digits_task(summary["env_id"]) else "final mean return (20 ep.)"
+    table = Table(title=f"Lottery tickets: {summary['agent']} on {summary['env_id']} ({what})")
+    for column in ("round", f"{summary['scope']} sparsity", *CONDITIONS):
+        table.add_column(column, justify="right")
+    dense = summary["dense"]
+    table.add_row("0 (dense)", f"{dense['sparsity']:.1%}", f"{dense['final_mean_return']:.2f}",
+                  "", "")  # fmt: skip
+    for level in summary["levels"]:
+        table.add_row(str(level["round"]), f"{level['sparsity']:.1%}",
+                      *(f"{level[c]:.2f}" for c in CONDITIONS))  # fmt: skip
+    console.print(table)
+    console.print(f"Run: {run_path}  ({summary['seconds']:.0f} s of training)")
+
+
+if __name__ == "__main__":
+    run_cli(main, LotteryConfig, description=__doc__.split("\n\n")[0])

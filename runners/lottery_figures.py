@@ -1,0 +1,39 @@
+"""The lottery-ticket figure (Frankle & Carbin 2019, arXiv:1803.03635, Fig. 1 style): final
+return against sparsity for the ticket and both controls, the dense network as a dashed line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+STYLES = {"ticket": ("tab:blue", "o"), "reinit": ("tab:orange", "s"),
+          "random_mask": ("tab:green", "^")}  # fmt: skip
+
+
+def plot_lottery(out: Path, summary: dict[str, Any], title: str) -> None:
+    """Final mean return (or accuracy) per condition against sparsity; PNG written atomically.
+
+    summary: runners/lottery.py's summary (``dense`` and ``levels``).
+    """
+    fig, ax = plt.subplots(figsize=(6, 3.8))
+    sparsity = [100 * level["sparsity"] for level in summary["levels"]]
+    for condition, (colour, marker) in STYLES.items():
+        values = [level[condition] for level in summary["levels"]]
+        ax.plot(sparsity, values, color=colour, marker=marker, label=condition)
+    ax.axhline(summary["dense"]["final_mean_return"], color="0.4", linestyle="--",
+               linewidth=1, label="dense")  # fmt: skip
+    ax.set_xlabel(f"{summary['scope']} weights pruned (%)")
+    digits = summary["env_id"].startswith("digits/")
+    ax.set_ylabel("training accuracy (last 20 batches)" if digits else "final mean return (20 ep.)")
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    tmp = out.with_name(f".{out.name}.tmp.png")
+    fig.savefig(tmp, dpi=120)
+    plt.close(fig)
+    tmp.replace(out)

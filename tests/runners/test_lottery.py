@@ -1,0 +1,154 @@
+"""runners/lottery.py: rounds, sparsity, controls, files, resume, supervised mode, bad input."""
+
+import json
+import sys
+
+import pytest
+import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from agents.a3c import A3CConfig
+from agents.lottery_agents import PruneConfig
+from runners import lottery as runner
+from runners import run_dir as rd
+
+REAL_TRAIN = runner.train
+FAST_A3C = A3CConfig(optimizer="adam", lr=2e-3, t_max=5, envs_per_worker=2, hidden=16)
+
+
+class Interrupted(Exception):
+    """Stands for a run killed between two trainings."""
+
+
+def trainings(monkeypatch, stop_after: int | None = None) -> list[str]:
+    """Record the names of the trainings main() runs; raise :class:`Interrupted` when training
+    number ``stop_after`` + 1 would start."""
+    names: list[str] = []
+    real = REAL_TRAIN
+
+    def counting(cfg, model, *, name, **kwargs):
+        if stop_after is not None and len(names) == stop_after:
+            raise Interrupted
+        names.append(name)
+        return real(cfg, model, name=name, **kwargs)
+
+    monkeypatch.setattr(runner, "train", counting)
+    return names
+
+
+def test_cartpole_smoke_writes_summary_figure_events_and_checkpoint(tmp_path, monkeypatch):
+    run = tmp_path / "run"
+    cfg = runner.LotteryConfig(
+        env_id="CartPole-v1", rounds=1, prune_fraction=0.5, steps=200, workers=1,
+        a3c=FAST_A3C, run_dir=str(run), progress=False,
+    )  # fmt: skip
+    names = trainings(monkeypatch)
+    summary = runner.main(cfg)
+    assert names == ["dense", "r1/ticket", "r1/reinit", "r1/random_mask"]
+    assert summary["env_id"] == "CartPole-v1" and summary["agent"] == "a3c"
+    assert summary["dense"]["sparsity"] == 0.0 and summary["dense"]["steps"] >= 200
+    (level,) = summary["levels"]
+    assert set(level) >= {"sparsity", "ticket", "reinit", "random_mask"}
+    assert level["sparsity"] == pytest.approx(0.5, abs=0.01)
+    for condition in runner.CONDITIONS:
+        assert summary["trainings"][f"r1/{condition}"]["sparsity"] == level["sparsity"]
+    assert json.loads((run / rd.SUMMARY).read_text())["levels"][0]["sparsity"] == level["sparsity"]
+    names_on_disk = {path.name for path in run.iterdir()}
+    assert {"config.json", "checkpoint.pt", "summary.json", "lottery.png"} <= names_on_disk
+    events = EventAccumulator(str(run))
+    events.Reload()
+    tags = set(events.Tags()["scalars"])
+    assert {"lottery/sparsity", "lottery/dense_return", "lottery/ticket_return",
+            "lottery/reinit_return", "lottery/random_mask_return"} <= tags  # fmt: skip
+    assert [e.step for e in events.Scalars("lottery/sparsity")] == [0, 1]
+    # A finished run resumes to its summary without training again.
+    assert runner.main(runner.LotteryConfig(resume=str(run))) == summary
+    assert len(names) == 4
+
+
+def test_digits_rounds_sparsity_and_resume_skip_finished_trainings(tmp_path, monkeypatch):
+    run, p = tmp_path / "run", 0.5
+    cfg = runner.LotteryConfig(
+        env_id="digits/3v5", rounds=2, prune_fraction=p, steps=300, seed=3,
+        a3c=A3CConfig(hidden=32), run_dir=str(run), progress=False,
+    )  # fmt: skip
+    names = trainings(monkeypatch, stop_after=2)  # interrupted while r1/reinit trains
+    with pytest.raises(Interrupted):
+        runner.main(cfg)
+    assert names == ["dense", "r1/ticket"]
+    state = rd.load_checkpoint(run)
+    assert set(state["results"]) == {"dense", "r1/ticket"} and state["summary"] is None
+    names = trainings(monkeypatch)
+    summary = runner.main(runner.LotteryConfig(resume=str(run)))
+    assert names == ["r1/reinit", "r1/random_mask", "r2/ticket", "r2/reinit", "r2/random_mask"]
+    assert summary["dense"] == state["results"]["dense"]
+    for round_, level in enumerate(summary["levels"], start=1):
+        assert level["sparsity"] == pytest.approx(1 - (1 - p) ** round_, abs=0.01)
+        assert all(0.0 <= level[c] <= 1.0 for c in runner.CONDITIONS)  # accuracies
+    assert summary["dense"]["final_mean_return"] > 0.6  # learned something (chance: 0.5)
+
+
+def test_pathnet_digits_library_scope_keeps_pruned_weights_zero(tmp_path):
+    run = tmp_path / "run"
+    cfg = runner.LotteryConfig(
+        env_id="digits/1v7", agent="pathnet", rounds=1, prune_fraction=0.25, steps=200,
+        prune=PruneConfig(scope="library", ranking="global"), rewind_to="50",
+        run_dir=str(run), progress=False,
+    )  # fmt: skip
+    summary = runner.main(cfg)
+    assert summary["levels"][0]["sparsity"] == pytest.approx(0.25, abs=0.01)
+    assert summary["rewind_steps"] == 50
+    assert summary["trainings"]["r1/ticket"]["curve"][0][0] > 50  # trained from step k on
+    trained = rd.load_checkpoint(run)["trained"]  # the round-1 ticket after training
+    masks = {key: value for key, value in trained.items() if key.endswith("_mask")}
+    assert any(key.startswith("library.") for key in masks)
+    for key, mask in masks.items():
+        weight = trained.get(key.removesuffix("_mask") + "_orig", trained.get(key[:-5]))
+        assert torch.all(weight[mask == 0] == 0), key
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"prune_fraction": 0.0}, "prune_fraction must lie in"),
+        ({"prune_fraction": 1.0}, "prune_fraction must lie in"),
+        ({"rounds": 0}, "must be positive"),
+        ({"agent": "a3x"}, "unknown agent 'a3x'"),
+        ({"rewind_to": "soon"}, "rewind_to must be init or a step count"),
+        ({"rewind_to": "500", "steps": 500}, "must be below steps"),
+        ({"prune": PruneConfig(scope="library")}, "needs a path agent"),
+    ],
+)
+def test_bad_config_is_a_one_line_error(kwargs, message):
+    with pytest.raises(ValueError, match=message) as error:
+        runner.LotteryConfig(**kwargs)
+    assert "\n" not in str(error.value)
+
+
+def test_bad_command_lines_exit_with_one_line(tmp_path, monkeypatch, capsys):
+    for args in (["--prune-fraction", "1.5"], ["--rounds", "0"], ["--agent", "nope"],
+                 ["--env-id", "digits/3v3", "--run-dir", str(tmp_path / "r")]):  # fmt: skip
+        monkeypatch.setattr(sys, "argv", ["lottery.py", *args])
+        with pytest.raises(SystemExit) as exit_:
+            runner.run_cli(runner.main, runner.LotteryConfig, "test")
+        assert exit_.value.code == 2
+        error = capsys.readouterr().err.strip()
+        assert error.startswith("error:") and "\n" not in error, args
+    assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(
+    reason="single runs are noise-dominated (docs/lottery.md): with the defaults the ticket kept "
+    "500 at 87.5% head sparsity in 2 of 2 runs, but the re-initialised control also kept 500",
+    strict=False,
+)
+def test_cartpole_ticket_at_high_head_sparsity_keeps_the_dense_return(tmp_path):
+    """The defaults: 3 rounds of p = 0.5 (87.5% of the head pruned), 80k steps per training,
+    about 3 minutes on 2 cores."""
+    summary = runner.main(runner.LotteryConfig(run_dir=str(tmp_path / "run"), progress=False))
+    dense, last = summary["dense"]["final_mean_return"], summary["levels"][-1]
+    report = (dense, summary["levels"])
+    assert last["sparsity"] >= 0.8, report
+    assert last["ticket"] >= 0.9 * dense, report
+    assert last["reinit"] < last["ticket"], report
