@@ -58,10 +58,12 @@ from torch import nn
 
 from modules.layers import (
     ModuleLayer,
-    combine,
-    combine_channels_last,
+    conv_modules,
+    conv_population,
     distinct,
-    duplicate_weights,
+    linear_modules,
+    linear_population,
+    population_dedup,
 )
 
 
@@ -274,13 +276,9 @@ class HyperLinearLayer(HyperModuleLayer):
     def forward(self, x: torch.Tensor, ids: torch.Tensor | list[int]) -> torch.Tensor:
         # x: [B, in]; ids: [N] module ids (a repeated id runs once) -> [B, out]
         ids = distinct(ids)
-        n = len(ids)
-        weight = self.kernels(ids).reshape(n * self.out_features, self.in_features)
-        bias = self.gather("biases", ids).view(n * self.out_features)
-        y = F.linear(x, weight, bias)  # [B, N*out]
-        if self.activation:
-            y = F.relu(y)
-        return combine(y.view(x.shape[0], n, self.out_features), None, 1, self.reduce)
+        weight = self.kernels(ids).reshape(len(ids), self.out_features, self.in_features)
+        bias = self.gather("biases", ids)
+        return linear_modules(x, weight, bias, self.activation, self.reduce)
 
     def forward_population(
         self,
@@ -291,17 +289,10 @@ class HyperLinearLayer(HyperModuleLayer):
         # x: [P, B, in] or [B, in] (shared input); ids: [P, N] module ids -> [P, B, out]
         rows = ids.tolist() if isinstance(ids, torch.Tensor) else [list(row) for row in ids]
         p, n = len(rows), len(rows[0])
-        weight = self.path_kernels(rows).reshape(p, n * self.out_features, self.in_features)
-        flat = [m for row in rows for m in row]
-        bias = self.gather("biases", flat).view(p, 1, n * self.out_features)
-        if x.dim() == 2:
-            x = x.unsqueeze(0).expand(p, -1, -1)
-        y = torch.baddbmm(bias, x, weight.transpose(1, 2))  # [P, B, N*out]
-        if self.activation:
-            y = F.relu(y)
-        if isinstance(dedup, str):
-            dedup = duplicate_weights(torch.tensor(rows))
-        return combine(y.view(p, x.shape[1], n, self.out_features), dedup, 2, self.reduce)
+        weight = self.path_kernels(rows).reshape(p, n, self.out_features, self.in_features)
+        bias = self.gather("biases", [m for row in rows for m in row]).view(p, n, -1)
+        dedup = population_dedup(rows, dedup)
+        return linear_population(x, weight, bias, self.activation, self.reduce, dedup)
 
 
 class HyperConv2dLayer(HyperModuleLayer):
@@ -344,14 +335,8 @@ class HyperConv2dLayer(HyperModuleLayer):
     def forward(self, x: torch.Tensor, ids: torch.Tensor | list[int]) -> torch.Tensor:
         # x: [B, C_in, H, W]; ids: [N] module ids (a repeated id runs once) -> [B, C_out, H', W']
         ids = distinct(ids)
-        n, c = len(ids), self.out_channels
-        weight = self.kernels(ids).flatten(0, 1)  # [N*C_out, C_in, k, k]
-        bias = self.gather("biases", ids).flatten()
-        y = F.relu(F.conv2d(x, weight, bias, stride=self.stride))  # [B, N*C_out, H', W']
-        b, _, h, w = y.shape
-        if y.is_contiguous() or not y.is_contiguous(memory_format=torch.channels_last):
-            return combine(y.view(b, n, c, h, w), None, 1, self.reduce)
-        return combine_channels_last(y, n, self.reduce)
+        weight = self.kernels(ids)  # [N, C_out, C_in, k, k]
+        return conv_modules(x, weight, self.gather("biases", ids), self.stride, self.reduce)
 
     def forward_population(
         self,
@@ -362,20 +347,12 @@ class HyperConv2dLayer(HyperModuleLayer):
         # x: [P, B, C_in, H, W] or [B, C_in, H, W] (shared input); ids: [P, N] module ids
         # -> [P, B, C_out, H', W']
         rows = ids.tolist() if isinstance(ids, torch.Tensor) else [list(row) for row in ids]
-        p, n, c = len(rows), len(rows[0]), self.out_channels
-        weight = self.path_kernels(rows).flatten(0, 1)  # [P*N*C_out, C_in, k, k]
-        bias = self.gather("biases", [m for row in rows for m in row]).flatten()
-        if x.dim() == 4:
-            y = F.conv2d(x, weight, bias, stride=self.stride)
-        else:
-            b = x.shape[1]
-            grouped = x.transpose(0, 1).reshape(b, p * self.in_channels, *x.shape[-2:])
-            y = F.conv2d(grouped, weight, bias, stride=self.stride, groups=p)
-        y = F.relu(y)  # [B, P*N*C_out, H', W']
-        y = y.view(y.shape[0], p, n, c, *y.shape[-2:]).transpose(0, 1)  # [P, B, N, C, H', W']
-        if isinstance(dedup, str):
-            dedup = duplicate_weights(torch.tensor(rows))
-        return combine(y, dedup, 2, self.reduce)
+        p, n = len(rows), len(rows[0])
+        weight = self.path_kernels(rows)  # [P*N, C_out, C_in, k, k]
+        weight = weight.reshape(p, n, *weight.shape[1:])
+        bias = self.gather("biases", [m for row in rows for m in row]).view(p, n, -1)
+        dedup = population_dedup(rows, dedup)
+        return conv_population(x, weight, bias, self.stride, self.reduce, dedup)
 
 
 def hyper_layer_factory(

@@ -93,6 +93,94 @@ def combine_channels_last(y: torch.Tensor, n: int, reduce: str) -> torch.Tensor:
     return summed.view(b, h, w, c).permute(0, 3, 1, 2)
 
 
+def linear_modules(
+    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, activation: bool, reduce: str
+) -> torch.Tensor:
+    """A path's N linear modules as one matmul, outputs combined.
+
+    x: [B, in]; weight: [N, out, in]; bias: [N, out] -> [B, out]. Every linear layer kind
+    (stored, generated) runs its path through here once it has its modules' weights.
+    """
+    n, out, inputs = weight.shape
+    y = F.linear(x, weight.reshape(n * out, inputs), bias.reshape(n * out))  # [B, N*out]
+    if activation:
+        y = F.relu(y)
+    return combine(y.view(x.shape[0], n, out), None, 1, reduce)
+
+
+def linear_population(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor,
+    activation: bool,
+    reduce: str,
+    dedup: torch.Tensor | None,
+) -> torch.Tensor:
+    """P paths of N linear modules each as one batched matmul.
+
+    x: [P, B, in] or [B, in] (shared input); weight: [P, N, out, in]; bias: [P, N, out];
+    dedup: None or [P, N] (:func:`unique_weights`) -> [P, B, out].
+    """
+    p, n, out, inputs = weight.shape
+    if x.dim() == 2:
+        x = x.unsqueeze(0).expand(p, -1, -1)
+    flat = weight.reshape(p, n * out, inputs)
+    y = torch.baddbmm(bias.reshape(p, 1, n * out), x, flat.transpose(1, 2))  # [P, B, N*out]
+    if activation:
+        y = F.relu(y)
+    return combine(y.view(p, x.shape[1], n, out), dedup, 2, reduce)
+
+
+def conv_modules(
+    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, stride: int, reduce: str
+) -> torch.Tensor:
+    """A path's N conv+ReLU modules as one conv with N·C_out filters, outputs combined.
+
+    x: [B, C_in, H, W]; weight: [N, C_out, C_in, k, k]; bias: [N, C_out] -> [B, C_out, H', W']
+    (channels-last in, channels-last out).
+    """
+    n, c = weight.shape[:2]
+    y = F.relu(F.conv2d(x, weight.flatten(0, 1), bias.flatten(), stride=stride))
+    b, _, h, w = y.shape  # y: [B, N*C_out, H', W']
+    if y.is_contiguous() or not y.is_contiguous(memory_format=torch.channels_last):
+        return combine(y.view(b, n, c, h, w), None, 1, reduce)
+    return combine_channels_last(y, n, reduce)
+
+
+def conv_population(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor,
+    stride: int,
+    reduce: str,
+    dedup: torch.Tensor | None,
+) -> torch.Tensor:
+    """P paths of N conv+ReLU modules each as one (grouped) conv.
+
+    x: [P, B, C_in, H, W] or [B, C_in, H, W] (shared input); weight: [P, N, C_out, C_in, k, k];
+    bias: [P, N, C_out]; dedup: None or [P, N] -> [P, B, C_out, H', W'].
+    """
+    p, n, c, in_channels = weight.shape[:4]
+    filters, biases = weight.flatten(0, 2), bias.flatten()  # [P*N*C_out, C_in, k, k]
+    if x.dim() == 4:
+        # One input for every path: a plain conv with all P*N*C_out filters.
+        y = F.conv2d(x, filters, biases, stride=stride)
+    else:
+        b = x.shape[1]
+        grouped = x.transpose(0, 1).reshape(b, p * in_channels, *x.shape[-2:])
+        y = F.conv2d(grouped, filters, biases, stride=stride, groups=p)
+    y = F.relu(y)  # [B, P*N*C_out, H', W']
+    y = y.view(y.shape[0], p, n, c, *y.shape[-2:]).transpose(0, 1)  # [P, B, N, C, H', W']
+    return combine(y, dedup, 2, reduce)
+
+
+def population_dedup(
+    rows: list[list[int]], dedup: torch.Tensor | None | str
+) -> torch.Tensor | None:
+    """``dedup`` as given, or (``"auto"``) computed from the paths' module ids ``rows``."""
+    return duplicate_weights(torch.tensor(rows)) if isinstance(dedup, str) else dedup
+
+
 class ModuleLayer(nn.Module):
     """Base of all path layers: M modules, per-module parameters, frozen-module mask.
 
@@ -260,13 +348,8 @@ class LinearModuleLayer(ModuleLayer):
     def forward(self, x: torch.Tensor, ids: torch.Tensor | list[int]) -> torch.Tensor:
         # x: [B, in]; ids: [N] module ids (a repeated id runs once) -> [B, out]
         ids = distinct(ids)
-        n = len(ids)
-        weight = self.gather("weights", ids).view(n * self.out_features, self.in_features)
-        bias = self.gather("biases", ids).view(n * self.out_features)
-        y = F.linear(x, weight, bias)  # [B, N*out]
-        if self.activation:
-            y = F.relu(y)
-        return combine(y.view(x.shape[0], n, self.out_features), None, 1, self.reduce)
+        weight, bias = self.gather("weights", ids), self.gather("biases", ids)
+        return linear_modules(x, weight, bias, self.activation, self.reduce)
 
     def forward_population(
         self,
@@ -278,16 +361,10 @@ class LinearModuleLayer(ModuleLayer):
         rows = ids.tolist() if isinstance(ids, torch.Tensor) else ids
         p, n = len(rows), len(rows[0])
         flat = [m for row in rows for m in row]
-        weight = self.gather("weights", flat).view(p, n * self.out_features, self.in_features)
-        bias = self.gather("biases", flat).view(p, 1, n * self.out_features)
-        if x.dim() == 2:
-            x = x.unsqueeze(0).expand(p, -1, -1)
-        y = torch.baddbmm(bias, x, weight.transpose(1, 2))  # [P, B, N*out]
-        if self.activation:
-            y = F.relu(y)
-        if isinstance(dedup, str):
-            dedup = duplicate_weights(torch.tensor(rows))
-        return combine(y.view(p, x.shape[1], n, self.out_features), dedup, 2, self.reduce)
+        weight = self.gather("weights", flat).view(p, n, self.out_features, self.in_features)
+        bias = self.gather("biases", flat).view(p, n, self.out_features)
+        dedup = population_dedup(rows, dedup)
+        return linear_population(x, weight, bias, self.activation, self.reduce, dedup)
 
 
 class Conv2dModuleLayer(ModuleLayer):
@@ -332,14 +409,8 @@ class Conv2dModuleLayer(ModuleLayer):
     def forward(self, x: torch.Tensor, ids: torch.Tensor | list[int]) -> torch.Tensor:
         # x: [B, C_in, H, W]; ids: [N] module ids (a repeated id runs once) -> [B, C_out, H', W']
         ids = distinct(ids)
-        n, c = len(ids), self.out_channels
-        weight = self.gather("weights", ids).flatten(0, 1)  # [N*C_out, C_in, k, k]
-        bias = self.gather("biases", ids).flatten()
-        y = F.relu(F.conv2d(x, weight, bias, stride=self.stride))  # [B, N*C_out, H', W']
-        b, _, h, w = y.shape
-        if y.is_contiguous() or not y.is_contiguous(memory_format=torch.channels_last):
-            return combine(y.view(b, n, c, h, w), None, 1, self.reduce)
-        return combine_channels_last(y, n, self.reduce)
+        weight, bias = self.gather("weights", ids), self.gather("biases", ids)
+        return conv_modules(x, weight, bias, self.stride, self.reduce)
 
     def forward_population(
         self,
@@ -350,19 +421,10 @@ class Conv2dModuleLayer(ModuleLayer):
         # x: [P, B, C_in, H, W] or [B, C_in, H, W] (shared input); ids: [P, N] module ids
         # -> [P, B, C_out, H', W']
         rows = ids.tolist() if isinstance(ids, torch.Tensor) else ids
-        p, n, c = len(rows), len(rows[0]), self.out_channels
+        p, n = len(rows), len(rows[0])
         flat = [m for row in rows for m in row]
-        weight = self.gather("weights", flat).flatten(0, 1)  # [P*N*C_out, C_in, k, k]
-        bias = self.gather("biases", flat).flatten()
-        if x.dim() == 4:
-            # One input for every path: a plain conv with all P*N*C_out filters.
-            y = F.conv2d(x, weight, bias, stride=self.stride)
-        else:
-            b = x.shape[1]
-            grouped = x.transpose(0, 1).reshape(b, p * self.in_channels, *x.shape[-2:])
-            y = F.conv2d(grouped, weight, bias, stride=self.stride, groups=p)
-        y = F.relu(y)  # [B, P*N*C_out, H', W']
-        y = y.view(y.shape[0], p, n, c, *y.shape[-2:]).transpose(0, 1)  # [P, B, N, C, H', W']
-        if isinstance(dedup, str):
-            dedup = duplicate_weights(torch.tensor(rows))
-        return combine(y, dedup, 2, self.reduce)
+        weight = self.gather("weights", flat)  # [P*N, C_out, C_in, k, k]
+        weight = weight.view(p, n, *weight.shape[1:])
+        bias = self.gather("biases", flat).view(p, n, self.out_channels)
+        dedup = population_dedup(rows, dedup)
+        return conv_population(x, weight, bias, self.stride, self.reduce, dedup)
