@@ -55,6 +55,7 @@ from runners import run_dir as rd
 from runners.cli import choice_of, run_cli
 from runners.lottery_figures import plot_lottery
 from runners.phase import PhaseLog, env_spaces, make_progress, new_population, run_phase
+from runners.stats import mean_interval
 
 AgentName = choice_of(agent_names(trainer="a3c"))
 CONDITIONS = ("ticket", "reinit", "random_mask")
@@ -82,6 +83,9 @@ class LotteryConfig:
     """Worker processes (unused for digits)."""
     seed: int = 0
     """Seed of everything; controls of round r use seed + 1000 r for their random draw."""
+    repeats: int = 1
+    """Independent runs of the whole pipeline (dense training, masks, every control) with seeds
+    seed, seed + 1, …; levels report the means over them with 95% intervals."""
     a3c: A3CConfig = field(
         default_factory=lambda: A3CConfig(
             optimizer="adam", lr=2e-3, t_max=5, envs_per_worker=4, hidden=256
@@ -111,8 +115,8 @@ class LotteryConfig:
     def __post_init__(self) -> None:
         if not 0.0 < self.prune_fraction < 1.0:
             raise ValueError(f"prune_fraction must lie in (0, 1), got {self.prune_fraction}")
-        if self.rounds <= 0 or self.steps <= 0 or self.workers <= 0:
-            raise ValueError("rounds, steps and workers must be positive")
+        if min(self.rounds, self.steps, self.workers, self.repeats) <= 0:
+            raise ValueError("rounds, steps, workers and repeats must be positive")
         if self.rewind_steps >= self.steps:
             raise ValueError(f"rewind_to {self.rewind_to} must be below steps {self.steps}")
         agent = get_agent(self.agent, trainer="a3c")
@@ -120,6 +124,11 @@ class LotteryConfig:
             raise ValueError(f"{self.agent} needs at least 2 workers (one path genome each)")
         if self.prune.scope == "library" and not agent.evolves_paths:
             raise ValueError("--prune.scope library needs a path agent (pathnet, …)")
+
+    @property
+    def seeds(self) -> list[int]:
+        """The seed of every repeat."""
+        return list(range(self.seed, self.seed + self.repeats))
 
     @property
     def rewind_steps(self) -> int:
@@ -222,8 +231,8 @@ def result(log: PhaseLog, steps: int, seconds: float) -> dict[str, Any]:
 
 
 def main(cfg: LotteryConfig) -> dict[str, Any]:
-    """Run (or resume) every round and return the summary written to summary.json."""
-    state: dict[str, Any] = {"results": {}, "masks": {}, "summary": None}
+    """Run (or resume) every repeat's rounds and return the summary written to summary.json."""
+    state: dict[str, Any] = {"runs": {}, "summary": None}
     if cfg.resume is not None:
         run_path = Path(cfg.resume)
         cfg = dataclasses.replace(rd.load_config(run_path, LotteryConfig), resume=cfg.resume)
@@ -236,56 +245,21 @@ def main(cfg: LotteryConfig) -> dict[str, Any]:
     else:
         obs_shape, num_actions = (make_binary_task(task, resolution=cfg.digits.resolution)
                                   .input_size,), 2  # fmt: skip
-    head_name = task or cfg.env_id
     if cfg.resume is None:
         run_path = rd.prepare_run_dir(cfg.run_dir, "lottery", cfg.seed)
         rd.save_config(run_path, cfg)
     writer = SummaryWriter(str(run_path))
     writer.add_text("config", f"```\n{rd.json.dumps(dataclasses.asdict(cfg), indent=2)}\n```")
     console = Console()
-    results = state["results"]
-
-    def fresh(seed: int = cfg.seed) -> tuple[nn.Module, list[pruning.PruneTarget]]:
-        torch.manual_seed(seed)  # cfg.seed: θ0, the same initial weights in every build
-        return build_model(cfg, head_name, obs_shape, num_actions)
-
+    shapes = (task or cfg.env_id, obs_shape, num_actions)
     with make_progress(console, cfg.progress) as progress:
-        if "dense" not in results:
-            model, targets = fresh()
-            state["init"] = copy.deepcopy(model.state_dict())
+        for seed in cfg.seeds:
+            run = state["runs"].setdefault(seed, {"results": {}, "masks": {}})
+            run_repeat(dataclasses.replace(cfg, seed=seed), run, shapes, writer, progress,
+                       save=lambda: rd.save_checkpoint(run_path, state))  # fmt: skip
 
-            def snapshot_rewind() -> None:
-                state["rewind"] = copy.deepcopy(model.state_dict())
-
-            results["dense"] = train(
-                cfg, model, name="dense", start=0, writer=writer, progress=progress,
-                on_rewind_point=snapshot_rewind,
-            )  # fmt: skip
-            results["dense"]["sparsity"] = pruning.sparsity(targets)
-            state["trained"] = copy.deepcopy(model.state_dict())
-            rd.save_checkpoint(run_path, state)
-        log_level(writer, 0, results["dense"]["sparsity"], {"dense": results["dense"]})
-        for level in range(1, cfg.rounds + 1):
-            if level not in state["masks"]:  # prune the latest ticket's trained weights
-                model, targets = fresh()
-                model.load_state_dict(state["trained"])
-                pruning.magnitude_prune(targets, cfg.prune_fraction, cfg.prune.ranking)
-                state["masks"][level] = [m.detach().clone() for m in pruning.masks(targets)]
-            for condition in CONDITIONS:
-                name = f"r{level}/{condition}"
-                if name in results:
-                    continue
-                model, targets = start_model(cfg, fresh, state, level, condition)
-                results[name] = train(cfg, model, name=name, start=cfg.rewind_steps,
-                                      writer=writer, progress=progress)  # fmt: skip
-                results[name]["sparsity"] = pruning.sparsity(targets)
-                if condition == "ticket":
-                    state["trained"] = copy.deepcopy(model.state_dict())
-                rd.save_checkpoint(run_path, state)
-            level_results = {c: results[f"r{level}/{c}"] for c in CONDITIONS}
-            log_level(writer, level, level_results["ticket"]["sparsity"], level_results)
-
-    summary = summarise(cfg, results)
+    summary = summarise(cfg, {seed: state["runs"][seed]["results"] for seed in cfg.seeds})
+    log_summary(writer, summary)
     rd.write_json(run_path / rd.SUMMARY, summary)
     plot_lottery(run_path / "lottery.png", summary, f"{cfg.agent} on {cfg.env_id}")
     writer.close()
@@ -295,62 +269,153 @@ def main(cfg: LotteryConfig) -> dict[str, Any]:
     return summary
 
 
+def run_repeat(
+    cfg: LotteryConfig, run: dict[str, Any], shapes: tuple[str, tuple[int, ...], int],
+    writer: SummaryWriter, progress: Any, *, save: Any,
+) -> None:  # fmt: skip
+    """One repeat (seed ``cfg.seed``): the dense training and every round, skipping the
+    trainings ``run["results"]`` already holds; ``save()`` checkpoints after each training."""
+    results, tag = run["results"], f"s{cfg.seed}"
+
+    def fresh(seed: int = cfg.seed) -> tuple[nn.Module, list[pruning.PruneTarget]]:
+        torch.manual_seed(seed)  # cfg.seed: θ0, the same initial weights in every build
+        return build_model(cfg, *shapes)
+
+    if "dense" not in results:
+        model, targets = fresh()
+        run["init"] = copy.deepcopy(model.state_dict())
+
+        def snapshot_rewind() -> None:
+            run["rewind"] = copy.deepcopy(model.state_dict())
+
+        results["dense"] = train(
+            cfg, model, name=f"{tag}/dense", start=0, writer=writer, progress=progress,
+            on_rewind_point=snapshot_rewind,
+        )  # fmt: skip
+        results["dense"]["sparsity"] = pruning.sparsity(targets)
+        run["trained"] = copy.deepcopy(model.state_dict())
+        save()
+    log_level(writer, tag, 0, results["dense"]["sparsity"], {"dense": results["dense"]})
+    for level in range(1, cfg.rounds + 1):
+        if level not in run["masks"]:  # prune the latest ticket's trained weights
+            model, targets = fresh()
+            model.load_state_dict(run["trained"])
+            pruning.magnitude_prune(targets, cfg.prune_fraction, cfg.prune.ranking)
+            run["masks"][level] = [m.detach().clone() for m in pruning.masks(targets)]
+        for condition in CONDITIONS:
+            name = f"r{level}/{condition}"
+            if name in results:
+                continue
+            model, targets = start_model(cfg, fresh, run, level, condition)
+            results[name] = train(cfg, model, name=f"{tag}/{name}", start=cfg.rewind_steps,
+                                  writer=writer, progress=progress)  # fmt: skip
+            results[name]["sparsity"] = pruning.sparsity(targets)
+            if condition == "ticket":
+                run["trained"] = copy.deepcopy(model.state_dict())
+            save()
+        level_results = {c: results[f"r{level}/{c}"] for c in CONDITIONS}
+        log_level(writer, tag, level, level_results["ticket"]["sparsity"], level_results)
+
+
 def start_model(
-    cfg: LotteryConfig, fresh: Any, state: dict[str, Any], level: int, condition: str
+    cfg: LotteryConfig, fresh: Any, run: dict[str, Any], level: int, condition: str
 ) -> tuple[nn.Module, list[pruning.PruneTarget]]:
     """The network a condition starts from: rewound weights (every parameter, not only the
     targets), round ``level``'s mask, and the control's random draw."""
     model, targets = fresh(cfg.seed)
-    model.load_state_dict(state["rewind"])  # all-ones masks, the weights after k steps
+    model.load_state_dict(run["rewind"])  # all-ones masks, the weights after k steps
     snapshot = pruning.weights_snapshot(targets)
     if condition == "reinit":
         # A fresh draw from the network's own initialisers (the policy layer's N(0, 0.01²),
         # kaiming-uniform elsewhere): pruning.reinitialise would draw every target from
         # kaiming-uniform, a 7x larger policy init than the ticket's, which confounds the control.
         snapshot = pruning.weights_snapshot(fresh(cfg.seed + 1000 * level)[1])
-    pruning.set_masks(targets, state["masks"][level])
+    pruning.set_masks(targets, run["masks"][level])
     if condition == "random_mask":
         pruning.random_masks(targets, cfg.seed + 1000 * level)
     pruning.rewind(targets, snapshot)  # survivors take the snapshot's values, pruned stay 0
     return model, targets
 
 
-def log_level(writer: SummaryWriter, level: int, sparsity: float, runs: dict[str, Any]) -> None:
-    writer.add_scalar("lottery/sparsity", sparsity, level)
+def log_level(
+    writer: SummaryWriter, tag: str, level: int, sparsity: float, runs: dict[str, Any]
+) -> None:
+    """One repeat's round in TensorBoard: ``lottery/<tag>/…`` against the round."""
+    writer.add_scalar(f"lottery/{tag}/sparsity", sparsity, level)
     for condition, run in runs.items():
-        writer.add_scalar(f"lottery/{condition}_return", run["final_mean_return"], level)
+        writer.add_scalar(f"lottery/{tag}/{condition}_return", run["final_mean_return"], level)
 
 
-def summarise(cfg: LotteryConfig, results: dict[str, Any]) -> dict[str, Any]:
-    """The summary.json content."""
-    levels = [
-        {"round": level, "sparsity": results[f"r{level}/ticket"]["sparsity"],
-         **{c: results[f"r{level}/{c}"]["final_mean_return"] for c in CONDITIONS}}
-        for level in range(1, cfg.rounds + 1)
-    ]  # fmt: skip
+def log_summary(writer: SummaryWriter, summary: dict[str, Any]) -> None:
+    """The means over repeats: ``lottery/sparsity`` and ``lottery/<condition>_return``."""
+    writer.add_scalar("lottery/sparsity", 0.0, 0)
+    writer.add_scalar("lottery/dense_return", summary["dense"]["final_mean_return"], 0)
+    for level in summary["levels"]:
+        writer.add_scalar("lottery/sparsity", level["sparsity"], level["round"])
+        for condition in CONDITIONS:
+            writer.add_scalar(f"lottery/{condition}_return", level[condition], level["round"])
+
+
+def aggregate(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Mean final return (with its 95% interval and every repeat's value) and mean AUC."""
+    finals = [run["final_mean_return"] for run in runs]
+    mean, half_width = mean_interval(finals)
+    return {"final_mean_return": mean, "ci95": half_width, "runs": finals,
+            "auc": mean_interval([run["auc"] for run in runs])[0]}  # fmt: skip
+
+
+def summarise(cfg: LotteryConfig, results: dict[int, dict[str, Any]]) -> dict[str, Any]:
+    """The summary.json content from every repeat's results (seed -> training name -> result).
+
+    ``dense`` and each level's conditions are means over the repeats; ``ticket_minus_reinit``
+    is the mean paired difference (the same seed's ticket and control) with its interval.
+    """
+    seeds = sorted(results)
+    dense = {**aggregate([results[seed]["dense"] for seed in seeds]), "sparsity": 0.0}
+    levels = []
+    for level in range(1, cfg.rounds + 1):
+        runs = {c: [results[seed][f"r{level}/{c}"] for seed in seeds] for c in CONDITIONS}
+        entry: dict[str, Any] = {"round": level, "sparsity": runs["ticket"][0]["sparsity"]}
+        for condition, condition_runs in runs.items():
+            stats = aggregate(condition_runs)
+            entry[condition] = stats["final_mean_return"]
+            entry.update({f"{condition}_{key}": value for key, value in stats.items()
+                          if key != "final_mean_return"})  # fmt: skip
+        pairs = zip(runs["ticket"], runs["reinit"], strict=True)  # the same seed's two trainings
+        differences = [ticket["final_mean_return"] - reinit["final_mean_return"]
+                       for ticket, reinit in pairs]  # fmt: skip
+        entry["ticket_minus_reinit"], entry["ticket_minus_reinit_ci95"] = mean_interval(differences)
+        levels.append(entry)
+    trainings = {f"s{seed}/{name}": run for seed in seeds for name, run in results[seed].items()}
     return {
         "env_id": cfg.env_id, "agent": cfg.agent, "scope": cfg.prune.scope,
         "ranking": cfg.prune.ranking, "prune_fraction": cfg.prune_fraction,
-        "rewind_steps": cfg.rewind_steps, "steps": cfg.steps,
-        "seconds": sum(run["seconds"] for run in results.values()),
-        "dense": results["dense"], "levels": levels,
-        "trainings": {name: run for name, run in results.items() if name != "dense"},
+        "rewind_steps": cfg.rewind_steps, "steps": cfg.steps, "seeds": seeds,
+        "seconds": sum(run["seconds"] for run in trainings.values()),
+        "dense": dense, "levels": levels, "trainings": trainings,
     }  # fmt: skip
 
 
 def print_table(console: Console, summary: dict[str, Any], run_path: Path) -> None:
     what = "accuracy" if digits_task(summary["env_id"]) else "final mean return (20 ep.)"
+    repeats = len(summary["seeds"])
+    if repeats > 1:
+        what += f", mean ± 95% interval of {repeats} repeats"
     table = Table(title=f"Lottery tickets: {summary['agent']} on {summary['env_id']} ({what})")
     for column in ("round", f"{summary['scope']} sparsity", *CONDITIONS):
         table.add_column(column, justify="right")
     dense = summary["dense"]
-    table.add_row("0 (dense)", f"{dense['sparsity']:.1%}", f"{dense['final_mean_return']:.2f}",
-                  "", "")  # fmt: skip
+    table.add_row("0 (dense)", f"{dense['sparsity']:.1%}",
+                  with_interval(dense["final_mean_return"], dense["ci95"]), "", "")  # fmt: skip
     for level in summary["levels"]:
-        table.add_row(str(level["round"]), f"{level['sparsity']:.1%}",
-                      *(f"{level[c]:.2f}" for c in CONDITIONS))  # fmt: skip
+        cells = (with_interval(level[c], level[f"{c}_ci95"]) for c in CONDITIONS)
+        table.add_row(str(level["round"]), f"{level['sparsity']:.1%}", *cells)
     console.print(table)
     console.print(f"Run: {run_path}  ({summary['seconds']:.0f} s of training)")
+
+
+def with_interval(mean: float, half_width: float | None) -> str:
+    return f"{mean:.2f}" if half_width is None else f"{mean:.2f} ± {half_width:.2f}"
 
 
 if __name__ == "__main__":

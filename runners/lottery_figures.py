@@ -1,5 +1,6 @@
 """The lottery-ticket figure (Frankle & Carbin 2019, arXiv:1803.03635, Fig. 1 style): final
-return against sparsity for the ticket and both controls, the dense network as a dashed line."""
+return against sparsity for the ticket and both controls (means over repeats with 95% intervals),
+the dense network as a dashed line."""
 
 from __future__ import annotations
 
@@ -16,7 +17,8 @@ STYLES = {"ticket": ("tab:blue", "o"), "reinit": ("tab:orange", "s"),
 
 
 def plot_lottery(out: Path, summary: dict[str, Any], title: str) -> None:
-    """Final mean return (or accuracy) per condition against sparsity; PNG written atomically.
+    """Final mean return (or accuracy) per condition against sparsity, with 95% intervals over
+    repeats where there are several; PNG written atomically.
 
     summary: runners/lottery.py's summary (``dense`` and ``levels``).
     """
@@ -24,7 +26,9 @@ def plot_lottery(out: Path, summary: dict[str, Any], title: str) -> None:
     sparsity = [100 * level["sparsity"] for level in summary["levels"]]
     for condition, (colour, marker) in STYLES.items():
         values = [level[condition] for level in summary["levels"]]
-        ax.plot(sparsity, values, color=colour, marker=marker, label=condition)
+        errors = [level.get(f"{condition}_ci95") or 0.0 for level in summary["levels"]]
+        ax.errorbar(sparsity, values, yerr=errors, color=colour, marker=marker, capsize=3,
+                    label=condition)  # fmt: skip
     ax.axhline(summary["dense"]["final_mean_return"], color="0.4", linestyle="--",
                linewidth=1, label="dense")  # fmt: skip
     ax.set_xlabel(f"{summary['scope']} weights pruned (%)")

@@ -44,14 +44,17 @@ def test_cartpole_smoke_writes_summary_figure_events_and_checkpoint(tmp_path, mo
     )  # fmt: skip
     names = trainings(monkeypatch)
     summary = runner.main(cfg)
-    assert names == ["dense", "r1/ticket", "r1/reinit", "r1/random_mask"]
+    assert names == ["s0/dense", "s0/r1/ticket", "s0/r1/reinit", "s0/r1/random_mask"]
     assert summary["env_id"] == "CartPole-v1" and summary["agent"] == "a3c"
-    assert summary["dense"]["sparsity"] == 0.0 and summary["dense"]["steps"] >= 200
+    assert summary["seeds"] == [0] and summary["dense"]["sparsity"] == 0.0
+    assert summary["trainings"]["s0/dense"]["steps"] >= 200
+    assert summary["dense"]["ci95"] is None  # one repeat: no interval
     (level,) = summary["levels"]
     assert set(level) >= {"sparsity", "ticket", "reinit", "random_mask"}
     assert level["sparsity"] == pytest.approx(0.5, abs=0.01)
     for condition in runner.CONDITIONS:
-        assert summary["trainings"][f"r1/{condition}"]["sparsity"] == level["sparsity"]
+        assert summary["trainings"][f"s0/r1/{condition}"]["sparsity"] == level["sparsity"]
+        assert level[f"{condition}_runs"] == [level[condition]]
     assert json.loads((run / rd.SUMMARY).read_text())["levels"][0]["sparsity"] == level["sparsity"]
     names_on_disk = {path.name for path in run.iterdir()}
     assert {"config.json", "checkpoint.pt", "summary.json", "lottery.png"} <= names_on_disk
@@ -61,6 +64,7 @@ def test_cartpole_smoke_writes_summary_figure_events_and_checkpoint(tmp_path, mo
     assert {"lottery/sparsity", "lottery/dense_return", "lottery/ticket_return",
             "lottery/reinit_return", "lottery/random_mask_return"} <= tags  # fmt: skip
     assert [e.step for e in events.Scalars("lottery/sparsity")] == [0, 1]
+    assert [e.step for e in events.Scalars("lottery/s0/ticket_return")] == [1]
     # A finished run resumes to its summary without training again.
     assert runner.main(runner.LotteryConfig(resume=str(run))) == summary
     assert len(names) == 4
@@ -75,13 +79,15 @@ def test_digits_rounds_sparsity_and_resume_skip_finished_trainings(tmp_path, mon
     names = trainings(monkeypatch, stop_after=2)  # interrupted while r1/reinit trains
     with pytest.raises(Interrupted):
         runner.main(cfg)
-    assert names == ["dense", "r1/ticket"]
+    assert names == ["s3/dense", "s3/r1/ticket"]
     state = rd.load_checkpoint(run)
-    assert set(state["results"]) == {"dense", "r1/ticket"} and state["summary"] is None
+    assert set(state["runs"][3]["results"]) == {"dense", "r1/ticket"}
+    assert state["summary"] is None
     names = trainings(monkeypatch)
     summary = runner.main(runner.LotteryConfig(resume=str(run)))
-    assert names == ["r1/reinit", "r1/random_mask", "r2/ticket", "r2/reinit", "r2/random_mask"]
-    assert summary["dense"] == state["results"]["dense"]
+    assert names == [f"s3/{name}" for name in ("r1/reinit", "r1/random_mask", "r2/ticket",
+                                               "r2/reinit", "r2/random_mask")]  # fmt: skip
+    assert summary["trainings"]["s3/dense"] == state["runs"][3]["results"]["dense"]
     for round_, level in enumerate(summary["levels"], start=1):
         assert level["sparsity"] == pytest.approx(1 - (1 - p) ** round_, abs=0.01)
         assert all(0.0 <= level[c] <= 1.0 for c in runner.CONDITIONS)  # accuracies
@@ -98,13 +104,38 @@ def test_pathnet_digits_library_scope_keeps_pruned_weights_zero(tmp_path):
     summary = runner.main(cfg)
     assert summary["levels"][0]["sparsity"] == pytest.approx(0.25, abs=0.01)
     assert summary["rewind_steps"] == 50
-    assert summary["trainings"]["r1/ticket"]["curve"][0][0] > 50  # trained from step k on
-    trained = rd.load_checkpoint(run)["trained"]  # the round-1 ticket after training
+    assert summary["trainings"]["s0/r1/ticket"]["curve"][0][0] > 50  # trained from step k on
+    trained = rd.load_checkpoint(run)["runs"][0]["trained"]  # the round-1 ticket, trained
     masks = {key: value for key, value in trained.items() if key.endswith("_mask")}
     assert any(key.startswith("library.") for key in masks)
     for key, mask in masks.items():
         weight = trained.get(key.removesuffix("_mask") + "_orig", trained.get(key[:-5]))
         assert torch.all(weight[mask == 0] == 0), key
+
+
+def test_repeats_report_means_intervals_and_paired_differences(tmp_path, monkeypatch):
+    cfg = runner.LotteryConfig(
+        env_id="digits/2v7", rounds=1, prune_fraction=0.5, steps=150, seed=5, repeats=3,
+        a3c=A3CConfig(hidden=16), run_dir=str(tmp_path / "run"), progress=False,
+    )  # fmt: skip
+    names = trainings(monkeypatch)
+    summary = runner.main(cfg)
+    assert summary["seeds"] == [5, 6, 7]
+    assert [name for name in names if name.endswith("/dense")] == ["s5/dense", "s6/dense",
+                                                                   "s7/dense"]  # fmt: skip
+    assert len(names) == 3 * 4
+    (level,) = summary["levels"]
+    trainings_ = summary["trainings"]
+    for condition in runner.CONDITIONS:
+        runs = [trainings_[f"s{seed}/r1/{condition}"]["final_mean_return"] for seed in (5, 6, 7)]
+        assert level[f"{condition}_runs"] == runs
+        assert level[condition] == pytest.approx(sum(runs) / 3)
+        assert level[f"{condition}_ci95"] == pytest.approx(runner.mean_interval(runs)[1])
+    differences = [a - b for a, b in zip(level["ticket_runs"], level["reinit_runs"], strict=True)]
+    assert level["ticket_minus_reinit"] == pytest.approx(sum(differences) / 3)
+    dense = [trainings_[f"s{seed}/dense"]["final_mean_return"] for seed in (5, 6, 7)]
+    assert summary["dense"]["runs"] == dense
+    assert trainings_["s5/dense"]["curve"] != trainings_["s6/dense"]["curve"]  # not copies
 
 
 @pytest.mark.parametrize(
@@ -113,6 +144,7 @@ def test_pathnet_digits_library_scope_keeps_pruned_weights_zero(tmp_path):
         ({"prune_fraction": 0.0}, "prune_fraction must lie in"),
         ({"prune_fraction": 1.0}, "prune_fraction must lie in"),
         ({"rounds": 0}, "must be positive"),
+        ({"repeats": 0}, "must be positive"),
         ({"agent": "a3x"}, "unknown agent 'a3x'"),
         ({"rewind_to": "soon"}, "rewind_to must be init or a step count"),
         ({"rewind_to": "500", "steps": 500}, "must be below steps"),
