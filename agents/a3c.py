@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import functools
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -443,7 +444,7 @@ def run_worker(
     envs = make_env_batch(spec.env_id, spec.env_seeds(rank))
     aux_loss = getattr(local, "take_aux_loss", None)
     totals: dict[str, float] = {}
-    updates = 0
+    updates = applied = skipped = 0  # this reporting stretch: all, finite, skipped updates
     try:
         while not spec.finished():
             local_params, shared_params = parameters()
@@ -452,7 +453,13 @@ def run_worker(
                 forward, envs, cfg.t_max, state, keep_graph=not cfg.recompute
             )
             grads, stats = a3c_gradients(forward, local_params, rollout, cfg, aux_loss)
-            apply_gradients(shared_params, grads, spec.optimizer)
+            if all(math.isfinite(value) for value in stats.values()):
+                apply_gradients(shared_params, grads, spec.optimizer)
+                applied += 1
+                for key, value in stats.items():
+                    totals[key] = totals.get(key, 0.0) + value
+            else:  # a NaN/inf loss or gradient would poison the shared parameters: skip it
+                skipped += 1
             spec.steps[rank] += rollout.num_steps
             step = int(spec.steps.sum())
             for _, episode_return, length in rollout.episodes:
@@ -461,16 +468,15 @@ def run_worker(
                      "return": episode_return, "length": length}
                 )  # fmt: skip
             updates += 1
-            for key, value in stats.items():
-                totals[key] = totals.get(key, 0.0) + value
             if updates % cfg.log_every == 0:
-                averaged = {key: value / cfg.log_every for key, value in totals.items()}
-                message = {"kind": "update", "rank": rank, "step": step, **averaged}
+                averaged = {key: value / applied for key, value in totals.items()}
+                message = {"kind": "update", "rank": rank, "step": step, **averaged,
+                           "skipped_updates": skipped}  # fmt: skip
                 routing = take_routing(local) if local is not None else {}
                 if routing:  # where the MoE layers sent this stretch's observations
                     message["moe"] = {name: r.as_lists() for name, r in routing.items()}
                 spec.queue.put(message)
-                totals = {}
+                totals, applied, skipped = {}, 0, 0
             if after_rollout is not None:
                 after_rollout(rollout)
     finally:

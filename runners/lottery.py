@@ -225,6 +225,7 @@ def result(log: PhaseLog, steps: int, seconds: float) -> dict[str, Any]:
     curve = learning_curve(log.episodes)
     return {
         "final_mean_return": final_mean_return(log.episodes), "steps": steps,
+        "skipped_updates": log.skipped_updates,
         "auc": curve_auc(curve, steps),
         "episodes": len(log.episodes), "seconds": seconds, "curve": curve,
     }  # fmt: skip

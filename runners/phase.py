@@ -46,6 +46,8 @@ class PhaseLog:
     session_seconds: float = 0.0
     """Wall time of the same stretch: process start-up and shut-down are not part of the
     throughput."""
+    skipped_updates: int = 0
+    """Updates the workers skipped because their loss or gradient was NaN or infinite."""
     moe: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
     """Per MoE layer and task (``<layer>/<task>``), per worker rank: its latest routing report
     (picks, importance and allowed experts over its last ``log_every`` updates)."""
@@ -175,6 +177,10 @@ def run_phase(
                     for key in ("policy_loss", "value_loss", "entropy", "grad_norm", "aux_loss"):
                         if key in message:  # aux_loss: agents with MoE layers
                             writer.add_scalar(f"{prefix}losses/{key}", message[key], step)
+                    if message.get("skipped_updates"):
+                        log.skipped_updates += message["skipped_updates"]
+                        writer.add_scalar(f"{prefix}losses/skipped_updates",
+                                          log.skipped_updates, step)  # fmt: skip
                     now = time.monotonic()
                     if now - rate_mark[0] >= 2.0:
                         rate = (int(steps.sum()) - rate_mark[1]) / (now - rate_mark[0])

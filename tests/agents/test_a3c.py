@@ -166,6 +166,50 @@ def test_worker_counts_steps_and_reports_episodes():
     assert kinds.count("update") == 5 and "episode" in kinds
 
 
+def test_a_non_finite_loss_skips_the_update_and_is_counted(monkeypatch):
+    """Every other update's loss is NaN: the shared parameters move only on the finite ones,
+    the skipped updates are reported, and the reported losses stay finite."""
+    import agents.a3c as a3c_module
+
+    torch.manual_seed(0)
+    cfg = A3CConfig(t_max=10, envs_per_worker=1, hidden=16, log_every=4)
+    model = A3CNet((4,), 2, hidden=16)
+    model.share_memory()
+    optimizer = make_shared_optimizer("adam", model.parameters(), 1e-3)
+    calls, moved = [], []
+    real_gradients, real_apply = a3c_module.a3c_gradients, a3c_module.apply_gradients
+
+    def every_other_nan(*args, **kwargs):
+        grads, stats = real_gradients(*args, **kwargs)
+        calls.append(len(calls))
+        if len(calls) % 2 == 0:
+            stats = {**stats, "value_loss": math.nan}
+            grads = [None if g is None else torch.full_like(g, math.nan) for g in grads]
+        return grads, stats
+
+    def recording_apply(shared, grads, opt):
+        moved.append(len(calls))
+        real_apply(shared, grads, opt)
+
+    monkeypatch.setattr(a3c_module, "a3c_gradients", every_other_nan)
+    monkeypatch.setattr(a3c_module, "apply_gradients", recording_apply)
+    messages = queue.Queue()
+    spec = WorkerSpec(
+        "CartPole-v1", 0, 1, cfg, model, optimizer, torch.zeros(1, dtype=torch.long), 80,
+        torch.tensor(False), messages, torch.full((1,), 1e-3),
+    )  # fmt: skip
+    local = copy.deepcopy(model)
+    pairs = list(local.parameters()), list(model.parameters())
+    run_worker(0, spec, local, lambda: pairs, None)
+    assert moved == [1, 3, 5, 7]  # the odd-numbered (finite) updates only
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+    updates = [
+        m for m in (messages.get() for _ in range(messages.qsize())) if m["kind"] == "update"
+    ]
+    assert [m["skipped_updates"] for m in updates] == [2, 2]
+    assert all(math.isfinite(m["value_loss"]) for m in updates)
+
+
 @pytest.mark.parametrize("precision", ["float32", "bfloat16"])
 def test_atari_pong_smoke_observations_and_finite_loss(precision):
     """The first steps of ALE/Pong-v5: [4, 84, 84] uint8 frames, a finite loss for both agents."""
