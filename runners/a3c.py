@@ -75,12 +75,17 @@ class A3CRunConfig:
     """Continue the run in this directory from its last checkpoint (other flags are ignored)."""
     checkpoint_every: int = 100_000
     """Environment steps between checkpoints."""
+    checkpoint_minutes: float = 5.0
+    """Minutes of training between checkpoints (whichever of this and checkpoint-every comes
+    first)."""
     progress: bool = True
     """Show a progress display."""
 
     def __post_init__(self) -> None:
-        if self.workers <= 0 or self.steps <= 0 or self.checkpoint_every <= 0:
-            raise ValueError("workers, steps and checkpoint_every must be positive")
+        if min(self.workers, self.steps, self.checkpoint_every, self.checkpoint_minutes) <= 0:
+            raise ValueError(
+                "workers, steps, checkpoint_every and checkpoint_minutes must be positive"
+            )
         if get_agent(self.agent, trainer="a3c").evolves_paths and self.workers < 2:
             raise ValueError(f"{self.agent} needs at least 2 workers (one path genome each)")
 
@@ -161,6 +166,7 @@ def main(cfg: A3CRunConfig) -> dict[str, Any]:
             get_agent(cfg.agent).worker, build_args,
             steps=steps, budget=cfg.steps, log=log, writer=writer, prefix="",
             progress=progress, checkpoint=save, checkpoint_every=cfg.checkpoint_every,
+            checkpoint_minutes=cfg.checkpoint_minutes,
             target_return=cfg.target_return, population=population, frozen=frozen,
         )  # fmt: skip
 

@@ -98,6 +98,9 @@ class TransferConfig:
     """Continue the run in this directory from its last checkpoint (other flags are ignored)."""
     checkpoint_every: int = 100_000
     """Environment steps between checkpoints (one is also written after every phase)."""
+    checkpoint_minutes: float = 5.0
+    """Minutes of training between checkpoints (whichever of this and checkpoint-every comes
+    first)."""
     progress: bool = True
     """Show a progress display."""
 
@@ -105,8 +108,8 @@ class TransferConfig:
         get_agent(self.agent, evolves_paths=True)
         if self.workers < 2:
             raise ValueError("PathNet-A3C needs at least 2 workers (one genome each)")
-        if self.steps <= 0 or self.checkpoint_every <= 0:
-            raise ValueError("steps and checkpoint_every must be positive")
+        if min(self.steps, self.checkpoint_every, self.checkpoint_minutes) <= 0:
+            raise ValueError("steps, checkpoint_every and checkpoint_minutes must be positive")
         if not 0.0 < self.threshold_fraction <= 1.0:
             raise ValueError(
                 f"threshold_fraction must lie in (0, 1], got {self.threshold_fraction}"
@@ -198,7 +201,8 @@ def train_phase(
     run_phase(
         get_agent(cfg.agent).worker, build_args, steps=steps, budget=cfg.steps, log=log,
         writer=writer, prefix=f"{phase}/", progress=progress, checkpoint=save,
-        checkpoint_every=cfg.checkpoint_every, population=population,
+        checkpoint_every=cfg.checkpoint_every, checkpoint_minutes=cfg.checkpoint_minutes,
+        population=population,
         frozen=torch.stack(model.library.frozen_mask()),
     )  # fmt: skip
     state["logs"][phase] = dataclasses.asdict(log)

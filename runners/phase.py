@@ -3,7 +3,8 @@
 A phase starts one process per worker (:class:`agents.processes.WorkerGroup`), reads their
 messages — episodes, updates, tournaments — into a :class:`PhaseLog` and TensorBoard
 (``charts/…``, ``losses/…``, ``evolution/…`` against global environment steps), shows progress,
-checkpoints every ``checkpoint_every`` steps (and on Ctrl-C), and stops early once a target
+checkpoints every ``checkpoint_every`` steps or ``checkpoint_minutes`` (and on Ctrl-C), and
+stops early once a target
 return is reached. Runners (``a3c``, ``atari_transfer``, ``transfer_matrix``, …) build the
 shared model, optimiser and worker arguments and hand them to :func:`run_phase`.
 """
@@ -129,17 +130,22 @@ def run_phase(
     progress: Progress,
     checkpoint: Callable[[], None],
     checkpoint_every: int,
+    checkpoint_minutes: float | None = None,
     target_return: float | None = None,
     population: SharedPopulation | None = None,
     frozen: torch.Tensor | None = None,
 ) -> None:
-    """Run workers until the budget is spent; log their messages; checkpoint now and then.
+    """Run workers until the budget is spent; log their messages; checkpoint now and then:
+    every ``checkpoint_every`` steps or ``checkpoint_minutes`` of wall time, whichever comes
+    first (a slow environment loses at most that much work to a killed run).
 
     ``population`` (PathNet) adds fitness scalars and the module-usage image after tournaments;
     ``frozen`` ([L, M] bool) marks frozen modules in that image.
     """
     start_steps, start = int(steps.sum()), time.monotonic()
     next_checkpoint = (start_steps // checkpoint_every + 1) * checkpoint_every
+    interval = None if checkpoint_minutes is None else 60.0 * checkpoint_minutes
+    last_checkpoint = start
     rate_mark = (start, start_steps)
     steady_from: tuple[float, int] | None = None  # (time, steps) once every worker updated
     steady_until: tuple[float, int] | None = None  # (time, steps) of the latest update since
@@ -197,9 +203,12 @@ def run_phase(
                     active = population.genomes.shape[1] // layers
                     usage = module_usage(population.genomes.tolist(), layers, active, modules)
                     writer.add_image(f"{prefix}evolution/paths", usage_image(usage, frozen), step)
-                if int(steps.sum()) >= next_checkpoint:
+                done = int(steps.sum())
+                overdue = interval is not None and time.monotonic() - last_checkpoint >= interval
+                if done >= next_checkpoint or overdue:
                     checkpoint()
-                    next_checkpoint += checkpoint_every
+                    next_checkpoint = (done // checkpoint_every + 1) * checkpoint_every
+                    last_checkpoint = time.monotonic()
     except KeyboardInterrupt:
         checkpoint()
         raise
