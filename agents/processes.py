@@ -6,7 +6,10 @@ stopped, joined and if need be terminated when the ``with`` block exits — norm
 exception, or on Ctrl-C — and each worker dies with its runner even when the runner is killed
 outright (:func:`evolution.lifetime.die_with_parent`), so no worker outlives its runner. A
 worker that raises sends its traceback and the runner's loop re-raises it as
-:class:`WorkerError` instead of waiting forever.
+:class:`WorkerError` instead of waiting forever — or, with ``max_restarts`` > 0, a worker that
+raised or died (SIGKILL, the OOM killer) is started again with the same arguments (its slot of a
+shared population, so its genome; a fresh environment) and the run goes on; a worker that fails
+more than ``max_restarts`` times stops the run with a :class:`WorkerError`.
 """
 
 from __future__ import annotations
@@ -80,42 +83,97 @@ class WorkerGroup:
         ...         print(message)
     """
 
-    def __init__(self, join_timeout: float = 10.0) -> None:
+    def __init__(
+        self,
+        join_timeout: float = 10.0,
+        max_restarts: int = 0,
+        on_restart: Callable[[int, str, int], None] | None = None,
+    ) -> None:
         self.context = mp.get_context("spawn")
         self.queue = self.context.Queue()
         self.stop = torch.zeros((), dtype=torch.bool).share_memory_()
         """Set by the runner to ask workers to finish their current update and exit."""
         self.join_timeout = join_timeout
+        self.max_restarts = max_restarts
+        """Restarts allowed per worker; 0: the first failure raises :class:`WorkerError`."""
+        self.on_restart = on_restart
+        """``on_restart(rank, reason, restarts so far)`` after a failed worker was restarted."""
         self.processes: list[Any] = []
+        self.restarts: list[int] = []
+        """Restarts of each worker so far."""
+        self._target: Callable[..., None] | None = None
+        self._args: list[tuple[Any, ...]] = []
+        self._errors: dict[int, str] = {}  # rank -> traceback its latest failure sent
 
     def __enter__(self) -> WorkerGroup:
         return self
 
     def start(self, target: Callable[..., None], args: list[tuple[Any, ...]]) -> None:
         """Start one daemon process per argument tuple."""
-        for index, worker_args in enumerate(args):
-            process = self.context.Process(
-                target=target, args=worker_args, name=f"pathevo-worker-{index}", daemon=True
-            )
-            process.start()
-            self.processes.append(process)
+        self._target, self._args = target, list(args)
+        for rank in range(len(self._args)):
+            self.processes.append(self._spawn(rank))
+            self.restarts.append(0)
+
+    def _spawn(self, rank: int) -> Any:
+        process = self.context.Process(
+            target=self._target, args=self._args[rank], name=f"pathevo-worker-{rank}", daemon=True
+        )
+        process.start()
+        return process
 
     def messages(self, poll: float = 0.2) -> Iterator[dict[str, Any]]:
-        """Yield worker messages until every worker has exited; raise if one failed."""
+        """Yield worker messages until every worker has exited; restart failed workers (up to
+        ``max_restarts`` each) or raise :class:`WorkerError`. Workers are checked every
+        ``poll`` seconds even while messages keep coming."""
+        next_check = time.monotonic() + poll
         while True:
             try:
                 message = self.queue.get(timeout=poll)
             except queue_module.Empty:
-                codes = [process.exitcode for process in self.processes]
-                for rank, code in enumerate(codes):
-                    if code not in (None, 0):
-                        raise WorkerError(f"worker {rank} died with exit code {code}") from None
-                if all(code == 0 for code in codes):
+                message = None
+            if message is None or time.monotonic() >= next_check:
+                finished = self._check_workers()
+                if message is None and finished:
                     return
+                next_check = time.monotonic() + poll
+            if message is None:
                 continue
             if message["kind"] == "error":
-                raise WorkerError(f"worker {message['rank']} failed:\n{message['traceback']}")
+                if self.max_restarts == 0:
+                    raise WorkerError(f"worker {message['rank']} failed:\n{message['traceback']}")
+                self._errors[message["rank"]] = message["traceback"]
+                continue
             yield message
+
+    def _check_workers(self) -> bool:
+        """Restart (or raise for) every worker that died with an error; True once all have
+        exited cleanly."""
+        finished = True
+        for rank, process in enumerate(self.processes):
+            code = process.exitcode
+            if code == 0:
+                continue
+            if code is None:
+                finished = False
+                continue
+            error = self._errors.pop(rank, None)
+            reason = error.strip().splitlines()[-1] if error else f"exit code {code}"
+            if self.max_restarts == 0:
+                raise WorkerError(f"worker {rank} died with exit code {code}")
+            if self.restarts[rank] >= self.max_restarts:
+                raise WorkerError(
+                    f"worker {rank} failed {self.restarts[rank] + 1} times (last: {reason}); "
+                    "stopping the run"
+                )
+            if bool(self.stop):
+                continue  # the run is winding down: nothing to restart for
+            self.restarts[rank] += 1
+            self.processes[rank] = self._spawn(rank)
+            finished = False
+            if self.on_restart is not None:
+                self.on_restart(rank, error or reason, self.restarts[rank])
+        return finished
 
     def __exit__(
         self,

@@ -198,6 +198,7 @@ def summarise(
         "steps_per_second": log.session_steps / max(log.session_seconds, 1e-9),
         "final_mean_return": final_mean_return(log.episodes),
         "skipped_updates": log.skipped_updates,
+        "worker_restarts": log.worker_restarts,
         "solved": cfg.target_return is not None
         and final_mean_return(log.episodes) >= cfg.target_return,
         "curve": learning_curve(log.episodes),

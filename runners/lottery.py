@@ -225,7 +225,7 @@ def result(log: PhaseLog, steps: int, seconds: float) -> dict[str, Any]:
     curve = learning_curve(log.episodes)
     return {
         "final_mean_return": final_mean_return(log.episodes), "steps": steps,
-        "skipped_updates": log.skipped_updates,
+        "skipped_updates": log.skipped_updates, "worker_restarts": log.worker_restarts,
         "auc": curve_auc(curve, steps),
         "episodes": len(log.episodes), "seconds": seconds, "curve": curve,
     }  # fmt: skip

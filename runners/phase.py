@@ -12,6 +12,7 @@ shared model, optimiser and worker arguments and hand them to :func:`run_phase`.
 from __future__ import annotations
 
 import random
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -47,6 +48,8 @@ class PhaseLog:
     session_seconds: float = 0.0
     """Wall time of the same stretch: process start-up and shut-down are not part of the
     throughput."""
+    worker_restarts: int = 0
+    """Workers that failed (an exception, or killed) and were started again."""
     skipped_updates: int = 0
     """Updates the workers skipped because their loss or gradient was NaN or infinite."""
     moe: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
@@ -131,6 +134,7 @@ def run_phase(
     checkpoint: Callable[[], None],
     checkpoint_every: int,
     checkpoint_minutes: float | None = None,
+    max_restarts: int = 3,
     target_return: float | None = None,
     population: SharedPopulation | None = None,
     frozen: torch.Tensor | None = None,
@@ -139,6 +143,9 @@ def run_phase(
     every ``checkpoint_every`` steps or ``checkpoint_minutes`` of wall time, whichever comes
     first (a slow environment loses at most that much work to a killed run).
 
+    A worker that fails (raises, or is killed) is restarted with the same arguments — its
+    population slot, so its genome, and a fresh environment — up to ``max_restarts`` times;
+    each restart is reported on stderr and as TensorBoard text (``events/worker_restarts``).
     ``population`` (PathNet) adds fitness scalars and the module-usage image after tournaments;
     ``frozen`` ([L, M] bool) marks frozen modules in that image.
     """
@@ -152,8 +159,15 @@ def run_phase(
     updated: set[int] = set()
     bar = progress.add_task(prefix.rstrip("/") or "train", total=budget, mean=float("nan"))
     progress.update(bar, completed=start_steps)
+
+    def report_restart(rank: int, reason: str, restarts: int) -> None:
+        log.worker_restarts += 1
+        event = f"worker {rank} failed and was restarted ({restarts} of {max_restarts}): {reason}"
+        print(f"{prefix}{event}", file=sys.stderr)
+        writer.add_text(f"{prefix}events/worker_restarts", event, int(steps.sum()))
+
     try:
-        with WorkerGroup() as group:
+        with WorkerGroup(max_restarts=max_restarts, on_restart=report_restart) as group:
             args = build_args(group)
             group.start(target, args)
             for message in group.messages():

@@ -1,8 +1,10 @@
 """Worker processes never outlive the runner: crashes surface, hangs are terminated."""
 
 import os
+import signal
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -23,6 +25,37 @@ def hanging_worker(rank: int, worker_queue) -> None:
         worker_queue.put({"kind": "episode", "rank": rank, "step": 0})
         while True:
             time.sleep(1)
+
+
+def killed_once_worker(rank: int, worker_queue, flag: str) -> None:
+    """SIGKILLs itself on its first start; reports one episode on the next."""
+    with worker_process(rank, worker_queue):
+        if not Path(flag).exists():
+            Path(flag).touch()
+            os.kill(os.getpid(), signal.SIGKILL)
+        worker_queue.put({"kind": "episode", "rank": rank, "step": 1})
+
+
+def test_a_killed_worker_is_restarted_with_its_arguments_and_the_run_goes_on(tmp_path):
+    restarts = []
+    with WorkerGroup(max_restarts=2, on_restart=lambda *event: restarts.append(event)) as group:
+        group.start(killed_once_worker, [(0, group.queue, str(tmp_path / "flag"))])
+        messages = list(group.messages())
+    assert messages == [{"kind": "episode", "rank": 0, "step": 1}]
+    assert group.restarts == [1]
+    ((rank, reason, count),) = restarts
+    assert rank == 0 and count == 1 and str(-signal.SIGKILL) in reason
+
+
+def test_a_worker_that_keeps_failing_stops_the_run_with_a_clear_error():
+    restarts = []
+    failed = r"worker 0 failed 3 times \(last: RuntimeError: boom"
+    group = WorkerGroup(max_restarts=2, on_restart=lambda *event: restarts.append(event))
+    with pytest.raises(WorkerError, match=failed), group:
+        group.start(crashing_worker, [(0, group.queue)])
+        list(group.messages())
+    assert [count for _, _, count in restarts] == [1, 2]
+    assert "Traceback" in restarts[0][1]  # the full traceback goes to the restart report
 
 
 def test_crashed_worker_raises_instead_of_hanging():

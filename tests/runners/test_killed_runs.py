@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 import signal
 import subprocess
 import sys
@@ -88,3 +90,32 @@ def test_sigkilled_runner_leaves_no_process(run: str, tmp_path: Path) -> None:
     while running(children) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not running(children), f"left behind: {sorted(running(children))}"
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="reads /proc")
+def test_a_sigkilled_worker_is_restarted_and_the_run_completes(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    command = [
+        sys.executable, "runners/a3c.py", "--env-id", "CartPole-v1", "--workers", "2",
+        "--steps", "30000", "--checkpoint-every", "2000", "--no-progress", "--run-dir", str(run),
+    ]  # fmt: skip
+    runner = subprocess.Popen(
+        command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        deadline = time.monotonic() + 180
+        while not (run / "checkpoint.pt").exists():
+            assert runner.poll() is None, "the runner ended before its first checkpoint"
+            assert time.monotonic() < deadline, "the workers never got going"
+            time.sleep(0.2)
+        workers = spawned_workers(descendants(runner.pid))
+        assert len(workers) == 2
+        os.kill(min(workers), signal.SIGKILL)
+        _, stderr = runner.communicate(timeout=300)
+    finally:
+        if runner.poll() is None:
+            runner.kill()
+    assert runner.returncode == 0, stderr
+    assert "failed and was restarted (1 of 3)" in stderr
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["worker_restarts"] == 1 and summary["steps"] >= 30000
