@@ -157,7 +157,9 @@ def main(cfg: A3CRunConfig) -> dict[str, Any]:
         pathnet = PathNetWorkerSpec(spec, population, cfg.pathnet, cfg.env_id)
         return [(rank, pathnet) for rank in range(cfg.workers)]
 
-    writer = SummaryWriter(str(run_path))
+    # Resumed: events a killed run wrote after its last checkpoint are purged, so the curves
+    # continue from the checkpoint without duplicated steps.
+    writer = SummaryWriter(str(run_path), purge_step=int(steps.sum()) if checkpoint else None)
     writer.add_text("config", f"```\n{rd.json.dumps(dataclasses.asdict(cfg), indent=2)}\n```")
     console = Console()
     frozen = torch.stack(model.library.frozen_mask()) if population is not None else None

@@ -6,6 +6,7 @@ import sys
 import numpy as np
 import pytest
 import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from agents.a3c import A3CConfig
 from agents.pathnet_a3c import PathNetA3CConfig
@@ -52,6 +53,36 @@ def test_smoke_run_writes_everything_and_resumes(tmp_path):
     resumed = runner.main(runner.A3CRunConfig(resume=str(run)))
     assert resumed["steps"] >= summary["steps"]
     assert resumed["episodes"] >= summary["episodes"]
+
+
+def test_a_run_killed_after_a_checkpoint_resumes_without_duplicated_tensorboard_steps(
+    tmp_path, monkeypatch
+):
+    run, saved = tmp_path / "run", []
+    real_save = rd.save_checkpoint
+
+    def keeping(run_dir, state):  # every checkpoint's bytes, as a kill would have left them
+        real_save(run_dir, state)
+        saved.append((run_dir / rd.CHECKPOINT).read_bytes())
+
+    monkeypatch.setattr(rd, "save_checkpoint", keeping)
+    cfg = runner.A3CRunConfig(
+        env_id="CartPole-v1", workers=1, steps=3000, seed=2, checkpoint_every=1000,
+        a3c=A3CConfig(t_max=5, hidden=16, envs_per_worker=2, log_every=1), run_dir=str(run),
+        progress=False,
+    )  # fmt: skip
+    runner.main(cfg)
+    (run / rd.CHECKPOINT).write_bytes(saved[0])  # killed after the first (step 1000) checkpoint
+    checkpoint_steps = int(torch.load(run / rd.CHECKPOINT, weights_only=False)["steps"].sum())
+    assert checkpoint_steps < 3000
+    resumed = runner.main(runner.A3CRunConfig(resume=str(run)))
+    assert resumed["steps"] >= 3000
+    events = EventAccumulator(str(run))
+    events.Reload()
+    for tag in ("charts/mean_return_20", "losses/value_loss"):
+        steps = [event.step for event in events.Scalars(tag)]
+        assert steps == sorted(steps), tag  # no second copy of the stretch after the checkpoint
+        assert steps[0] < checkpoint_steps < steps[-1], tag  # both sessions' parts are there
 
 
 def test_unknown_env_id_is_a_one_line_user_error(tmp_path, monkeypatch, capsys):
