@@ -1,6 +1,13 @@
 """Run directories: atomic writes, config round trip, checkpoints."""
 
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
 import pytest
+import torch
 
 from evolution.config import EvoConfig
 from runners import run_dir as rd
@@ -19,6 +26,38 @@ def test_a_failed_write_keeps_the_previous_file_and_leaves_no_temporary(tmp_path
         rd.atomic_write(target, broken)
     assert target.read_text() == '{\n  "version": 1\n}\n'
     assert [p.name for p in tmp_path.iterdir()] == ["summary.json"]
+
+
+KILLED_WRITER = """
+import sys, time, torch
+from pathlib import Path
+from runners import run_dir as rd
+
+def slow(handle):
+    handle.write(b"half a checkpoint")
+    handle.flush()
+    Path(sys.argv[2]).touch()  # tell the test the write is under way
+    time.sleep(60)
+
+rd.atomic_write(Path(sys.argv[1]) / rd.CHECKPOINT, slow)
+"""
+
+
+def test_a_kill_during_a_checkpoint_write_leaves_the_previous_checkpoint_readable(tmp_path):
+    rd.save_checkpoint(tmp_path, {"generation": 7, "weights": torch.arange(3)})
+    started = tmp_path / "started"
+    root = Path(__file__).resolve().parents[2]
+    writer = subprocess.Popen(
+        [sys.executable, "-c", KILLED_WRITER, str(tmp_path), str(started)], cwd=root
+    )
+    deadline = time.monotonic() + 60
+    while not started.exists():
+        assert writer.poll() is None and time.monotonic() < deadline, "the writer never started"
+        time.sleep(0.05)
+    writer.send_signal(signal.SIGKILL)
+    writer.wait()
+    state = rd.load_checkpoint(tmp_path)
+    assert state["generation"] == 7 and state["weights"].tolist() == [0, 1, 2]
 
 
 def test_config_round_trip_with_nested_sections_and_tuples(tmp_path):
