@@ -5,8 +5,9 @@
 evaluation callable and everything it holds (the library in shared memory) are pickled to the
 workers, so tensors must be put in shared memory first (``module.share_memory()``). Evaluation
 code never knows which backend runs it. Pool workers die with the process that opened the pool,
-even when it is killed (:mod:`evolution.lifetime`). Ray (multi-machine) plugs in here as
-another backend.
+even when it is killed (:mod:`evolution.lifetime`). ``ray`` runs each evaluation as a Ray
+task on a local instance or a cluster (:mod:`evolution.ray_backend`): for evaluation-only fitness
+whose seeds come from the genome, since a task's side effects stay where it ran.
 """
 
 from __future__ import annotations
@@ -19,9 +20,10 @@ import torch
 import torch.multiprocessing as mp
 
 from evolution.lifetime import die_with_parent
+from evolution.ray_backend import ray_map
 from evolution.toolbox import MapFn
 
-BACKENDS = ("serial", "processes")
+BACKENDS = ("serial", "processes", "ray")
 
 
 def _init_worker(threads: int, seed: int) -> None:
@@ -35,18 +37,26 @@ def _init_worker(threads: int, seed: int) -> None:
 
 
 @contextmanager
-def map_backend(kind: str, workers: int = 2, seed: int = 0) -> Iterator[MapFn]:
+def map_backend(
+    kind: str, workers: int = 2, seed: int = 0, ray_address: str | None = None
+) -> Iterator[MapFn]:
     """Yield a ``map(fn, items)`` for ``kind``; the pool, if any, is closed on exit.
 
-    Pool workers use one torch thread each and are seeded ``seed + rank``.
+    Pool workers use one torch thread each and are seeded ``seed + rank``; Ray tasks use one
+    thread each and are not seeded (the evaluation seeds itself from its item). ``ray_address``:
+    see :func:`evolution.ray_backend.ray_map` (None: a local instance of ``workers`` CPUs).
     """
     if kind == "serial":
         yield map
         return
-    if kind != "processes":
+    if kind not in BACKENDS:
         raise ValueError(f"unknown map backend {kind!r}; choose one of {BACKENDS}")
     if workers <= 0:
         raise ValueError(f"workers must be positive, got {workers}")
+    if kind == "ray":
+        with ray_map(workers, ray_address) as map_fn:
+            yield map_fn
+        return
     pool = mp.get_context("spawn").Pool(workers, initializer=_init_worker, initargs=(1, seed))
     try:
         yield pool.map

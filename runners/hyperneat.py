@@ -45,6 +45,7 @@ from agents.registry import agent_names, get_agent
 from evolution.backends import BACKENDS, map_backend
 from evolution.neat_config import NeatConfig
 from evolution.neat_evolution import NeatState, initial_state, next_generation
+from evolution.ray_backend import check_ray
 from evolution.toolbox import make_neat_toolbox
 from modules.cppn import CPPNGraph
 from runners import run_dir as rd
@@ -75,9 +76,12 @@ class HyperNEATRunConfig:
     """Seed of evolution; genome g's episodes in generation t start at seed seed + 1000·g +
     1000003·t."""
     backend: Backend = "processes"
-    """Where fitness evaluations run: serial (this process, reproducible) or processes."""
+    """Where fitness evaluations run: serial (this process), processes (local), or ray (a
+    local Ray instance or the cluster at --ray-address); the same seeds, so the same result."""
     workers: int = 2
-    """Processes of the `processes` backend."""
+    """Processes of the `processes` backend (CPUs of a local Ray instance)."""
+    ray_address: str | None = None
+    """Ray cluster to join (host:port, ray://host:port, or auto); None starts a local one."""
     target_fitness: float | None = 195.0
     """Stop once the best genome, whose fitness reached this, also averages it over
     `eval-episodes` unseen episodes (None: run every generation). 195 is CartPole's classic
@@ -106,6 +110,8 @@ class HyperNEATRunConfig:
         get_agent(self.agent, trainer="neuroevolution")
         if self.backend not in BACKENDS:
             raise ValueError(f"unknown backend {self.backend!r}; choose one of {BACKENDS}")
+        if self.backend == "ray":
+            check_ray(self.ray_address)  # before any work: installed, and the address answers
 
 
 def main(cfg: HyperNEATRunConfig) -> dict[str, Any]:
@@ -131,7 +137,7 @@ def main(cfg: HyperNEATRunConfig) -> dict[str, Any]:
     history: list[dict[str, Any]] = []
     best: dict[str, Any] | None = None  # {"graph", "fitness", "generation", "eval_mean"}
     checked: dict[int, float] = {}  # genome key -> eval mean, for champions that hit the target
-    with map_backend(cfg.backend, cfg.workers, cfg.seed) as map_fn:
+    with map_backend(cfg.backend, cfg.workers, cfg.seed, cfg.ray_address) as map_fn:
         toolbox = make_neat_toolbox(neat_cfg, CPPN_INPUTS, CPPN_OUTPUTS, map_fn, rng)
         if checkpoint is None:
             population, state = toolbox.population(n=neat_cfg.population), initial_state(toolbox)

@@ -207,6 +207,7 @@ def test_runner_parse_error_exits_2_with_one_line(args: list[str], flag: str) ->
 
 def test_every_flag_spelled_in_the_docs_is_a_runner_flag() -> None:
     known = {"--help", "--logdir", "--latest", "--refresh"}  # TensorBoard's, .ci/run's
+    known |= {"--head", "--address", "--port", "--num-cpus"}  # `ray start`'s
     for runner in RUNNERS:
         for name in flags(config_type(runner)):
             section, _, leaf = name[2:].rpartition(".")

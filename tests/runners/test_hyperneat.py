@@ -65,6 +65,15 @@ def test_processes_backend_gives_the_serial_fitness(tmp_path):
     assert pooled["per_generation"] == serial["per_generation"]
 
 
+def test_ray_backend_gives_the_serial_fitness(tmp_path):
+    """A real local Ray instance (2 CPUs, started and shut down by the run) scores every
+    generation as the serial backend does: seeds come from the genome."""
+    pytest.importorskip("ray")
+    serial = runner.main(tiny(tmp_path, generations=2, run_dir=str(tmp_path / "s")))
+    on_ray = runner.main(tiny(tmp_path, generations=2, backend="ray", run_dir=str(tmp_path / "r")))
+    assert on_ray["per_generation"] == serial["per_generation"]
+
+
 def test_hybrid_mode_compares_cppn_and_random_initialisation(tmp_path):
     summary = runner.main(tiny(tmp_path, mode="hybrid", hybrid=HybridConfig(steps=300, workers=2)))
     assert set(summary["hybrid"]) == {"cppn_init", "random_init"}
