@@ -301,6 +301,36 @@ class ModuleLayer(nn.Module):
         """Re-initialise everything in this layer that is not frozen."""
         self.reset_modules([m for m, frozen in enumerate(self.frozen.tolist()) if not frozen])
 
+    @torch.no_grad()
+    def grow(self, extra: int) -> None:
+        """Append ``extra`` freshly initialised modules (ids M .. M+extra-1).
+
+        Every parameter kind moves to a new ``[M + extra, ...]`` storage holding the old values
+        bit for bit; the Parameter objects are new, so optimisers must be built (or rebuilt)
+        afterwards. Only kinds whose state is their per-module parameters and the frozen mask
+        grow this way; a kind with more (gates, kernel caches, CPPNs) raises a ValueError.
+        """
+        if extra <= 0:
+            raise ValueError(f"a layer grows by a positive number of modules, got {extra}")
+        per_module = {id(p) for name in self.parameter_kinds for p in getattr(self, name)}
+        others = [name for name, p in self.named_parameters() if id(p) not in per_module]
+        others += [name for name, _ in self.named_buffers() if name != "frozen"]
+        if others or type(self).get_extra_state is not nn.Module.get_extra_state:
+            kind = type(self).__name__
+            raise ValueError(f"a {kind} cannot grow: it has state besides its modules")
+        old = self.num_modules
+        for name in self.parameter_kinds:
+            params = getattr(self, name)
+            storage = params[0].new_empty(old + extra, *params[0].shape)
+            storage[:old] = torch.stack([p.detach() for p in params])
+            grown = nn.ParameterList(nn.Parameter(storage[m]) for m in range(old + extra))
+            setattr(self, name, grown)
+            self._module_lists[name] = list(grown)
+        self.num_modules = old + extra
+        self.frozen = torch.cat([self.frozen, self.frozen.new_zeros(extra)])
+        self.reset_modules(range(old, old + extra))
+        self.refresh_frozen()
+
 
 def _refresh_frozen_after_load(layer: ModuleLayer, _incompatible_keys: object) -> None:
     layer.refresh_frozen()  # a top-level function (not a lambda) keeps layers picklable

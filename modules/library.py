@@ -110,6 +110,12 @@ class PathLibrary(nn.Module):
         for layer in self.layers:
             layer.reset_unfrozen()
 
+    def grow(self, layer: int, extra: int) -> None:
+        """Add ``extra`` fresh modules to layer ``layer`` (frozen modules keep their values bit
+        for bit). The layer's parameters are new objects: build optimisers after growing."""
+        self.layers[layer].grow(extra)
+        self._snapshot_frozen()
+
     def guard(self, optimizer: torch.optim.Optimizer) -> torch.utils.hooks.RemovableHandle:
         """Keep ``optimizer`` from moving frozen modules: restore them after every step."""
         return optimizer.register_step_post_hook(lambda *_: self.restore_frozen())

@@ -1,0 +1,353 @@
+"""Continual learning: a sequence of tasks through one PathNet library, forgetting measured.
+
+PathNet (Fernando et al. 2017, arXiv:1701.08734) trains tasks in turn through one library: after
+each task its best path is frozen and its head kept, every other module is re-initialised, and
+the next task evolves paths that may reuse the frozen modules. After every task, every task is
+re-evaluated with its own path and head, filling the accuracy matrix R[i, j] (performance on
+task j after learning task i) of Lopez-Paz & Ranzato 2017 (GEM, arXiv:1706.08840), summarised
+by ACC, BWT (backward transfer; negative = forgetting) and FWT (forward transfer). Conditions:
+
+* ``pathnet``: the sequence through one library, paths frozen (zero forgetting by construction);
+* ``finetune``: one network (a fixed path: the first N modules of every layer) trained on task
+  after task, a head per task — its R shows the forgetting PathNet avoids;
+* ``scratch``: every task learned independently by PathNet from a fresh library.
+
+Tasks are binary digit tasks (``digits/3v5``: supervised, serial binary tournament) or RL env ids
+of one family (MinAtar games, Labyrinth levels: PathNet-A3C). Run
+``python runners/continual.py --help``; ``tensorboard --logdir runs``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import random
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from rich.console import Console
+from rich.table import Table
+from torch import nn
+from torch.utils.tensorboard import SummaryWriter
+
+if __package__ in (None, ""):  # run as a script: make the project importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from agents.a3c import A3CConfig
+from agents.hyper_agents import HyperConfig
+from agents.moe_agents import MoEConfig
+from agents.pathnet_a3c import PathNetA3CConfig
+from agents.registry import LAYER_KINDS, agent_names, get_agent, layer_kind
+from agents.supervised import SupervisedConfig
+from envs.digits import parse_task
+from evolution import continual as cl
+from evolution.config import EvoConfig
+from evolution.operators import genome_to_path
+from runners import run_dir as rd
+from runners.cli import choice_of, run_cli
+from runners.continual_figures import matrix_figure, plot
+from runners.continual_tasks import DIGITS, Digits, Games, Step, load_family
+
+CONDITIONS = ("pathnet", "finetune", "scratch")
+Condition = Literal["pathnet", "finetune", "scratch"]
+LayerKindName = choice_of(sorted(LAYER_KINDS))
+AgentName = choice_of(agent_names(evolves_paths=True))
+
+
+@dataclass
+class ContinualConfig:
+    """A sequence of tasks through one library, with fine-tuning and from-scratch baselines."""
+
+    tasks: tuple[str, ...] = ("digits/0v1", "digits/2v3", "digits/4v5", "digits/6v7")
+    """The sequence: binary digit tasks (digits/AvB) or RL env ids of one family (MinAtar games,
+    Labyrinth levels), at least 2, distinct."""
+    seed: int = 0
+    """Seed of everything; a fixed seed reproduces a digit run exactly (and a resumed one)."""
+    conditions: tuple[Condition, ...] = CONDITIONS
+    """Which conditions to run (all three by default)."""
+    grow: bool = False
+    """When a layer has fewer than N free modules before a PathNet task, add modules instead of
+    stopping with an error: every layer grows by the largest shortfall, so M stays one number."""
+    threshold: float = 0.99
+    """Digits: training accuracy (fitness) at which a task counts as learned."""
+    max_generations: int = 300
+    """Digits: give up on a task after this many generations (tournaments)."""
+    resolution: int = 28
+    """Digits: input images are resized to this side (28: MNIST's size)."""
+    hidden: int = 20
+    """Digits: units per linear module."""
+    last_layer: Literal["sum", "mean"] = "sum"
+    """Digits: how the last shared layer combines its active modules."""
+    library_kind: LayerKindName = "linear"
+    """Digits: kind of the last library layer (see runners/binary_digits.py --help)."""
+    held_out: float = 0.25
+    """Digits: share of every task's examples kept out of training; R is measured on them (with
+    salt-and-pepper noise drawn once)."""
+    evo: EvoConfig = field(default_factory=EvoConfig)
+    train: SupervisedConfig = field(default_factory=SupervisedConfig)
+    data_dir: str | None = None
+    """Digits: directory of MNIST IDX files; default: sklearn 8x8 digits."""
+    agent: AgentName = "pathnet"
+    """RL: path-evolving agent from the registry (pathnet, pathnet-moe, pathnet-hyper)."""
+    steps: int = 200_000
+    """RL: environment steps (all workers) spent on every task in every condition."""
+    workers: int = 2
+    """RL: worker processes, one path genome each."""
+    eval_episodes: int = 10
+    """RL: episodes of every evaluation (seeded env and action sampling); R holds mean returns."""
+    eval_max_steps: int = 2000
+    """RL: an evaluation episode stops after this many steps."""
+    a3c: A3CConfig = field(default_factory=A3CConfig)
+    pathnet: PathNetA3CConfig = field(default_factory=PathNetA3CConfig)
+    moe: MoEConfig = field(default_factory=MoEConfig)
+    hyper: HyperConfig = field(default_factory=HyperConfig)
+    probe_size: int = 64
+    """RL: observations in the fixed batch whose policy outputs show zero forgetting."""
+    run_dir: str | None = None
+    """Where to write the run (default: runs/continual-<time>-s<seed>)."""
+    resume: str | None = None
+    """Continue the run in this directory after its last finished task (other flags are ignored,
+    except --grow and --progress)."""
+    checkpoint_every: int = 100_000
+    """RL: environment steps between checkpoints inside a task (one is also written after every
+    task of every condition)."""
+    image_every: int = 10
+    """Digits: generations between TensorBoard images of module usage."""
+    threads: int = 1
+    """Torch intra-op threads of this process."""
+    progress: bool = True
+    """Show a progress display."""
+
+    def __post_init__(self) -> None:
+        if len(self.tasks) < 2:
+            raise ValueError(f"a sequence needs at least 2 tasks, got {list(self.tasks)}")
+        repeated = sorted({task for task in self.tasks if self.tasks.count(task) > 1})
+        if repeated:
+            raise ValueError(f"duplicate tasks in --tasks: {', '.join(repeated)}")
+        digits = [task.startswith(DIGITS) for task in self.tasks]
+        if any(digits) and not all(digits):
+            raise ValueError("--tasks mixes digit tasks and env ids; one library needs one family")
+        for task in self.tasks:
+            if task.startswith(DIGITS):
+                parse_task(task.removeprefix(DIGITS))
+        if not self.conditions or len(set(self.conditions)) != len(self.conditions):
+            raise ValueError("--conditions needs distinct names of pathnet, finetune, scratch")
+        layer_kind(self.library_kind)
+        get_agent(self.agent, evolves_paths=True)
+        if min(self.max_generations, self.resolution, self.hidden, self.steps) <= 0:
+            raise ValueError("max_generations, resolution, hidden and steps must be positive")
+        if min(self.checkpoint_every, self.eval_max_steps, self.probe_size) <= 0:
+            raise ValueError("checkpoint_every, eval_max_steps and probe_size must be positive")
+        if min(self.eval_episodes, self.image_every) <= 0:
+            raise ValueError("eval_episodes and image_every must be positive")
+        if self.workers < 2 or self.threads <= 0:
+            raise ValueError("need at least 2 workers and 1 thread")
+        if not 0.0 < self.threshold <= 1.0:
+            raise ValueError(f"threshold must lie in (0, 1], got {self.threshold}")
+
+
+def open_run(
+    cfg: ContinualConfig,
+) -> tuple[ContinualConfig, Path, dict[str, Any] | None, Digits | Games]:
+    """A new run directory (after the tasks are checked), or the resumed run's."""
+    if cfg.resume is None:
+        family = load_family(cfg)  # bad ids and shapes fail before anything is written
+        run_path = rd.prepare_run_dir(cfg.run_dir, "continual", cfg.seed)
+        rd.save_config(run_path, cfg)
+        return cfg, run_path, None, family
+    run_path = Path(cfg.resume)
+    saved = rd.load_config(run_path, ContinualConfig)
+    grow = saved.grow or cfg.grow  # a run stopped by a full library can go on with --grow
+    cfg = dataclasses.replace(saved, resume=cfg.resume, progress=cfg.progress, grow=grow)
+    if grow != saved.grow:
+        rd.save_config(run_path, dataclasses.replace(cfg, resume=None))
+    return cfg, run_path, rd.load_checkpoint(run_path), load_family(cfg)
+
+
+def restore(family: Digits | Games, saved: dict[str, Any]) -> nn.Module:
+    """A model rebuilt from a checkpoint entry: grown to its layer sizes, then loaded."""
+    model = family.build(0)
+    for layer, size in enumerate(saved["sizes"]):
+        extra = size - model.library.modules_per_layer[layer]
+        if extra > 0:
+            model.library.grow(layer, extra)
+    model.load_state_dict(saved["state"])
+    return model
+
+
+def prepare_pathnet_task(
+    cfg: ContinualConfig, model: nn.Module, family: Digits | Games, index: int, state: dict
+) -> None:
+    """Before PathNet's task ``index`` > 0: room for N free modules per layer (an error, or
+    ``--grow``), then every unfrozen module re-initialised (PathNet's transfer)."""
+    library = model.library
+    lacking = cl.shortfall(library.frozen_mask(), family.active)
+    if max(lacking) > 0:
+        if not cfg.grow:
+            raise ValueError(cl.full_layers_message(library.frozen_mask(), family.active,
+                                                    cfg.tasks[index]))  # fmt: skip
+        extra = max(lacking)
+        for layer in range(library.num_layers):
+            library.grow(layer, extra)
+        state["grown"].append({"before_task": index, "extra": extra, "lacking": lacking})
+    library.reinit_unfrozen()
+
+
+def main(cfg: ContinualConfig) -> dict[str, Any]:
+    """Run the sequence in every condition (or resume it); the summary written to summary.json."""
+    cfg, run_path, state, family = open_run(cfg)
+    if state is not None and state.get("summary") is not None:
+        return state["summary"]
+    torch.set_num_threads(cfg.threads)
+    count, layers, active = len(cfg.tasks), family.layers, family.active
+    probe_path = torch.arange(active).expand(layers, active)  # modules 0..N-1 in every layer
+    plan = [(i, c) for i in range(count) for c in cfg.conditions]
+
+    def seed_of(index: int, condition: str) -> int:
+        return cfg.seed * 1000 + 10 * index + CONDITIONS.index(condition)
+
+    if state is None:
+        # b_j, GEM's FWT reference: task j's from-scratch network before any training.
+        reference = [
+            family.evaluate(family.build(seed_of(j, "scratch")), j, probe_path)
+            for j in range(count)
+        ]
+        state = {
+            "done": 0, "reference": reference, "models": {}, "grown": [], "probes": [],
+            "R": {c: cl.empty_matrix(count) for c in cfg.conditions},
+            "records": {c: [] for c in cfg.conditions},
+            "occupancy": [], "modules_per_layer": [],
+        }  # fmt: skip
+    writer = SummaryWriter(str(run_path))
+    writer.add_text("config", f"```\n{json.dumps(dataclasses.asdict(cfg), indent=2)}\n```")
+    console = Console()
+
+    def path_of(condition: str, j: int) -> torch.Tensor:
+        return genome_to_path(state["records"][condition][j]["genome"], layers, active)
+
+    with family.progress(console) as progress:
+        while state["done"] < len(plan):
+            i, c = plan[state["done"]]
+            saved, current = state["models"].get(c), state.get("current")
+            if current is not None:  # interrupted inside this task: its model as it was then
+                model = restore(family, current["model"])
+            elif c == "scratch" or saved is None:
+                model = family.build(seed_of(i, c))
+            else:
+                model = restore(family, saved)
+            torch.manual_seed(seed_of(i, c) + 1)
+            rng = random.Random(seed_of(i, c))
+            if c == "pathnet" and i > 0 and current is None:
+                prepare_pathnet_task(cfg, model, family, i, state)
+            frozen_before = model.library.frozen_mask()
+            modules = model.library.modules_per_layer[0]
+
+            def save_inside(partial: dict[str, Any]) -> None:
+                state["current"] = partial
+                rd.save_checkpoint(run_path, state)
+
+            step = Step(i, c, modules, rng, writer, progress, current, save_inside)
+            record = family.train(model, step)
+            state["current"] = None
+            path = genome_to_path(record["genome"], layers, active)
+            if c == "pathnet":
+                record.update(cl.reuse_of_frozen(path, frozen_before))
+                model.library.freeze(path, family.names[i])
+                state["probes"].append(family.probe(model, i, path))
+                state["occupancy"].append(cl.occupancy(model.library.frozen_mask()))
+                state["modules_per_layer"].append(model.library.modules_per_layer)
+            state["records"][c].append(record)
+            row = state["R"][c][i]
+            for j in range(count):
+                if c == "scratch":  # independent networks: earlier rows stand, later untrained
+                    row[j] = state["R"][c][j][j] if j < i else state["reference"][j]
+                    if j == i:
+                        row[j] = family.evaluate(model, j, path)
+                else:
+                    row[j] = family.evaluate(model, j, path_of(c, j) if j <= i else probe_path)
+                writer.add_scalar(f"R/{c}/task{j}", row[j], i)
+            if c == "pathnet":
+                for layer, share in enumerate(state["occupancy"][-1]):
+                    writer.add_scalar(f"occupancy/layer{layer}", share, i)
+            if c != "scratch":
+                sizes = model.library.modules_per_layer
+                state["models"][c] = {"state": model.state_dict(), "sizes": sizes}
+            state["done"] += 1
+            rd.save_checkpoint(run_path, state)
+            writer.add_figure(f"R/{c}", matrix_figure(state["R"][c], c, cfg.tasks), i)
+
+    identical = None
+    if "pathnet" in cfg.conditions:  # the frozen paths' outputs, again, after the whole sequence
+        model = restore(family, state["models"]["pathnet"])
+        identical = [
+            bool(torch.equal(family.probe(model, j, path_of("pathnet", j)), state["probes"][j]))
+            for j in range(count)
+        ]
+    summary = summarise(cfg, state, identical)
+    rd.write_json(run_path / rd.SUMMARY, summary)
+    plot(run_path / "continual.png", summary)
+    for c, condition in summary["conditions"].items():
+        for key in ("acc", "bwt", "fwt"):
+            writer.add_scalar(f"summary/{c}_{key}", condition[key])
+    writer.close()
+    state["summary"] = summary
+    rd.save_checkpoint(run_path, state)
+    print_table(console, summary, run_path)
+    return summary
+
+
+def summarise(cfg: ContinualConfig, state: dict[str, Any], identical: list[bool] | None) -> dict:
+    """summary.json: R, ACC, BWT, FWT and per-task records per condition; occupancy, growth."""
+    conditions = {}
+    for c in cfg.conditions:
+        matrix = state["R"][c]
+        conditions[c] = {
+            "R": matrix,
+            **cl.summarise_matrix(matrix, state["reference"]),
+            "tasks": [
+                {key: value for key, value in record.items() if key != "genome"}
+                | {"best_path": record["genome"]}
+                for record in state["records"][c]
+            ],
+        }
+    summary: dict[str, Any] = {
+        "tasks": list(cfg.tasks),
+        "measure": "held-out accuracy" if cfg.tasks[0].startswith(DIGITS) else "mean return",
+        "fwt_reference": state["reference"],
+        "conditions": conditions,
+        **{key: {c: conditions[c][key] for c in conditions} for key in ("acc", "bwt", "fwt")},
+    }
+    if "pathnet" in conditions:
+        records = state["records"]["pathnet"]
+        summary.update(
+            module_reuse=[record["module_reuse"] for record in records],
+            occupancy=state["occupancy"],
+            modules_per_layer=state["modules_per_layer"],
+            grown=state["grown"],
+            pathnet_outputs_identical=identical,
+        )
+    return summary
+
+
+def print_table(console: Console, summary: dict[str, Any], run_path: Path) -> None:
+    table = Table(title=f"{len(summary['tasks'])} tasks in sequence ({summary['measure']})")
+    for column in ("condition", "ACC", "BWT", "FWT", "diagonal R(j, j)"):
+        table.add_column(column, justify="right")
+    for name, condition in summary["conditions"].items():
+        diagonal = " ".join(f"{row[j]:.2f}" for j, row in enumerate(condition["R"]))
+        table.add_row(
+            name, f"{condition['acc']:.3f}", f"{condition['bwt']:+.3f}",
+            f"{condition['fwt']:+.3f}", diagonal,
+        )  # fmt: skip
+    console.print(table)
+    if "occupancy" in summary:
+        console.print(f"PathNet occupancy after the last task: {summary['occupancy'][-1]}; "
+                      f"outputs identical: {summary['pathnet_outputs_identical']}")  # fmt: skip
+    console.print(f"Run: {run_path}")
+
+
+if __name__ == "__main__":
+    run_cli(main, ContinualConfig, description=__doc__.split("\n\n")[0])

@@ -1,0 +1,286 @@
+"""The two task families of runners/continual.py: what is built, trained and evaluated.
+
+Binary digit tasks (``digits/AvB``) train paths with the serial binary tournament and are
+evaluated on a held-out batch (:mod:`agents.continual`); RL env ids of one family train
+PathNet-A3C phases through the shared phase driver (:mod:`runners.phase`) and are evaluated by
+seeded episodes. Both answer the same questions: ``build(seed)`` (a library with every task's
+head), ``train(model, step)``, ``evaluate(model, j, path)`` (one entry of R) and
+``probe(model, j, path)`` (outputs on a fixed batch, to show zero forgetting bitwise).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import torch
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from torch import nn
+from torch.utils.tensorboard import SummaryWriter
+
+from agents.a3c import WorkerSpec
+from agents.continual import (
+    PathClassifier,
+    accuracy,
+    eval_outputs,
+    fixed_noisy_batch,
+    observation_batch,
+    policy_return,
+    split_task,
+)
+from agents.curves import final_mean_return
+from agents.pathnet_a3c import PathNetWorkerSpec, common_input_shape
+from agents.processes import WorkerGroup
+from agents.registry import get_agent, layer_kind
+from agents.shared_optim import make_shared_optimizer
+from agents.supervised import PathTrainer, train_fixed_path
+from envs.digits import make_binary_task
+from envs.registry import FAMILIES, list_env_ids
+from evolution.async_tournament import SharedPopulation
+from evolution.operators import module_usage
+from evolution.toolbox import PathGenome, make_toolbox
+from evolution.tournament import SearchState, evolve
+from modules.library import linear_library
+from runners.figures import usage_image
+from runners.phase import PhaseLog, env_spaces, make_progress, new_population, run_phase
+
+if TYPE_CHECKING:
+    from runners.continual import ContinualConfig
+
+DIGITS = "digits/"
+"""The prefix of a binary digit task id: ``digits/3v5``."""
+
+
+@dataclass
+class Step:
+    """One task of one condition, as a family's ``train`` sees it."""
+
+    index: int
+    condition: str
+    modules: int
+    """M of every layer of the model's library (after any growth)."""
+    rng: random.Random
+    writer: SummaryWriter
+    progress: Progress
+    resume: dict[str, Any] | None = None
+    """The task's mid-task checkpoint (RL: optimiser, steps, population, log) to go on from."""
+    save: Callable[[dict[str, Any]], None] | None = None
+    """Stores a mid-task checkpoint (RL phases: every --checkpoint-every steps, and on Ctrl-C)."""
+
+
+@dataclass
+class Digits:
+    """Binary digit tasks: the serial binary tournament, R = held-out accuracy."""
+
+    cfg: ContinualConfig
+    names: list[str]
+    train_sets: list[Any]
+    probes: list[tuple[torch.Tensor, torch.Tensor]]
+    """Per task: the fixed noisy held-out batch x [n, D], y [n]."""
+
+    @classmethod
+    def load(cls, cfg: ContinualConfig) -> Digits:
+        names = [task.removeprefix(DIGITS) for task in cfg.tasks]
+        train_sets, probes = [], []
+        for index, name in enumerate(names):
+            task = make_binary_task(name, cfg.data_dir, cfg.resolution)
+            train, test = split_task(task, cfg.held_out, cfg.seed * 100 + index)
+            train_sets.append(train)
+            probes.append(fixed_noisy_batch(test, cfg.train.noise, cfg.seed * 100 + index))
+        return cls(cfg, names, train_sets, probes)
+
+    @property
+    def layers(self) -> int:
+        return self.cfg.evo.layers
+
+    @property
+    def active(self) -> int:
+        return self.cfg.evo.active
+
+    def build(self, seed: int) -> PathClassifier:
+        torch.manual_seed(seed)
+        cfg, evo = self.cfg, self.cfg.evo
+        last = layer_kind(cfg.library_kind)(cfg)
+        size = self.train_sets[0].input_size
+        library = linear_library(size, cfg.hidden, evo.layers, evo.modules, cfg.last_layer, last)
+        model = PathClassifier(library)
+        for name in self.names:
+            model.add_task(name)
+        return model
+
+    def train(self, model: nn.Module, step: Step) -> dict[str, Any]:
+        cfg, index, condition, progress = self.cfg, step.index, step.condition, step.progress
+        name, writer, modules = self.names[index], step.writer, step.modules
+        evo = dataclasses.replace(cfg.evo, modules=modules)
+        trainer = PathTrainer(
+            model.library, model.heads[name], self.train_sets[index], cfg.train,
+            evo.layers, evo.active,
+        )  # fmt: skip
+        toolbox = make_toolbox(evo, rng=step.rng)
+        toolbox.register("evaluate", trainer)
+        tag = f"{condition}/task{index}"
+        bar = progress.add_task(f"{tag} {name}", total=cfg.max_generations, best=0.0)
+
+        def log(*, state: SearchState, outcome: Any) -> None:
+            gen = state.generation
+            writer.add_scalar(f"{tag}/fitness_best", state.best_fitness, gen)
+            writer.add_scalar(f"{tag}/accuracy", outcome.winner_fitness, gen)
+            last = state.solved_at is not None or gen == cfg.max_generations
+            if gen % cfg.image_every == 0 or last:  # and the final paths of every task
+                usage = module_usage(state.population, evo.layers, evo.active, modules)
+                frozen = torch.stack(model.library.frozen_mask())
+                writer.add_image(f"{tag}/module_usage", usage_image(usage, frozen), gen)
+            progress.update(bar, completed=gen, best=state.best_fitness)
+
+        if condition == "finetune":
+            fixed = [m for _ in range(evo.layers) for m in range(evo.active)]
+            search = SearchState(population=[PathGenome(fixed)])
+            train_fixed_path(search, trainer, cfg.max_generations, cfg.threshold, log)
+        else:
+            search = SearchState(population=toolbox.population(n=evo.population))
+            evolve(search, toolbox, cfg.max_generations, cfg.threshold, log)
+        return {
+            "genome": search.best,
+            "generations": search.solved_at or cfg.max_generations,
+            "solved": search.solved_at is not None,
+        }
+
+    def probe(self, model: nn.Module, index: int, path: torch.Tensor) -> torch.Tensor:
+        return eval_outputs(model, self.probes[index][0], path, self.names[index])
+
+    def evaluate(self, model: nn.Module, index: int, path: torch.Tensor) -> float:
+        return accuracy(self.probe(model, index, path), self.probes[index][1])
+
+    def progress(self, console: Console) -> Progress:
+        return Progress(
+            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("best {task.fields[best]:.3f}"), TimeElapsedColumn(),
+            console=console, disable=not self.cfg.progress,
+        )  # fmt: skip
+
+
+@dataclass
+class Games:
+    """RL env ids of one family: PathNet-A3C phases, R = mean return of seeded episodes."""
+
+    cfg: ContinualConfig
+    names: list[str]
+    shape: tuple[int, ...]
+    actions: list[int]
+    probes: list[torch.Tensor]
+    """Per task: a fixed batch of observations [probe_size, ...]."""
+
+    @classmethod
+    def load(cls, cfg: ContinualConfig) -> Games:
+        spaces = [env_spaces(env_id, cfg.seed) for env_id in cfg.tasks]  # bad ids fail here
+        families = {env_id: env_family(env_id) for env_id in cfg.tasks}
+        if len(set(families.values())) > 1:
+            listed = ", ".join(f"{env_id} ({family})" for env_id, family in families.items())
+            raise ValueError(f"--tasks mixes environment families: {listed}")
+        shape = common_input_shape(*(obs_shape for obs_shape, _ in spaces))
+        probes = [observation_batch(e, cfg.probe_size, cfg.seed + 7) for e in cfg.tasks]
+        return cls(cfg, list(cfg.tasks), shape, [n for _, n in spaces], probes)
+
+    @property
+    def layers(self) -> int:
+        return self.cfg.pathnet.layers
+
+    @property
+    def active(self) -> int:
+        return self.cfg.pathnet.active
+
+    def build(self, seed: int) -> nn.Module:
+        torch.manual_seed(seed)
+        model = get_agent(self.cfg.agent, evolves_paths=True).build(self.cfg, self.shape, 0)
+        for name, actions in zip(self.names, self.actions, strict=True):
+            model.add_task(name, actions)
+        return model
+
+    def train(self, model: nn.Module, step: Step) -> dict[str, Any]:
+        cfg, a3c, env_id, condition = self.cfg, self.cfg.a3c, self.names[step.index], step.condition
+        pathnet = dataclasses.replace(cfg.pathnet, modules=step.modules)
+        seed = step.rng.randrange(2**31)
+        model.share_memory()  # after any growth: the grown layers' parameters are new
+        optimizer = make_shared_optimizer(
+            a3c.optimizer, model.parameters(), a3c.lr, a3c.rmsprop_alpha, a3c.rmsprop_eps
+        )
+        steps = torch.zeros(cfg.workers, dtype=torch.long).share_memory_()
+        lrs = pathnet.learning_rates(cfg.workers, a3c.lr, seed)
+        if condition == "finetune":
+            fixed = [m for _ in range(pathnet.layers) for m in range(pathnet.active)]
+            population = SharedPopulation.create([fixed] * cfg.workers)
+        else:
+            population = new_population(pathnet, cfg.workers, seed)
+        log = PhaseLog()
+        if step.resume is not None:  # inside this task: the model was restored by the runner
+            current = step.resume
+            optimizer.load_state_dict(current["optimizer"])
+            optimizer.share_memory()
+            steps.copy_(current["steps"])
+            population.genomes.copy_(current["genomes"])
+            population.fitness.copy_(current["fitness"])
+            log = PhaseLog(**current["log"])
+
+        def save() -> None:
+            if step.save is not None:
+                step.save({
+                    "model": {"state": model.state_dict(),
+                              "sizes": model.library.modules_per_layer},
+                    "optimizer": optimizer.state_dict(), "steps": steps.clone(),
+                    "genomes": population.genomes.clone(),
+                    "fitness": population.fitness.clone(), "log": dataclasses.asdict(log),
+                })  # fmt: skip
+
+        def build_args(group: WorkerGroup) -> list[tuple[Any, ...]]:
+            spec = WorkerSpec(
+                env_id, seed, cfg.workers, a3c, model, optimizer, steps, cfg.steps,
+                group.stop, group.queue, lrs,
+            )  # fmt: skip
+            spec = PathNetWorkerSpec(spec, population, pathnet, env_id, condition != "finetune")
+            return [(rank, spec) for rank in range(cfg.workers)]
+
+        run_phase(
+            get_agent(cfg.agent).worker, build_args, steps=steps, budget=cfg.steps, log=log,
+            writer=step.writer, prefix=f"{condition}/task{step.index}/", progress=step.progress,
+            checkpoint=save, checkpoint_every=cfg.checkpoint_every, population=population,
+            frozen=torch.stack(model.library.frozen_mask()),
+        )  # fmt: skip
+        return {
+            "genome": population.genomes[population.best()].tolist(),
+            "steps": int(steps.sum()),
+            "final_mean_return": final_mean_return(log.episodes),
+            "seconds": log.seconds,
+        }
+
+    def probe(self, model: nn.Module, index: int, path: torch.Tensor) -> torch.Tensor:
+        return eval_outputs(model, self.probes[index], path, self.names[index])
+
+    def evaluate(self, model: nn.Module, index: int, path: torch.Tensor) -> float:
+        cfg = self.cfg
+        seed = cfg.seed + 10_000 + 100 * index
+        return policy_return(
+            model, self.names[index], path, self.names[index], cfg.eval_episodes, seed,
+            cfg.eval_max_steps,
+        )  # fmt: skip
+
+    def progress(self, console: Console) -> Progress:
+        return make_progress(console, self.cfg.progress)
+
+
+def env_family(env_id: str) -> str:
+    """The registry family (minatar, labyrinth, ale, control) an id is listed in."""
+    for family in FAMILIES:
+        try:
+            if env_id in list_env_ids(family):
+                return family
+        except ImportError:
+            continue
+    return "gymnasium"
+
+
+def load_family(cfg: ContinualConfig) -> Digits | Games:
+    return Digits.load(cfg) if cfg.tasks[0].startswith(DIGITS) else Games.load(cfg)

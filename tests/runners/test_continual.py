@@ -1,0 +1,240 @@
+"""runners/continual.py: R and its summaries, zero forgetting bitwise, fine-tuning's forgetting,
+the full library (error and --grow), resume after the second task, a MinAtar smoke run."""
+
+import dataclasses
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from agents.a3c import A3CConfig
+from agents.pathnet_a3c import PathNetA3CConfig
+from agents.supervised import SupervisedConfig
+from evolution.config import EvoConfig
+from evolution.operators import genome_to_path
+from runners import continual as runner
+from runners import continual_tasks
+from runners import run_dir as rd
+from runners.cli import run_cli
+
+TASKS = ("digits/0v1", "digits/2v3", "digits/4v5")
+
+
+def tiny(run: Path, **changes) -> runner.ContinualConfig:
+    """Three digit tasks at 8x8, short evaluations: a few seconds for all three conditions."""
+    cfg = runner.ContinualConfig(
+        tasks=TASKS, resolution=8, max_generations=10, threshold=0.95,
+        evo=EvoConfig(population=16), train=SupervisedConfig(minibatches=8),
+        run_dir=str(run), progress=False, image_every=5,
+    )  # fmt: skip
+    return dataclasses.replace(cfg, **changes)
+
+
+@pytest.fixture(scope="module")
+def sequence(tmp_path_factory):
+    run = tmp_path_factory.mktemp("continual") / "run"
+    return run, runner.main(tiny(run))
+
+
+def test_summary_holds_r_and_its_summaries_for_every_condition(sequence):
+    run, summary = sequence
+    assert json.loads((run / rd.SUMMARY).read_text()) == json.loads(json.dumps(summary))
+    assert (run / "continual.png").exists()
+    assert set(summary["conditions"]) == set(runner.CONDITIONS)
+    for name, condition in summary["conditions"].items():
+        matrix = condition["R"]
+        assert len(matrix) == 3 and all(len(row) == 3 for row in matrix)
+        assert all(0.0 <= value <= 1.0 for row in matrix for value in row)
+        assert condition["acc"] == pytest.approx(sum(matrix[-1]) / 3)
+        bwt = (matrix[2][0] - matrix[0][0] + matrix[2][1] - matrix[1][1]) / 2
+        assert condition["bwt"] == pytest.approx(bwt), name
+        b = summary["fwt_reference"]
+        assert condition["fwt"] == pytest.approx((matrix[0][1] - b[1] + matrix[1][2] - b[2]) / 2)
+        assert len(condition["tasks"]) == 3
+    # Independent networks: earlier rows stand, untrained tasks are at their reference.
+    scratch = summary["conditions"]["scratch"]["R"]
+    assert scratch[2][0] == scratch[0][0] and scratch[0][2] == summary["fwt_reference"][2]
+    # Library occupancy grows with every frozen path; reuse is a fraction per task.
+    occupancy = summary["occupancy"]
+    assert len(occupancy) == 3 and all(len(layers) == 3 for layers in occupancy)
+    shares = torch.tensor(occupancy)  # [tasks, layers]
+    assert bool((shares[1:] >= shares[:-1]).all())
+    assert summary["module_reuse"][0] == 0.0 and all(0 <= r <= 1 for r in summary["module_reuse"])
+
+
+def test_pathnet_forgets_nothing_bitwise(sequence):
+    run, summary = sequence
+    assert summary["bwt"]["pathnet"] == 0.0  # exactly, not approximately
+    assert summary["pathnet_outputs_identical"] == [True, True, True]
+    matrix = summary["conditions"]["pathnet"]["R"]
+    assert all(matrix[i][j] == matrix[j][j] for i in range(3) for j in range(i + 1))
+    # Independently of the runner's own check: the final library and heads give the outputs
+    # recorded right after each task was learned, bit for bit.
+    state = torch.load(run / rd.CHECKPOINT, weights_only=False)
+    family = runner.load_family(tiny(run))
+    model = runner.restore(family, state["models"]["pathnet"])
+    for j, record in enumerate(state["records"]["pathnet"]):
+        path = genome_to_path(record["genome"], 3, 3)
+        assert torch.equal(family.probe(model, j, path), state["probes"][j])
+        assert all(model.library.frozen_mask()[layer][path[layer]].all() for layer in range(3))
+
+
+def test_fine_tuning_forgets(sequence):
+    _, summary = sequence
+    # Seed 0: fine-tuning one path loses about 0.1-0.2 accuracy on earlier tasks.
+    assert summary["bwt"]["finetune"] < -0.03, summary["conditions"]["finetune"]["R"]
+
+
+def test_resume_after_the_second_task_redoes_nothing(sequence, tmp_path, monkeypatch):
+    _, uninterrupted = sequence
+    run = tmp_path / "run"
+    trained = []
+    original = runner.Digits.train
+
+    def train(self, model, step):
+        if step.index == 2:
+            raise KeyboardInterrupt
+        trained.append((step.index, step.condition))
+        return original(self, model, step)
+
+    monkeypatch.setattr(runner.Digits, "train", train)
+    with pytest.raises(KeyboardInterrupt):
+        runner.main(tiny(run))
+    assert torch.load(run / rd.CHECKPOINT, weights_only=False)["done"] == 6
+    assert trained == [(i, c) for i in (0, 1) for c in runner.CONDITIONS]
+    calls = []
+    monkeypatch.setattr(
+        runner.Digits, "train",
+        lambda self, model, step: calls.append(step.index) or original(self, model, step),
+    )  # fmt: skip
+    summary = runner.main(runner.ContinualConfig(resume=str(run), progress=False))
+    assert calls == [2, 2, 2]  # only the third task, once per condition
+    for name in runner.CONDITIONS:  # a resumed run is the uninterrupted run, exactly
+        assert summary["conditions"][name]["R"] == uninterrupted["conditions"][name]["R"]
+    assert runner.main(runner.ContinualConfig(resume=str(run))) == summary
+
+
+def test_a_full_library_stops_before_the_task_or_grows(tmp_path):
+    small = EvoConfig(modules=3, active=2, population=16)
+    cfg = tiny(tmp_path / "full", evo=small, conditions=("pathnet",))
+    with pytest.raises(ValueError, match=r"library is full before task 'digits/2v3': layer \d"):
+        runner.main(cfg)
+    # Nothing of the second task was trained; the finished first one is kept, and --grow on
+    # resume carries on from it.
+    assert torch.load(Path(cfg.run_dir) / rd.CHECKPOINT, weights_only=False)["done"] == 1
+    summary = runner.main(runner.ContinualConfig(resume=cfg.run_dir, grow=True, progress=False))
+    assert summary["grown"] and summary["grown"][0]["before_task"] == 1
+    sizes = summary["modules_per_layer"]
+    assert sizes[0] == [3, 3, 3] and sizes[-1][0] > 3 and len(set(sizes[-1])) == 1
+    assert summary["bwt"]["pathnet"] == 0.0
+    assert summary["pathnet_outputs_identical"] == [True, True, True]
+    assert rd.load_config(cfg.run_dir, runner.ContinualConfig).grow  # recorded for later resumes
+
+
+def test_grow_from_the_start(tmp_path):
+    small = EvoConfig(modules=2, active=2, population=16)
+    cfg = tiny(tmp_path / "grow", evo=small, conditions=("pathnet",), grow=True)
+    summary = runner.main(cfg)
+    assert [g["before_task"] for g in summary["grown"]] == [1, 2]
+    assert summary["pathnet_outputs_identical"] == [True, True, True]
+    state = torch.load(Path(cfg.run_dir) / rd.CHECKPOINT, weights_only=False)
+    assert state["models"]["pathnet"]["sizes"] == summary["modules_per_layer"][-1]
+
+
+def test_bad_task_lists_are_one_line_errors(tmp_path, monkeypatch, capsys):
+    with pytest.raises(ValueError, match="at least 2 tasks"):
+        runner.ContinualConfig(tasks=("digits/0v1",))
+    with pytest.raises(ValueError, match="mixes digit tasks and env ids"):
+        runner.ContinualConfig(tasks=("digits/0v1", "MinAtar/Breakout-v1"))
+    with pytest.raises(ValueError, match="duplicate tasks"):
+        runner.ContinualConfig(tasks=("digits/0v1", "digits/0v1"))
+    with pytest.raises(ValueError, match="mixes environment families"):
+        runner.main(runner.ContinualConfig(tasks=("MinAtar/Breakout-v1", "CartPole-v1"),
+                                           run_dir=str(tmp_path / "mixed")))  # fmt: skip
+    assert not (tmp_path / "mixed").exists()
+    monkeypatch.setattr(sys, "argv", ["continual.py", "--tasks", "digits/0v1", "digits/3v3"])
+    with pytest.raises(SystemExit) as exit_:
+        run_cli(runner.main, runner.ContinualConfig, "test")
+    assert exit_.value.code == 2
+    assert capsys.readouterr().err.splitlines() == [
+        "error: unknown task '3v3': expected two different digits like '3v5'"
+    ]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["moe", "hyper", "cppn"])
+def test_every_last_layer_kind_forgets_nothing(tmp_path, kind):
+    cfg = tiny(tmp_path / kind, library_kind=kind, conditions=("pathnet", "finetune"))
+    summary = runner.main(cfg)
+    assert summary["bwt"]["pathnet"] == 0.0
+    assert summary["pathnet_outputs_identical"] == [True, True, True]
+
+
+MINATAR = dict(
+    tasks=("MinAtar/Breakout-v1", "MinAtar/SpaceInvaders-v1"), steps=300, workers=2,
+    pathnet=PathNetA3CConfig(layers=2, modules=4, active=2, units=16, episodes_per_evaluation=1),
+    a3c=A3CConfig(t_max=5, hidden=16), eval_episodes=2, eval_max_steps=100, probe_size=16,
+    progress=False,
+)  # fmt: skip
+
+
+def test_minatar_sequence_smoke(tmp_path):
+    summary = runner.main(
+        runner.ContinualConfig(**MINATAR, conditions=("pathnet",), run_dir=str(tmp_path / "r"))
+    )
+    assert summary["measure"] == "mean return"
+    assert summary["bwt"]["pathnet"] == 0.0
+    assert summary["pathnet_outputs_identical"] == [True, True]
+    assert [task["steps"] >= 300 for task in summary["conditions"]["pathnet"]["tasks"]] == [
+        True, True,
+    ]  # fmt: skip
+    assert len(summary["occupancy"]) == 2
+
+
+@pytest.mark.slow
+def test_minatar_sequence_all_conditions_with_growth(tmp_path):
+    pathnet = PathNetA3CConfig(layers=2, modules=2, active=2, units=16, episodes_per_evaluation=1)
+    cfg = runner.ContinualConfig(
+        **(MINATAR | {"pathnet": pathnet}), grow=True, run_dir=str(tmp_path / "r")
+    )
+    summary = runner.main(cfg)
+    assert set(summary["conditions"]) == set(runner.CONDITIONS)
+    assert summary["grown"] and summary["pathnet_outputs_identical"] == [True, True]
+    assert summary["bwt"]["pathnet"] == 0.0
+
+
+@pytest.mark.slow
+def test_minatar_resumes_inside_a_task(tmp_path, monkeypatch):
+    run = tmp_path / "r"
+    cfg = runner.ContinualConfig(
+        **(MINATAR | {"steps": 900}), conditions=("pathnet",), checkpoint_every=300,
+        run_dir=str(run),
+    )  # fmt: skip
+    real, interrupted = rd.save_checkpoint, []
+
+    def save_then_stop(path, state):  # Ctrl-C right after the first checkpoint inside a task
+        real(path, state)
+        if state.get("current") is not None and not interrupted:
+            interrupted.append(int(state["current"]["steps"].sum()))
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(rd, "save_checkpoint", save_then_stop)
+    with pytest.raises(KeyboardInterrupt):
+        runner.main(cfg)
+    state = torch.load(run / rd.CHECKPOINT, weights_only=False)
+    assert state["done"] == 0 and int(state["current"]["steps"].sum()) >= interrupted[0] >= 300
+    monkeypatch.setattr(rd, "save_checkpoint", real)
+    starts, run_phase = [], continual_tasks.run_phase
+
+    def recorded(*args, steps, **kwargs):
+        starts.append(int(steps.sum()))
+        return run_phase(*args, steps=steps, **kwargs)
+
+    monkeypatch.setattr(continual_tasks, "run_phase", recorded)
+    summary = runner.main(runner.ContinualConfig(resume=str(run), progress=False))
+    # The first task went on from its checkpoint's steps, not from 0; the second began afresh.
+    assert starts == [int(state["current"]["steps"].sum()), 0]
+    assert summary["pathnet_outputs_identical"] == [True, True]
+    assert summary["conditions"]["pathnet"]["tasks"][0]["steps"] >= 900
