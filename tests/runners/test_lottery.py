@@ -171,16 +171,21 @@ def test_bad_command_lines_exit_with_one_line(tmp_path, monkeypatch, capsys):
 
 @pytest.mark.slow
 @pytest.mark.xfail(
-    reason="single runs are noise-dominated (docs/lottery.md): with the defaults the ticket kept "
-    "500 at 87.5% head sparsity in 2 of 2 runs, but the re-initialised control also kept 500",
+    reason="measured over 8 seeds (docs/lottery.md): at 80% network sparsity with late rewinding "
+    "the ticket kept 405 ± 117 of the dense 498 and the re-initialised control 382 ± 138 "
+    "(paired difference +23 ± 198): no effect beyond A3C's run-to-run noise",
     strict=False,
 )
-def test_cartpole_ticket_at_high_head_sparsity_keeps_the_dense_return(tmp_path):
-    """The defaults: 3 rounds of p = 0.5 (87.5% of the head pruned), 80k steps per training,
-    about 3 minutes on 2 cores."""
-    summary = runner.main(runner.LotteryConfig(run_dir=str(tmp_path / "run"), progress=False))
-    dense, last = summary["dense"]["final_mean_return"], summary["levels"][-1]
-    report = (dense, summary["levels"])
-    assert last["sparsity"] >= 0.8, report
-    assert last["ticket"] >= 0.9 * dense, report
-    assert last["reinit"] < last["ticket"], report
+def test_cartpole_ticket_keeps_the_dense_return_and_beats_reinit(tmp_path):
+    """80% of every layer (heads included) pruned, late rewinding to step 5000, 4 seeds with one
+    worker each (reproducible per seed); the issue's criterion on the means. About 8 minutes."""
+    cfg = runner.LotteryConfig(
+        prune=PruneConfig(scope="network"), rewind_to="5000", prune_fraction=0.8, rounds=1,
+        steps=80_000, workers=1, repeats=4, run_dir=str(tmp_path / "run"), progress=False,
+    )  # fmt: skip
+    summary = runner.main(cfg)
+    dense, (level,) = summary["dense"]["final_mean_return"], summary["levels"]
+    report = (dense, level)
+    assert level["sparsity"] >= 0.8, report  # every layer, so the heads too
+    assert level["ticket"] >= 0.9 * dense, report
+    assert level["ticket_minus_reinit"] > 0, report
