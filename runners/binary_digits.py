@@ -5,17 +5,24 @@ it counts the generations of the serial binary tournament needed to reach a trai
 threshold on B, three ways:
 
 * ``scratch``: PathNet evolution on B with a fresh library and population;
-* ``finetune``: one fixed path trained on A, then trained on (fine-tuned to) B with a new head;
+* ``finetune``: the control the paper compares with. ``--finetune evolve`` (default): evolution
+  continues on B from the population and parameters reached on A, nothing frozen or
+  re-initialised, a new head. ``--finetune fixed``: one fixed path trained on A, then on B;
 * ``pathnet``: PathNet evolution on A, A's best path frozen, everything else and the population
   re-initialised, a new head, evolution on B.
+
+Defaults follow the paper (threshold 0.998, population 64, ...); ``--preset fast`` is the quick
+setting for smoke runs. docs/reproduction.md has the ablation behind every default.
 
 Run ``python runners/binary_digits.py --help`` for the options; ``tensorboard --logdir runs``.
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
+import math
 import random
 import statistics
 import sys
@@ -36,8 +43,8 @@ if __package__ in (None, ""):  # run as a script: make the project importable
 from agents.hyper_agents import HyperConfig
 from agents.moe_agents import MoEConfig
 from agents.registry import LAYER_KINDS, layer_kind
-from agents.supervised import PathTrainer, SupervisedConfig, train_fixed_path
-from envs.digits import BinaryTask, all_tasks, make_binary_task, parse_task
+from agents.supervised import PathTrainer, SupervisedConfig, train_fixed_path, train_path
+from envs.digits import BinaryTask, all_tasks, make_binary_task, parse_task, salt_and_pepper
 from evolution.backends import map_backend
 from evolution.config import EvoConfig
 from evolution.operators import genome_to_path, module_usage
@@ -50,11 +57,28 @@ from runners import run_dir as rd
 from runners.cli import choice_of, resolve_device, run_cli
 from runners.figures import path_grid, plot_transfer_paths, usage_image
 from runners.phase import PhaseLog, log_routing, moe_load_cv2
+from runners.stats import mean_interval
 
 LayerKindName = choice_of(sorted(LAYER_KINDS))
 
 PHASES = ("scratch", "pathnet_a", "pathnet_b", "finetune_a", "finetune_b")
+"""Every phase a pair may run (a phase's seed is derived from its place here)."""
 CONDITIONS = ("scratch", "finetune", "pathnet")
+
+FAST_PRESET: dict[str, Any] = {"threshold": 0.99, "max_generations": 300}
+"""``--preset fast``: the quick setting of smoke runs (fields still at their defaults only)."""
+
+
+def phase_names(cfg: BinaryDigitsConfig) -> tuple[str, ...]:
+    """The phases of one pair: evolving fine-tuning starts from pathnet_a's end state."""
+    if cfg.finetune == "evolve":
+        return ("scratch", "pathnet_a", "pathnet_b", "finetune_b")
+    return PHASES
+
+
+def related(task_a: str, task_b: str) -> bool:
+    """Whether two binary tasks share a digit (such pairs transfer more)."""
+    return bool(set(parse_task(task_a)) & set(parse_task(task_b)))
 
 
 @dataclass
@@ -67,16 +91,37 @@ class BinaryDigitsConfig:
     """K: number of random (A, B) task pairs."""
     tasks: tuple[str, ...] = ()
     """Explicit pairs 'A:B' such as '3v5:1v7' (overrides --pairs)."""
-    threshold: float = 0.99
-    """Training accuracy (fitness) at which a task counts as learned (the paper: 0.998)."""
-    max_generations: int = 300
-    """Give up on a phase after this many generations (counted as reaching it)."""
-    resolution: int = 28
-    """Input images are resized to this side (28: MNIST's size; the 8x8 digits are upsampled)."""
+    preset: Literal["paper", "fast"] = "paper"
+    """paper: the defaults below (the paper's settings); fast: threshold 0.99 and 300 generations
+    at most, for smoke runs (flags given explicitly with other values still win)."""
+    threshold: float = 0.998
+    """Training accuracy (fitness) at which a task counts as learned (the paper's 0.998)."""
+    max_generations: int = 1000
+    """Give up on a phase after this many generations (counted as this many, and reported as
+    censored)."""
+    resolution: int | None = 28
+    """Input images are resized to this side (28: MNIST's size; the 8x8 digits are upsampled);
+    None keeps the data's own size. The noise is applied per pixel at this size, so the 8x8
+    digits at 8 are far harder than at 28 (no redundancy to average the noise out)."""
     hidden: int = 20
     """Units per linear module."""
     last_layer: Literal["sum", "mean"] = "sum"
     """How the last shared layer combines its active modules."""
+    finetune: Literal["evolve", "fixed"] = "evolve"
+    """The fine-tuning control. evolve: evolution continues on B from the population and the
+    parameters reached on A, nothing frozen or re-initialised (a new head); fixed: one fixed
+    path trained on A, then on B (no evolution)."""
+    noise_once: bool = False
+    """Apply the salt-and-pepper noise once to the data set (as the public reimplementations do)
+    instead of afresh to every minibatch."""
+    reinit_unfrozen: bool = True
+    """PathNet transfer: re-initialise the modules not on A's frozen path (the paper)."""
+    reset_population: bool = True
+    """PathNet transfer: a fresh random population on B (the paper), not A's final one."""
+    copy_head: bool = False
+    """B's new head starts as a copy of the head pathnet_a ended with, not freshly initialised."""
+    frozen_always_active: bool = False
+    """PathNet transfer: every B path also runs A's frozen path (jsikyoon/pathnet's deviation)."""
     library_kind: LayerKindName = "linear"
     """Kind of the last library layer: linear modules, an MoE layer whose experts are the
     modules (the path's N ids are the experts each task's own gate may route to), hyper:
@@ -109,8 +154,14 @@ class BinaryDigitsConfig:
 
     def __post_init__(self) -> None:
         layer_kind(self.library_kind)
-        if min(self.pairs, self.max_generations, self.hidden, self.resolution) <= 0:
-            raise ValueError("pairs, max_generations, hidden and resolution must be positive")
+        if self.preset == "fast":
+            for name, value in FAST_PRESET.items():
+                if getattr(self, name) == _DEFAULTS[name]:
+                    setattr(self, name, value)
+        if min(self.pairs, self.max_generations, self.hidden) <= 0:
+            raise ValueError("pairs, max_generations and hidden must be positive")
+        if self.resolution is not None and self.resolution <= 0:
+            raise ValueError(f"resolution must be positive, got {self.resolution}")
         if min(self.checkpoint_every, self.image_every, self.workers, self.threads) <= 0:
             raise ValueError("checkpoint_every, image_every, workers and threads must be positive")
         if not 0.0 < self.threshold <= 1.0:
@@ -120,6 +171,9 @@ class BinaryDigitsConfig:
             if not colon:
                 raise ValueError(f"task pair {pair!r} should read 'A:B', such as '3v5:1v7'")
             parse_task(task_a), parse_task(task_b)
+
+
+_DEFAULTS = {f.name: f.default for f in dataclasses.fields(BinaryDigitsConfig)}
 
 
 def choose_pairs(cfg: BinaryDigitsConfig) -> list[tuple[str, str]]:
@@ -145,20 +199,63 @@ def start_phase(
     result: dict[str, Any],
     device: torch.device,
     rng: random.Random,
+    after_a: dict[str, Any] | None = None,
 ) -> tuple[PathLibrary, SearchState]:
-    """Set up a phase: its library (fresh, carried over, or transferred) and its search state."""
-    if phase in ("scratch", "pathnet_a", "finetune_a") or library is None:
+    """Set up a phase: its library (fresh, carried over, or transferred) and its search state.
+
+    ``after_a`` is the library and population pathnet_a ended with; the B phases of PathNet and
+    of evolving fine-tuning start from it (without it, from ``library`` as it is).
+    """
+    from_a = phase == "pathnet_b" or (phase == "finetune_b" and cfg.finetune == "evolve")
+    if from_a and after_a is not None:
+        library = fresh_library(cfg, task.input_size, device)
+        library.load_state_dict(after_a["library"])
+    elif phase in ("scratch", "pathnet_a", "finetune_a") or library is None:
         library = fresh_library(cfg, task.input_size, device)
     if phase == "pathnet_b":
         best_a = genome_to_path(result["best_a"], cfg.evo.layers, cfg.evo.active)
-        begin_transfer(library, best_a, result["task_a"])
+        if cfg.reinit_unfrozen:
+            begin_transfer(library, best_a, result["task_a"])
+        else:
+            library.freeze(best_a, result["task_a"])
     library.add_task(task.name)  # the task's own parts of the layers (an MoE gate)
-    if phase.startswith("finetune"):
+    if phase.startswith("finetune") and cfg.finetune == "fixed":
         # The fixed path: the first N modules of every layer (all distinct).
         fixed = [m for _ in range(cfg.evo.layers) for m in range(cfg.evo.active)]
         return library, SearchState(population=[PathGenome(fixed)])
+    carry = phase == "finetune_b" or (phase == "pathnet_b" and not cfg.reset_population)
+    if carry and after_a is not None:
+        population = copy.deepcopy(after_a["population"])
+        for genome in population:
+            del genome.fitness.values  # measured on A
+        return library, SearchState(population=population)
     toolbox = make_toolbox(cfg.evo, rng=rng)
     return library, SearchState(population=toolbox.population(n=cfg.evo.population))
+
+
+@dataclass
+class FrozenPathTrainer:
+    """Fitness on B when every path also runs A's frozen path (``--frozen-always-active``)."""
+
+    trainer: PathTrainer
+    frozen: list[list[int]]
+    """A's path as [L][N] module ids."""
+
+    def __call__(self, genome: list[int]) -> tuple[float]:
+        t = self.trainer
+        path = torch.cat([genome_to_path(genome, t.layers, t.active), torch.tensor(self.frozen)], 1)
+        return (train_path(t.library, t.head, path, t.task, t.cfg),)
+
+
+def load_tasks(cfg: BinaryDigitsConfig, names: list[str], device: torch.device) -> dict:
+    """The binary tasks by name; with ``--noise-once`` their inputs carry the noise already."""
+    tasks = {name: make_binary_task(name, cfg.data_dir, cfg.resolution) for name in names}
+    for index, task in enumerate(tasks.values()):
+        if cfg.noise_once:
+            generator = torch.Generator().manual_seed(cfg.seed * 1000 + index)
+            task.x = salt_and_pepper(task.x, cfg.train.noise, generator)
+        task.x, task.y = task.x.to(device), task.y.to(device)
+    return tasks
 
 
 class GenerationLogger:
@@ -230,10 +327,9 @@ def main(cfg: BinaryDigitsConfig) -> dict[str, Any]:
     device = check_device(cfg)
     torch.set_num_threads(cfg.threads)
     pairs = choose_pairs(cfg)
-    names = sorted({name for pair in pairs for name in pair})
-    tasks = {name: make_binary_task(name, cfg.data_dir, cfg.resolution) for name in names}
-    for task in tasks.values():
-        task.x, task.y = task.x.to(device), task.y.to(device)
+    tasks = load_tasks(cfg, sorted({name for pair in pairs for name in pair}), device)
+    phases = phase_names(cfg)
+    train_cfg = dataclasses.replace(cfg.train, noise=0.0) if cfg.noise_once else cfg.train
 
     rng = random.Random()
     library: PathLibrary | None = None
@@ -263,38 +359,53 @@ def main(cfg: BinaryDigitsConfig) -> dict[str, Any]:
     with map_backend(cfg.backend, cfg.workers, cfg.seed) as map_fn, progress:
         bar = progress.add_task("", total=cfg.max_generations, best=0.0)
         while state["pair"] < len(pairs):
-            k, phase = state["pair"], PHASES[state["phase"]]
+            k, phase = state["pair"], phases[state["phase"]]
             if len(state["results"]) <= k:
                 state["results"].append({"task_a": pairs[k][0], "task_b": pairs[k][1]})
             result = state["results"][k]
             task = tasks[pairs[k][0] if phase.endswith("_a") else pairs[k][1]]
             search = state["search"]
             if search is None:  # a new phase, not a resumed one
-                seed = cfg.seed * 1000 + k * len(PHASES) + state["phase"]
+                seed = cfg.seed * 1000 + k * len(PHASES) + PHASES.index(phase)
                 torch.manual_seed(seed)
                 rng.seed(seed)
-                library, search = start_phase(cfg, phase, task, library, result, device, rng)
+                after_a = state.get("after_a")
+                library, search = start_phase(
+                    cfg, phase, task, library, result, device, rng, after_a
+                )
                 head = nn.Linear(cfg.hidden, 2).to(device)
+                if cfg.copy_head and phase.endswith("_b") and after_a is not None:
+                    head.load_state_dict(after_a["head"])
             if cfg.backend == "processes":  # workers train these in place (Hogwild)
                 library.share_memory(), head.share_memory()
                 task.x.share_memory_(), task.y.share_memory_()
-            trainer = PathTrainer(library, head, task, cfg.train, cfg.evo.layers, cfg.evo.active)
+            trainer = PathTrainer(library, head, task, train_cfg, cfg.evo.layers, cfg.evo.active)
             toolbox = make_toolbox(cfg.evo, map_fn, rng)
-            toolbox.register("evaluate", trainer)
+            if phase == "pathnet_b" and cfg.frozen_always_active:
+                frozen = genome_to_path(result["best_a"], cfg.evo.layers, cfg.evo.active)
+                toolbox.register("evaluate", FrozenPathTrainer(trainer, frozen.tolist()))
+            else:
+                toolbox.register("evaluate", trainer)
             description = f"pair {k + 1}/{len(pairs)} {pairs[k][0]}→{pairs[k][1]} {phase:<10}"
             best = max(search.best_fitness, 0.0)
             progress.update(bar, description=description, completed=search.generation, best=best)
             log = GenerationLogger(
                 cfg, writer, progress, bar, f"pair{k}/{phase}", library, checkpoint
             )
-            if phase.startswith("finetune"):
+            if phase.startswith("finetune") and cfg.finetune == "fixed":
                 train_fixed_path(search, trainer, cfg.max_generations, cfg.threshold, log)
             else:
                 evolve(search, toolbox, cfg.max_generations, cfg.threshold, log)
             record_phase(cfg, result, phase, search)
+            if phase == "pathnet_a":  # where PathNet's and fine-tuning's B phases start
+                state["after_a"] = {
+                    "library": copy.deepcopy(library.state_dict()),
+                    "head": copy.deepcopy(head.state_dict()),
+                    "population": copy.deepcopy(search.population),
+                }
             if log.routing.moe:
                 result[f"{phase}_moe_load_cv2"] = moe_load_cv2(log.routing)
-            state["phase"] = (state["phase"] + 1) % len(PHASES)
+            state["phase"] = (state["phase"] + 1) % len(phases)
             state["pair"] += state["phase"] == 0
             checkpoint(None)
 
@@ -324,16 +435,36 @@ def summarise(cfg: BinaryDigitsConfig, results: list[dict[str, Any]]) -> dict[st
         "pathnet": [r["pathnet_b_solved"] for r in results],
     }
     pathnet = statistics.mean(generations["pathnet"])
+    relatedness = [related(r["task_a"], r["task_b"]) for r in results]
     return {
         "pairs": [[r["task_a"], r["task_b"]] for r in results],
+        "related": relatedness,
         "threshold": cfg.threshold,
         "max_generations": cfg.max_generations,
+        "finetune_control": cfg.finetune,
         **{f"{c}_generations": generations[c] for c in CONDITIONS},
         **{f"{c}_solved": solved[c] for c in CONDITIONS},
         "pathnet_a_generations": [r["pathnet_a_generations"] for r in results],
-        "finetune_a_generations": [r["finetune_a_generations"] for r in results],
+        **(
+            {"finetune_a_generations": [r["finetune_a_generations"] for r in results]}
+            if cfg.finetune == "fixed"
+            else {}
+        ),
         "speedup_vs_scratch": statistics.mean(generations["scratch"]) / pathnet,
         "speedup_vs_finetune": statistics.mean(generations["finetune"]) / pathnet,
+        "statistics": {
+            "all": paired_statistics(generations, solved),
+            **{
+                name: paired_statistics(
+                    {c: [g for g, r in zip(v, relatedness, strict=True) if r == want]
+                     for c, v in generations.items()},
+                    {c: [g for g, r in zip(v, relatedness, strict=True) if r == want]
+                     for c, v in solved.items()},
+                )
+                for name, want in (("related", True), ("unrelated", False))
+                if want in relatedness
+            },
+        },
         "module_reuse": [r["module_reuse"] for r in results],
         "module_reuse_mean": statistics.mean(r["module_reuse"] for r in results),
         "paths": [
@@ -345,7 +476,38 @@ def summarise(cfg: BinaryDigitsConfig, results: list[dict[str, Any]]) -> dict[st
             if any("pathnet_b_moe_load_cv2" in r for r in results)
             else {}
         ),
-    }
+    }  # fmt: skip
+
+
+def paired_statistics(
+    generations: dict[str, list[int]], solved: dict[str, list[bool]]
+) -> dict[str, Any]:
+    """Per condition: mean with its 95% interval, median, censored runs; per control, the
+    paired comparison with PathNet over the same pairs (the mean difference of generations and
+    the mean log ratio, whose exponential is the geometric-mean speedup)."""
+    out: dict[str, Any] = {"pairs": len(generations["pathnet"])}
+    for condition, values in generations.items():
+        mean, half = mean_interval(values)
+        out[condition] = {
+            "mean": mean,
+            "ci95": half,
+            "median": statistics.median(values),
+            "censored": sum(not s for s in solved[condition]),
+        }
+    for control in ("scratch", "finetune"):
+        pairs = list(zip(generations[control], generations["pathnet"], strict=True))
+        difference = mean_interval([c - p for c, p in pairs])
+        log_ratio = mean_interval([math.log(c / p) for c, p in pairs])
+        out[f"pathnet_vs_{control}"] = {
+            "mean_difference": difference[0],
+            "difference_ci95": difference[1],
+            "mean_log_ratio": log_ratio[0],
+            "log_ratio_ci95": log_ratio[1],
+            "geometric_speedup": math.exp(log_ratio[0]),
+            "pathnet_faster": sum(c > p for c, p in pairs),
+            "pathnet_slower": sum(c < p for c, p in pairs),
+        }
+    return out
 
 
 def mean_std(values: list[float]) -> tuple[float, float]:
@@ -366,23 +528,41 @@ def plot(cfg: BinaryDigitsConfig, out: Path, results: list[dict[str, Any]], summ
     plot_transfer_paths(out, panels, bars, ylabel=f"generations to {cfg.threshold} on B")
 
 
+def interval(mean: float, half: float | None) -> str:
+    return f"{mean:.1f}" if half is None else f"{mean:.1f} ± {half:.1f}"
+
+
 def print_table(console: Console, summary: dict[str, Any], run_path: Path) -> None:
+    stats = summary["statistics"]["all"]
     table = Table(title=f"Generations to {summary['threshold']} training accuracy on task B")
     table.add_column("condition")
-    table.add_column("mean ± std", justify="right")
-    table.add_column("solved", justify="right")
+    table.add_column("mean ± 95% CI", justify="right")
+    table.add_column("median", justify="right")
+    table.add_column("censored", justify="right")
     table.add_column("per pair", justify="left")
     for condition in CONDITIONS:
+        row = stats[condition]
         values = summary[f"{condition}_generations"]
-        mean, std = mean_std(values)
-        solved = sum(summary[f"{condition}_solved"])
-        table.add_row(condition, f"{mean:.1f} ± {std:.1f}", f"{solved}/{len(values)}", str(values))
+        table.add_row(
+            condition, interval(row["mean"], row["ci95"]), f"{row['median']:g}",
+            f"{row['censored']}/{len(values)}", str(values),
+        )  # fmt: skip
     console.print(table)
-    console.print(
-        f"PathNet speedup: {summary['speedup_vs_scratch']:.2f}× vs scratch, "
-        f"{summary['speedup_vs_finetune']:.2f}× vs fine-tuning; "
-        f"module reuse {summary['module_reuse_mean']:.0%}.  Run: {run_path}"
-    )
+    for control in ("scratch", "finetune"):
+        paired = stats[f"pathnet_vs_{control}"]
+        half = paired["log_ratio_ci95"]
+        low, high = (
+            (math.exp(paired["mean_log_ratio"] - half), math.exp(paired["mean_log_ratio"] + half))
+            if half is not None
+            else (math.nan, math.nan)
+        )
+        console.print(
+            f"PathNet vs {control}: {paired['geometric_speedup']:.2f}× fewer generations "
+            f"(geometric mean over pairs, 95% CI {low:.2f}–{high:.2f}); faster on "
+            f"{paired['pathnet_faster']}, slower on {paired['pathnet_slower']} of "
+            f"{stats['pairs']} pairs"
+        )
+    console.print(f"Module reuse {summary['module_reuse_mean']:.0%}.  Run: {run_path}")
 
 
 if __name__ == "__main__":

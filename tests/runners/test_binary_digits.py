@@ -169,3 +169,104 @@ def test_transfer_with_an_moe_last_layer_learns_and_keeps_each_tasks_gate(tmp_pa
     assert moe.frozen_tasks == {task_a}
     assert moe.task_parameters(task_b)[0].requires_grad
     assert not moe.task_parameters(task_a)[0].requires_grad
+
+
+def test_presets_default_to_the_paper_and_fast_keeps_explicit_flags():
+    paper = BinaryDigitsConfig()
+    assert (paper.threshold, paper.finetune, paper.evo.population) == (0.998, "evolve", 64)
+    fast = parse_config(BinaryDigitsConfig, "test", ["--preset", "fast"])
+    assert (fast.threshold, fast.max_generations) == (0.99, 300)
+    explicit = parse_config(BinaryDigitsConfig, "test", ["--preset", "fast", "--threshold", "0.95"])
+    assert explicit.threshold == 0.95
+
+
+def after_task_a(cfg: BinaryDigitsConfig):
+    """A library, head and population as pathnet_a leaves them (trained a little on 3v5)."""
+    import random
+
+    import torch
+
+    from agents.supervised import SupervisedConfig, train_path
+    from evolution.toolbox import make_toolbox
+
+    task = runner.make_binary_task("3v5", resolution=8)
+    library = runner.fresh_library(cfg, task.input_size, torch.device("cpu"))
+    library.add_task("3v5")
+    head = torch.nn.Linear(cfg.hidden, 2)
+    population = make_toolbox(cfg.evo, rng=random.Random(0)).population(n=cfg.evo.population)
+    for genome in population:
+        genome.fitness.values = (0.5,)
+    short = SupervisedConfig(minibatches=5)
+    train_path(library, head, torch.tensor([population[0]]).view(3, 3), task, short)
+    after_a = {"library": library.state_dict(), "head": head.state_dict(), "population": population}
+    result = {"task_a": "3v5", "best_a": list(population[0])}
+    return after_a, result, runner.make_binary_task("1v7", resolution=8)
+
+
+def test_evolving_finetune_continues_from_a_with_nothing_frozen_or_reinitialised(tmp_path):
+    import random
+
+    import torch
+
+    cfg = tiny(tmp_path / "run", resolution=8, evo=EvoConfig(population=5))
+    after_a, result, task_b = after_task_a(cfg)
+    library, search = runner.start_phase(
+        cfg, "finetune_b", task_b, None, result, torch.device("cpu"), random.Random(1), after_a
+    )
+    for name, value in after_a["library"].items():
+        assert torch.equal(library.state_dict()[name], value), name
+    assert not any(mask.any() for mask in library.frozen_mask())
+    assert [list(g) for g in search.population] == [list(g) for g in after_a["population"]]
+    assert not any(g.fitness.valid for g in search.population)  # A's fitness is not B's
+    assert all(g.fitness.valid for g in after_a["population"])  # the snapshot is untouched
+
+
+@pytest.mark.parametrize(("reinit", "reset"), [(True, True), (False, False)])
+def test_pathnet_transfer_reinitialisation_and_population_are_options(tmp_path, reinit, reset):
+    import random
+
+    import torch
+
+    cfg = tiny(tmp_path / "run", resolution=8, evo=EvoConfig(population=5))
+    cfg.reinit_unfrozen, cfg.reset_population = reinit, reset
+    after_a, result, task_b = after_task_a(cfg)
+    library, search = runner.start_phase(
+        cfg, "pathnet_b", task_b, None, result, torch.device("cpu"), random.Random(1), after_a
+    )
+    frozen = library.frozen_mask()
+    first = library.layers[0].stacked("weights")
+    before = after_a["library"]
+    weights_a = torch.stack([before[f"layers.0.weights.{m}"] for m in range(10)])
+    assert torch.equal(first[frozen[0]], weights_a[frozen[0]])  # A's path: kept exactly
+    assert torch.equal(first[~frozen[0]], weights_a[~frozen[0]]) is not reinit
+    carried = [list(g) for g in search.population] == [list(g) for g in after_a["population"]]
+    assert carried is not reset
+
+
+def test_frozen_always_active_runs_a_path_on_b_without_moving_it(tmp_path):
+    import torch
+
+    cfg = tiny(
+        tmp_path / "run", pairs=1, resolution=8, max_generations=2, evo=EvoConfig(population=4)
+    )
+    cfg.frozen_always_active = cfg.copy_head = True
+    summary = main(cfg)
+    assert len(summary["pathnet_generations"]) == 1
+    trainer = runner.FrozenPathTrainer(None, [[0, 1, 2]] * 3)  # type: ignore[arg-type]
+    assert trainer.frozen == [[0, 1, 2]] * 3
+    state = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=False)
+    assert state["after_a"]["population"]  # the snapshot the B phases start from
+
+
+def test_paired_statistics_report_intervals_medians_censoring_and_log_ratios():
+    import math
+
+    generations = {"scratch": [10, 40, 300], "finetune": [20, 20, 20], "pathnet": [5, 40, 150]}
+    solved = {"scratch": [True, True, False], "finetune": [True] * 3, "pathnet": [True] * 3}
+    stats = runner.paired_statistics(generations, solved)
+    assert stats["scratch"]["median"] == 40 and stats["scratch"]["censored"] == 1
+    paired = stats["pathnet_vs_scratch"]
+    assert paired["mean_log_ratio"] == pytest.approx((math.log(2) + 0 + math.log(2)) / 3)
+    assert paired["mean_difference"] == pytest.approx((5 + 0 + 150) / 3)
+    assert (paired["pathnet_faster"], paired["pathnet_slower"]) == (2, 0)
+    assert runner.related("1v3", "1v2") and not runner.related("4v5", "6v7")

@@ -1,34 +1,42 @@
-"""End to end: PathNet transfer learns task B no slower than evolution from scratch.
+"""End to end: what the binary-digit ablation found (docs/reproduction.md), as regression tests.
 
-The runner with its defaults (the paper's L, M, N, population, T, minibatch and noise; digits at
-28x28) on four random task pairs at seed 0, in serial mode, so the run is reproducible on one
-machine. Across machines it is not (the CPUs' float kernels differ in the last bits, and
-evolution amplifies that): scratch needed [8, 58, 23, 13], [8, 58, 23, 13] and [6, 58, 23, 12]
-generations on the three machines we ran it on, PathNet [6, 57, 8, 11] (1.24x fewer),
-[7, 54, 18, 11] (1.13x) and [3, 69, 8, 4] (1.18x). The assertions therefore ask only that
-PathNet solves every B task, is not slower than scratch on average, and reuses some of A's
-frozen modules.
+Serial backend, fixed seeds, the quick preset (threshold 0.99), so the runs reproduce on one
+machine. Across machines they do not exactly (the CPUs' float kernels differ in the last bits,
+and evolution amplifies that), so the assertions leave generous margins.
 """
 
 import statistics
 
+import pytest
+
 from runners.binary_digits import BinaryDigitsConfig, main
 
+JSIKYOON_PAIRS = ("1v3:1v2", "1v2:1v3")  # the ablation's first two pairs, with the same seeds
 
-def test_pathnet_transfer_is_not_slower_than_scratch(tmp_path):
+
+def run(tmp_path, name: str, **overrides) -> dict:
     cfg = BinaryDigitsConfig(
-        seed=0,
-        pairs=4,
-        max_generations=100,
-        run_dir=str(tmp_path / "run"),
-        progress=False,
-        image_every=10,
+        preset="fast", run_dir=str(tmp_path / name), progress=False, image_every=50, **overrides
     )
-    summary = main(cfg)
-    scratch = statistics.mean(summary["scratch_generations"])
-    pathnet = statistics.mean(summary["pathnet_generations"])
-    report = f"scratch {summary['scratch_generations']}, pathnet {summary['pathnet_generations']}"
-    assert all(summary["pathnet_solved"]), report
-    assert pathnet <= scratch, report
-    assert summary["speedup_vs_scratch"] >= 1.0
-    assert 0.0 < summary["module_reuse_mean"] < 1.0  # B reuses some of A's frozen modules
+    return main(cfg)
+
+
+@pytest.mark.slow
+def test_the_fixed_path_control_is_what_made_fine_tuning_win(tmp_path):
+    """The issue's "fine-tuning beats PathNet 2x" came from the control's definition.
+
+    One fixed path trained on A then on B gets all 2T minibatches of a generation, where an
+    evolving population spreads them over its paths; the paper's fine-tuning control (evolution
+    continued from A's population and parameters, nothing frozen) is not faster than PathNet by
+    anything like that margin. Seed 0 measured (as in docs/reproduction.md): scratch [94, 14],
+    PathNet [81, 43], fixed path [26, 6], evolving fine-tuning [76, 32] generations.
+    """
+    fixed = run(tmp_path, "fixed", tasks=JSIKYOON_PAIRS, finetune="fixed")
+    evolving = run(tmp_path, "evolving", tasks=JSIKYOON_PAIRS, finetune="evolve")
+    report = f"fixed {fixed['finetune_generations']} evolving {evolving['finetune_generations']}"
+    # The control changes nothing else: same seeds, same scratch and PathNet runs.
+    assert fixed["scratch_generations"] == evolving["scratch_generations"]
+    assert fixed["pathnet_generations"] == evolving["pathnet_generations"]
+    pathnet = statistics.mean(fixed["pathnet_generations"])
+    assert statistics.mean(fixed["finetune_generations"]) < 0.6 * pathnet, report
+    assert statistics.mean(evolving["finetune_generations"]) > 0.6 * pathnet, report
