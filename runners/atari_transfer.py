@@ -58,6 +58,8 @@ from runners.phase import (
     make_progress,
     moe_load_cv2,
     new_population,
+    phase_state,
+    restore_phase,
     run_phase,
 )
 
@@ -173,21 +175,12 @@ def train_phase(
     lrs = cfg.pathnet.learning_rates(cfg.workers, a3c.lr, seed)
     log = PhaseLog()
     if state["current"] is not None:  # resuming inside this phase
-        current = state["current"]
-        model.load_state_dict(current["model"])
-        optimizer.load_state_dict(current["optimizer"])
-        optimizer.share_memory()
-        steps.copy_(current["steps"])
-        population.genomes.copy_(current["genomes"])
-        population.fitness.copy_(current["fitness"])
-        log = PhaseLog(**current["log"])
+        model.load_state_dict(state["current"]["model"])
+        log = restore_phase(state["current"], optimizer, steps, population)
 
     def save() -> None:
-        state["current"] = {
-            "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-            "steps": steps.clone(), "genomes": population.genomes.clone(),
-            "fitness": population.fitness.clone(), "log": dataclasses.asdict(log),
-        }  # fmt: skip
+        state["current"] = {"model": model.state_dict(),
+                            **phase_state(optimizer, steps, population, log)}  # fmt: skip
         rd.save_checkpoint(run_path, state)
 
     def build_args(group: WorkerGroup) -> list[tuple[Any, ...]]:

@@ -46,7 +46,15 @@ from evolution.toolbox import PathGenome, make_toolbox
 from evolution.tournament import SearchState, evolve
 from modules.library import linear_library
 from runners.figures import usage_image
-from runners.phase import PhaseLog, env_spaces, make_progress, new_population, run_phase
+from runners.phase import (
+    PhaseLog,
+    env_spaces,
+    make_progress,
+    new_population,
+    phase_state,
+    restore_phase,
+    run_phase,
+)
 
 if TYPE_CHECKING:
     from runners.continual import ContinualConfig
@@ -217,22 +225,14 @@ class Games:
             population = new_population(pathnet, cfg.workers, seed)
         log = PhaseLog()
         if step.resume is not None:  # inside this task: the model was restored by the runner
-            current = step.resume
-            optimizer.load_state_dict(current["optimizer"])
-            optimizer.share_memory()
-            steps.copy_(current["steps"])
-            population.genomes.copy_(current["genomes"])
-            population.fitness.copy_(current["fitness"])
-            log = PhaseLog(**current["log"])
+            log = restore_phase(step.resume, optimizer, steps, population)
 
         def save() -> None:
             if step.save is not None:
                 step.save({
                     "model": {"state": model.state_dict(),
                               "sizes": model.library.modules_per_layer},
-                    "optimizer": optimizer.state_dict(), "steps": steps.clone(),
-                    "genomes": population.genomes.clone(),
-                    "fitness": population.fitness.clone(), "log": dataclasses.asdict(log),
+                    **phase_state(optimizer, steps, population, log),
                 })  # fmt: skip
 
         def build_args(group: WorkerGroup) -> list[tuple[Any, ...]]:

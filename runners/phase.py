@@ -11,6 +11,7 @@ shared model, optimiser and worker arguments and hand them to :func:`run_phase`.
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import sys
 import time
@@ -55,6 +56,32 @@ class PhaseLog:
     moe: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
     """Per MoE layer and task (``<layer>/<task>``), per worker rank: its latest routing report
     (picks, importance and allowed experts over its last ``log_every`` updates)."""
+
+
+def phase_state(
+    optimizer: torch.optim.Optimizer, steps: torch.Tensor, population: SharedPopulation,
+    log: PhaseLog,
+) -> dict[str, Any]:  # fmt: skip
+    """A path phase's checkpoint besides its model: optimiser, step counters, population, log."""
+    return {
+        "optimizer": optimizer.state_dict(), "steps": steps.clone(),
+        "genomes": population.genomes.clone(), "fitness": population.fitness.clone(),
+        "log": dataclasses.asdict(log),
+    }  # fmt: skip
+
+
+def restore_phase(
+    state: dict[str, Any], optimizer: torch.optim.Optimizer, steps: torch.Tensor,
+    population: SharedPopulation,
+) -> PhaseLog:  # fmt: skip
+    """Load :func:`phase_state` ``state`` into the (shared) optimiser, counters and population;
+    the phase's log."""
+    optimizer.load_state_dict(state["optimizer"])
+    optimizer.share_memory()
+    steps.copy_(state["steps"])
+    population.genomes.copy_(state["genomes"])
+    population.fitness.copy_(state["fitness"])
+    return PhaseLog(**state["log"])
 
 
 def routing_total(reports: dict[str, dict[str, Any]]) -> Routing:

@@ -1,4 +1,5 @@
-"""runners/phase.py: checkpoints by steps or by wall time, whichever comes first."""
+"""runners/phase.py: checkpoints by steps or by wall time, whichever comes first; phase state
+round trips."""
 
 import time
 
@@ -7,8 +8,17 @@ import torch
 from rich.console import Console
 from torch.utils.tensorboard import SummaryWriter
 
+from agents.pathnet_a3c import PathNetA3CConfig
 from agents.processes import worker_process
-from runners.phase import PhaseLog, make_progress, run_phase
+from agents.shared_optim import make_shared_optimizer
+from runners.phase import (
+    PhaseLog,
+    make_progress,
+    new_population,
+    phase_state,
+    restore_phase,
+    run_phase,
+)
 
 
 def slow_worker(rank: int, steps: torch.Tensor, queue, updates: int) -> None:
@@ -43,3 +53,23 @@ def checkpoints(tmp_path, checkpoint_every: int, checkpoint_minutes: float | Non
 )
 def test_checkpoints_come_by_steps_or_by_minutes(tmp_path, every, minutes, expected):
     assert checkpoints(tmp_path, every, minutes) in expected
+
+
+def test_a_phase_state_round_trips_into_fresh_optimiser_counters_and_population():
+    cfg = PathNetA3CConfig(layers=2, modules=4, active=2)
+    model = torch.nn.Linear(3, 2)
+    optimizer = make_shared_optimizer("adam", model.parameters(), 1e-3)
+    model(torch.ones(1, 3)).sum().backward()
+    optimizer.step()
+    steps, population = torch.tensor([5, 7]), new_population(cfg, 2, seed=1)
+    population.fitness.fill_(0.5)
+    log = PhaseLog(episodes=[(5, 1.0)], skipped_updates=2)
+    saved = phase_state(optimizer, steps, population, log)
+
+    fresh_optimizer = make_shared_optimizer("adam", model.parameters(), 1e-3)
+    fresh_steps, fresh_population = torch.zeros(2, dtype=torch.long), new_population(cfg, 2, 9)
+    restored = restore_phase(saved, fresh_optimizer, fresh_steps, fresh_population)
+    assert restored == log and fresh_steps.tolist() == [5, 7]
+    assert torch.equal(fresh_population.genomes, population.genomes)
+    assert fresh_population.fitness.tolist() == [0.5, 0.5]
+    assert fresh_optimizer.state_dict()["state"].keys() == optimizer.state_dict()["state"].keys()
