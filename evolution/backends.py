@@ -20,7 +20,7 @@ import torch
 import torch.multiprocessing as mp
 
 from evolution.lifetime import die_with_parent
-from evolution.ray_backend import ray_map
+from evolution.ray_backend import check_ray, ray_map
 from evolution.toolbox import MapFn
 
 BACKENDS = ("serial", "processes", "ray")
@@ -36,6 +36,15 @@ def _init_worker(threads: int, seed: int) -> None:
     random.seed(seed + rank)
 
 
+def check_backend(kind: str, ray_address: str | None = None) -> None:
+    """Before any work: ``kind`` is a backend, and its prerequisites hold (Ray installed, the
+    address answering); a one-line ValueError otherwise."""
+    if kind not in BACKENDS:
+        raise ValueError(f"unknown map backend {kind!r}; choose one of {BACKENDS}")
+    if kind == "ray":
+        check_ray(ray_address)
+
+
 @contextmanager
 def map_backend(
     kind: str, workers: int = 2, seed: int = 0, ray_address: str | None = None
@@ -49,8 +58,7 @@ def map_backend(
     if kind == "serial":
         yield map
         return
-    if kind not in BACKENDS:
-        raise ValueError(f"unknown map backend {kind!r}; choose one of {BACKENDS}")
+    check_backend(kind)
     if workers <= 0:
         raise ValueError(f"workers must be positive, got {workers}")
     if kind == "ray":

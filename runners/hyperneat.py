@@ -42,10 +42,9 @@ from agents.neuroevolution import (
     evaluate_graph,
 )
 from agents.registry import agent_names, get_agent
-from evolution.backends import BACKENDS, map_backend
+from evolution.backends import BACKENDS, check_backend, map_backend
 from evolution.neat_config import NeatConfig
 from evolution.neat_evolution import NeatState, initial_state, next_generation
-from evolution.ray_backend import check_ray
 from evolution.toolbox import make_neat_toolbox
 from modules.cppn import CPPNGraph
 from runners import run_dir as rd
@@ -108,10 +107,7 @@ class HyperNEATRunConfig:
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name.replace('_', '-')} must be positive")
         get_agent(self.agent, trainer="neuroevolution")
-        if self.backend not in BACKENDS:
-            raise ValueError(f"unknown backend {self.backend!r}; choose one of {BACKENDS}")
-        if self.backend == "ray":
-            check_ray(self.ray_address)  # before any work: installed, and the address answers
+        check_backend(self.backend, self.ray_address)  # Ray: installed, the address answers
 
 
 def main(cfg: HyperNEATRunConfig) -> dict[str, Any]:
