@@ -557,8 +557,9 @@ def print_table(console: Console, summary: dict[str, Any], run_path: Path) -> No
             else (math.nan, math.nan)
         )
         console.print(
-            f"PathNet vs {control}: {paired['geometric_speedup']:.2f}× fewer generations "
-            f"(geometric mean over pairs, 95% CI {low:.2f}–{high:.2f}); faster on "
+            f"PathNet vs {control}: speed-up {paired['geometric_speedup']:.2f}× ({control}'s "
+            f"generations / PathNet's, geometric mean over pairs, 95% CI {low:.2f}–{high:.2f}; "
+            "> 1: PathNet faster); faster on "
             f"{paired['pathnet_faster']}, slower on {paired['pathnet_slower']} of "
             f"{stats['pairs']} pairs"
         )
