@@ -229,7 +229,8 @@ def pathnet_worker(rank: int, spec: PathNetWorkerSpec) -> None:
     base, cfg = spec.a3c, spec.pathnet
     with worker_process(rank, base.queue):
         evo = cfg.evo_config(len(spec.population))
-        toolbox = make_toolbox(evo, rng=random.Random(base.seed + rank))
+        sizes = base.model.library.modules_per_layer  # per-layer M (a library may have grown)
+        toolbox = make_toolbox(evo, rng=random.Random(base.seed + rank), sizes=sizes)
         base.model.library.guard(base.optimizer)  # frozen modules stay bitwise identical
         local = copy.deepcopy(base.model)
         current = {"path": spec.population.path(rank, evo.layers, evo.active), "version": 0}

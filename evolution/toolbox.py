@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import copy
 import random
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 from deap import base, creator, tools
@@ -24,7 +24,7 @@ from evolution.cppn_genome import (
 )
 from evolution.neat_config import NeatConfig
 from evolution.neat_evolution import species_sizes
-from evolution.operators import mutate_path, random_genome
+from evolution.operators import layer_sizes, mutate_path, random_genome
 from evolution.speciation import compatibility_distance
 
 if not hasattr(creator, "PathFitness"):
@@ -36,28 +36,39 @@ PathGenome = creator.PathGenome
 MapFn = Callable[[Callable[[Any], Any], Iterable[Any]], Iterator[Any]]
 
 
-def new_genome(cfg: EvoConfig, rng: random.Random) -> PathGenome:
-    """A uniformly random path genome of L*N genes."""
-    return PathGenome(random_genome(cfg.layers, cfg.active, cfg.modules, rng))
+def new_genome(
+    cfg: EvoConfig, rng: random.Random, sizes: Sequence[int] | None = None
+) -> PathGenome:
+    """A uniformly random path genome of L*N genes (layer l's from its ``sizes[l]`` modules;
+    ``cfg.modules`` in every layer by default)."""
+    return PathGenome(random_genome(cfg.layers, cfg.active, sizes or cfg.modules, rng))
 
 
 def make_toolbox(
-    cfg: EvoConfig, map_fn: MapFn = map, rng: random.Random | None = None
+    cfg: EvoConfig,
+    map_fn: MapFn = map,
+    rng: random.Random | None = None,
+    sizes: Sequence[int] | None = None,
 ) -> base.Toolbox:
     """A DEAP toolbox with the PathNet genome, mutation, selection and the evaluation ``map``.
 
     ``rng`` drives genome creation, mutation and selection; a fixed seed reproduces a run.
+    ``sizes`` gives each layer's M when the library's layers differ (after growth, e.g.
+    ``library.modules_per_layer``); by default every layer has ``cfg.modules``.
     The caller registers ``evaluate`` (genome -> (fitness,)); ``map`` is the single switch for
     parallel evaluation (see :mod:`evolution.backends`).
     """
     rng = rng or random.Random()
+    sizes = layer_sizes(cfg.modules if sizes is None else sizes, cfg.layers)
+    if min(sizes) < cfg.active:
+        raise ValueError(f"a path needs N={cfg.active} modules per layer; layer sizes {sizes}")
     toolbox = base.Toolbox()
-    toolbox.register("genome", new_genome, cfg, rng)
+    toolbox.register("genome", new_genome, cfg, rng, sizes)
     toolbox.register("population", tools.initRepeat, list, toolbox.genome)
     toolbox.register(
         "mutate",
         mutate_path,
-        modules=cfg.modules,
+        modules=sizes,
         rate=cfg.mutation_rate,
         max_shift=cfg.max_shift,
         wrap=cfg.wrap,

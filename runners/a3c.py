@@ -162,7 +162,7 @@ def main(cfg: A3CRunConfig) -> dict[str, Any]:
     writer = SummaryWriter(str(run_path), purge_step=int(steps.sum()) if checkpoint else None)
     writer.add_text("config", f"```\n{rd.json.dumps(dataclasses.asdict(cfg), indent=2)}\n```")
     console = Console()
-    frozen = torch.stack(model.library.frozen_mask()) if population is not None else None
+    frozen = model.library.frozen_mask() if population is not None else None
     with make_progress(console, cfg.progress) as progress:
         run_phase(
             get_agent(cfg.agent).worker, build_args,

@@ -196,7 +196,7 @@ def train_phase(
         writer=writer, prefix=f"{phase}/", progress=progress, checkpoint=save,
         checkpoint_every=cfg.checkpoint_every, checkpoint_minutes=cfg.checkpoint_minutes,
         population=population,
-        frozen=torch.stack(model.library.frozen_mask()),
+        frozen=model.library.frozen_mask(),
     )  # fmt: skip
     state["logs"][phase] = dataclasses.asdict(log)
     state["paths"][phase] = population.genomes[population.best()].tolist()

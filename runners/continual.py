@@ -70,7 +70,7 @@ class ContinualConfig:
     """Which conditions to run (all three by default)."""
     grow: bool = False
     """When a layer has fewer than N free modules before a PathNet task, add modules instead of
-    stopping with an error: every layer grows by the largest shortfall, so M stays one number."""
+    stopping with an error: each such layer grows by its own shortfall, the others not at all."""
     threshold: float = 0.99
     """Digits: training accuracy (fitness) at which a task counts as learned."""
     max_generations: int = 300
@@ -189,10 +189,10 @@ def prepare_pathnet_task(
         if not cfg.grow:
             raise ValueError(cl.full_layers_message(library.frozen_mask(), family.active,
                                                     cfg.tasks[index]))  # fmt: skip
-        extra = max(lacking)
-        for layer in range(library.num_layers):
-            library.grow(layer, extra)
-        state["grown"].append({"before_task": index, "extra": extra, "lacking": lacking})
+        for layer, extra in enumerate(lacking):
+            if extra > 0:  # only the layers short of N free modules, each by its shortfall
+                library.grow(layer, extra)
+        state["grown"].append({"before_task": index, "lacking": lacking})
     library.reinit_unfrozen()
 
 
@@ -243,13 +243,13 @@ def main(cfg: ContinualConfig) -> dict[str, Any]:
             if c == "pathnet" and i > 0 and current is None:
                 prepare_pathnet_task(cfg, model, family, i, state)
             frozen_before = model.library.frozen_mask()
-            modules = model.library.modules_per_layer[0]
 
             def save_inside(partial: dict[str, Any]) -> None:
                 state["current"] = partial
                 rd.save_checkpoint(run_path, state)
 
-            step = Step(i, c, modules, rng, writer, progress, current, save_inside)
+            sizes = model.library.modules_per_layer
+            step = Step(i, c, sizes, rng, writer, progress, current, save_inside)
             record = family.train(model, step)
             state["current"] = None
             path = genome_to_path(record["genome"], layers, active)

@@ -10,7 +10,6 @@ head), ``train(model, step)``, ``evaluate(model, j, path)`` (one entry of R) and
 
 from __future__ import annotations
 
-import dataclasses
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -69,8 +68,8 @@ class Step:
 
     index: int
     condition: str
-    modules: int
-    """M of every layer of the model's library (after any growth)."""
+    sizes: list[int]
+    """M of each layer of the model's library (after any growth, layers may differ)."""
     rng: random.Random
     writer: SummaryWriter
     progress: Progress
@@ -122,13 +121,12 @@ class Digits:
 
     def train(self, model: nn.Module, step: Step) -> dict[str, Any]:
         cfg, index, condition, progress = self.cfg, step.index, step.condition, step.progress
-        name, writer, modules = self.names[index], step.writer, step.modules
-        evo = dataclasses.replace(cfg.evo, modules=modules)
+        name, writer, sizes, evo = self.names[index], step.writer, step.sizes, cfg.evo
         trainer = PathTrainer(
             model.library, model.heads[name], self.train_sets[index], cfg.train,
             evo.layers, evo.active,
         )  # fmt: skip
-        toolbox = make_toolbox(evo, rng=step.rng)
+        toolbox = make_toolbox(evo, rng=step.rng, sizes=sizes)
         toolbox.register("evaluate", trainer)
         tag = f"{condition}/task{index}"
         bar = progress.add_task(f"{tag} {name}", total=cfg.max_generations, best=0.0)
@@ -139,8 +137,8 @@ class Digits:
             writer.add_scalar(f"{tag}/accuracy", outcome.winner_fitness, gen)
             last = state.solved_at is not None or gen == cfg.max_generations
             if gen % cfg.image_every == 0 or last:  # and the final paths of every task
-                usage = module_usage(state.population, evo.layers, evo.active, modules)
-                frozen = torch.stack(model.library.frozen_mask())
+                usage = module_usage(state.population, evo.layers, evo.active, sizes)
+                frozen = model.library.frozen_mask()
                 writer.add_image(f"{tag}/module_usage", usage_image(usage, frozen), gen)
             progress.update(bar, completed=gen, best=state.best_fitness)
 
@@ -210,7 +208,7 @@ class Games:
 
     def train(self, model: nn.Module, step: Step) -> dict[str, Any]:
         cfg, a3c, env_id, condition = self.cfg, self.cfg.a3c, self.names[step.index], step.condition
-        pathnet = dataclasses.replace(cfg.pathnet, modules=step.modules)
+        pathnet = cfg.pathnet
         seed = step.rng.randrange(2**31)
         model.share_memory()  # after any growth: the grown layers' parameters are new
         optimizer = make_shared_optimizer(
@@ -222,7 +220,7 @@ class Games:
             fixed = [m for _ in range(pathnet.layers) for m in range(pathnet.active)]
             population = SharedPopulation.create([fixed] * cfg.workers)
         else:
-            population = new_population(pathnet, cfg.workers, seed)
+            population = new_population(pathnet, cfg.workers, seed, step.sizes)
         log = PhaseLog()
         if step.resume is not None:  # inside this task: the model was restored by the runner
             log = restore_phase(step.resume, optimizer, steps, population)
@@ -247,7 +245,7 @@ class Games:
             get_agent(cfg.agent).worker, build_args, steps=steps, budget=cfg.steps, log=log,
             writer=step.writer, prefix=f"{condition}/task{step.index}/", progress=step.progress,
             checkpoint=save, checkpoint_every=cfg.checkpoint_every, population=population,
-            frozen=torch.stack(model.library.frozen_mask()),
+            frozen=model.library.frozen_mask(),
         )  # fmt: skip
         return {
             "genome": population.genomes[population.best()].tolist(),

@@ -15,18 +15,30 @@ import torch  # noqa: E402
 CELL = 12
 
 
-def usage_image(usage: torch.Tensor, frozen: torch.Tensor | None = None) -> np.ndarray:
-    """An RGB uint8 image [3, L*CELL, M*CELL] of module usage per layer.
+def usage_image(
+    usage: torch.Tensor, frozen: torch.Tensor | Sequence[torch.Tensor] | None = None
+) -> np.ndarray:
+    """An RGB uint8 image [3, L*CELL, max M*CELL] of module usage per layer.
 
-    usage: [L, M] counts (brightness = share of the population using the module);
-    frozen: [L, M] bool, drawn in blue (frozen modules also used are cyan).
+    usage: [L, max M] counts (brightness = share of the population using the module);
+    frozen: per layer a bool [M_l] (or one [L, M] tensor), drawn in blue (frozen modules also
+    used are cyan). Layers may differ in size (a grown library): cells past a layer's last
+    module are dark grey.
     """
-    share = usage.float() / max(float(usage.max()), 1.0)  # [L, M] in [0, 1]
+    share = usage.float() / max(float(usage.max()), 1.0)  # [L, max M] in [0, 1]
     red = green = share
-    blue = frozen.float() if frozen is not None else torch.zeros_like(share)
+    blue = torch.zeros_like(share)
     if frozen is not None:
-        red = share * (~frozen).float()
-    image = torch.stack([red, green, blue])  # [3, L, M]
+        rows = [torch.as_tensor(row, dtype=torch.bool) for row in frozen]
+        mask = torch.zeros_like(share, dtype=torch.bool)  # [L, max M]
+        absent = torch.ones_like(mask)
+        for layer, row in enumerate(rows):
+            mask[layer, : len(row)] = row
+            absent[layer, : len(row)] = False
+        blue = mask.float()
+        red = share * (~mask).float()
+        red, green, blue = (torch.where(absent, 0.15, channel) for channel in (red, green, blue))
+    image = torch.stack([red, green, blue])  # [3, L, max M]
     image = image.repeat_interleave(CELL, 1).repeat_interleave(CELL, 2)
     image[:, ::CELL, :] = 0.25  # grid lines between layers
     image[:, :, ::CELL] = 0.25

@@ -192,7 +192,7 @@ def train(
     lrs = torch.full((cfg.workers,), a3c.lr, dtype=torch.float64)
     if population is not None:
         lrs = cfg.pathnet.learning_rates(cfg.workers, a3c.lr, cfg.seed)
-    frozen = torch.stack(model.library.frozen_mask()) if population is not None else None
+    frozen = model.library.frozen_mask() if population is not None else None
     budgets = [cfg.steps]
     if on_rewind_point is not None and cfg.rewind_steps > 0:
         budgets = [cfg.rewind_steps, cfg.steps]  # stop at k for the snapshot, then go on

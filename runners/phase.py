@@ -15,7 +15,7 @@ import dataclasses
 import random
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -134,9 +134,12 @@ def env_spaces(env_id: str, seed: int) -> tuple[tuple[int, ...], int]:
         env.close()
 
 
-def new_population(cfg: PathNetA3CConfig, workers: int, seed: int) -> SharedPopulation:
-    """One random path genome per worker, in shared memory."""
-    toolbox = make_toolbox(cfg.evo_config(workers), rng=random.Random(seed))
+def new_population(
+    cfg: PathNetA3CConfig, workers: int, seed: int, sizes: Sequence[int] | None = None
+) -> SharedPopulation:
+    """One random path genome per worker, in shared memory (``sizes``: per-layer M of a grown
+    library; ``cfg.modules`` in every layer by default)."""
+    toolbox = make_toolbox(cfg.evo_config(workers), rng=random.Random(seed), sizes=sizes)
     return SharedPopulation.create(toolbox.population(n=workers))
 
 
@@ -164,7 +167,7 @@ def run_phase(
     max_restarts: int = 3,
     target_return: float | None = None,
     population: SharedPopulation | None = None,
-    frozen: torch.Tensor | None = None,
+    frozen: Sequence[torch.Tensor] | None = None,
 ) -> None:
     """Run workers until the budget is spent; log their messages; checkpoint now and then:
     every ``checkpoint_every`` steps or ``checkpoint_minutes`` of wall time, whichever comes
@@ -174,7 +177,8 @@ def run_phase(
     population slot, so its genome, and a fresh environment — up to ``max_restarts`` times;
     each restart is reported on stderr and as TensorBoard text (``events/worker_restarts``).
     ``population`` (PathNet) adds fitness scalars and the module-usage image after tournaments;
-    ``frozen`` ([L, M] bool) marks frozen modules in that image.
+    ``frozen`` (per layer a bool [M_l], as ``library.frozen_mask()``) marks frozen modules in
+    that image.
     """
     start_steps, start = int(steps.sum()), time.monotonic()
     next_checkpoint = (start_steps // checkpoint_every + 1) * checkpoint_every
@@ -240,9 +244,9 @@ def run_phase(
                     if fitness.numel():  # every slot may be between a copy and its evaluation
                         writer.add_scalar(f"{prefix}evolution/fitness_max", fitness.max(), step)
                         writer.add_scalar(f"{prefix}evolution/fitness_mean", fitness.mean(), step)
-                    layers, modules = frozen.shape
-                    active = population.genomes.shape[1] // layers
-                    usage = module_usage(population.genomes.tolist(), layers, active, modules)
+                    sizes = [len(row) for row in frozen]
+                    active = population.genomes.shape[1] // len(sizes)
+                    usage = module_usage(population.genomes.tolist(), len(sizes), active, sizes)
                     writer.add_image(f"{prefix}evolution/paths", usage_image(usage, frozen), step)
                 done = int(steps.sum())
                 overdue = interval is not None and time.monotonic() - last_checkpoint >= interval

@@ -90,3 +90,54 @@ def test_random_genome_reproducible():
 def test_bad_configs_are_rejected(kwargs):
     with pytest.raises(ValueError):
         EvoConfig(**kwargs)
+
+
+def test_per_layer_sizes_bound_each_layers_genes():
+    # A grown library: layer 0 has 3 modules, layer 1 has 7 (N = 2 each).
+    rng = random.Random(6)
+    sizes = [3, 7]
+    seen = [set(), set()]
+    for _ in range(2000):
+        genome = random_genome(2, 2, sizes, rng)
+        mutate_path(genome, sizes, rate=1.0, rng=rng)
+        for index, gene in enumerate(genome):
+            seen[index // 2].add(gene)
+    assert seen == [set(range(3)), set(range(7))]
+
+
+def test_per_layer_clamp_and_wrap_use_the_genes_own_layer():
+    rng = random.Random(7)
+    clamped, wrapped = set(), set()
+    for _ in range(2000):
+        genome = [2, 2, 2, 2]  # the last module of layer 0 (M=3); mid-range in layer 1 (M=6)
+        mutate_path(genome, [3, 6], rate=1.0, rng=rng)
+        clamped.update(genome[:2])
+        wrapped_genome = [2, 2, 5, 5]
+        mutate_path(wrapped_genome, [3, 6], rate=1.0, wrap=True, rng=rng)
+        wrapped.update(wrapped_genome[:2])
+        assert all(0 <= g < 6 for g in genome[2:] + wrapped_genome[2:])
+    assert clamped == {0, 1, 2}  # +1 and +2 clamp to 2
+    assert wrapped == {0, 1, 2}  # 2+1 -> 0, 2+2 -> 1 modulo 3
+
+
+def test_one_size_for_every_layer_draws_as_before():
+    assert random_genome(3, 2, 10, random.Random(8)) == random_genome(
+        3, 2, [10, 10, 10], random.Random(8)
+    )
+
+
+def test_module_usage_pads_smaller_layers_with_zeros():
+    usage = module_usage([[0, 2, 4, 1], [1, 1, 3, 4]], layers=2, active=2, modules=[3, 5])
+    assert usage.tolist() == [[1, 1, 1, 0, 0], [0, 1, 0, 1, 2]]
+
+
+def test_toolbox_takes_per_layer_sizes_and_refuses_a_layer_smaller_than_n():
+    cfg = EvoConfig(layers=2, modules=3, active=2)
+    toolbox = make_toolbox(cfg, rng=random.Random(9), sizes=[3, 8])
+    genes = [toolbox.genome() for _ in range(500)]
+    assert max(g[2] for g in genes) == 7 and max(g[0] for g in genes) == 2
+    assert toolbox.mutate.keywords["modules"] == [3, 8]
+    with pytest.raises(ValueError, match="N=2"):
+        make_toolbox(cfg, sizes=[1, 8])
+    with pytest.raises(ValueError, match="one module count per layer"):
+        make_toolbox(cfg, sizes=[3, 3, 3])

@@ -3,11 +3,14 @@ the full library (error and --grow), resume after the second task, a MinAtar smo
 
 import dataclasses
 import json
+import random
 import sys
 from pathlib import Path
 
 import pytest
 import torch
+from rich.console import Console
+from torch.utils.tensorboard import SummaryWriter
 
 from agents.a3c import A3CConfig
 from agents.pathnet_a3c import PathNetA3CConfig
@@ -127,10 +130,47 @@ def test_a_full_library_stops_before_the_task_or_grows(tmp_path):
     summary = runner.main(runner.ContinualConfig(resume=cfg.run_dir, grow=True, progress=False))
     assert summary["grown"] and summary["grown"][0]["before_task"] == 1
     sizes = summary["modules_per_layer"]
-    assert sizes[0] == [3, 3, 3] and sizes[-1][0] > 3 and len(set(sizes[-1])) == 1
+    assert sizes[0] == [3, 3, 3] and max(sizes[-1]) > 3
+    assert_grown_by_shortfall(summary)
     assert summary["bwt"]["pathnet"] == 0.0
     assert summary["pathnet_outputs_identical"] == [True, True, True]
     assert rd.load_config(cfg.run_dir, runner.ContinualConfig).grow  # recorded for later resumes
+
+
+def assert_grown_by_shortfall(summary: dict) -> None:
+    """Each growth added to every layer exactly what it lacked (nothing to layers with room)."""
+    sizes = summary["modules_per_layer"]  # after each task
+    for growth in summary["grown"]:
+        task = growth["before_task"]
+        expected = [m + lack for m, lack in zip(sizes[task - 1], growth["lacking"], strict=True)]
+        assert sizes[task] == expected
+
+
+def test_grow_adds_modules_only_to_the_layers_that_lack_them(tmp_path):
+    cfg = tiny(tmp_path / "r", evo=EvoConfig(modules=3, active=2, population=8), grow=True)
+    family = runner.load_family(cfg)
+    model = family.build(0)
+    # Task 0 froze two modules of layer 0 but only one of layers 1 and 2 (a repeated id).
+    model.library.freeze(torch.tensor([[0, 1], [0, 0], [2, 2]]), "0v1")
+    before = [layer.clone() for layer in model.library.frozen_mask()]
+    state = {"grown": []}
+    runner.prepare_pathnet_task(cfg, model, family, 1, state)
+    assert model.library.modules_per_layer == [4, 3, 3]
+    assert state["grown"] == [{"before_task": 1, "lacking": [1, 0, 0]}]
+    frozen = model.library.frozen_mask()
+    assert torch.equal(frozen[0][:3], before[0]) and not frozen[0][3]
+    # The next task evolves on the ragged library, each layer's genes within its own size.
+    writer = SummaryWriter(str(tmp_path / "tb"))
+    with family.progress(Console()) as progress:
+        step = continual_tasks.Step(
+            1, "pathnet", model.library.modules_per_layer, random.Random(0), writer, progress
+        )
+        record = family.train(model, step)
+    writer.close()
+    path = genome_to_path(record["genome"], 3, 2)
+    assert int(path[0].max()) < 4 and int(path[1:].max()) < 3
+    with pytest.raises(ValueError, match="N=2"):
+        continual_tasks.make_toolbox(cfg.evo, sizes=[4, 1, 3])
 
 
 def test_grow_from_the_start(tmp_path):
@@ -141,6 +181,7 @@ def test_grow_from_the_start(tmp_path):
     assert summary["pathnet_outputs_identical"] == [True, True, True]
     state = torch.load(Path(cfg.run_dir) / rd.CHECKPOINT, weights_only=False)
     assert state["models"]["pathnet"]["sizes"] == summary["modules_per_layer"][-1]
+    assert_grown_by_shortfall(summary)
 
 
 def test_bad_task_lists_are_one_line_errors(tmp_path, monkeypatch, capsys):
@@ -203,6 +244,7 @@ def test_minatar_sequence_all_conditions_with_growth(tmp_path):
     assert set(summary["conditions"]) == set(runner.CONDITIONS)
     assert summary["grown"] and summary["pathnet_outputs_identical"] == [True, True]
     assert summary["bwt"]["pathnet"] == 0.0
+    assert_grown_by_shortfall(summary)
 
 
 @pytest.mark.slow
