@@ -76,7 +76,9 @@ def train_path(
 class PathTrainer:
     """Picklable fitness function ``genome -> (accuracy,)`` for any map backend.
 
-    Holds the library and head (put them in shared memory for the process backend) and the task.
+    Holds the library and head (put them in shared memory for the process backend) and the task;
+    :meth:`trained_parameters` lets the Ray backend send a remote evaluation's training back
+    (:class:`evolution.ray_backend.TrainingFitness`).
     """
 
     library: PathLibrary
@@ -87,8 +89,29 @@ class PathTrainer:
     active: int
 
     def __call__(self, genome: Sequence[int]) -> tuple[float]:
-        path = genome_to_path(genome, self.layers, self.active)
-        return (train_path(self.library, self.head, path, self.task, self.cfg),)
+        return (train_path(self.library, self.head, self.path(genome), self.task, self.cfg),)
+
+    def path(self, genome: Sequence[int]) -> torch.Tensor:
+        """The [L, N] path a genome trains."""
+        return genome_to_path(genome, self.layers, self.active)
+
+    def trained_parameters(self, genome: Sequence[int]) -> dict[str, nn.Parameter]:
+        """What training ``genome``'s path changes — its unfrozen modules (and task parts) and
+        the head — by ``library.``/``head.`` state-dict names."""
+        return trained_by_name(self.library, self.head, self.path(genome), self.task.name)
+
+
+def trained_by_name(
+    library: PathLibrary, head: nn.Module, path: torch.Tensor, task: str
+) -> dict[str, nn.Parameter]:
+    """The parameters training ``path`` ([L, N]) for ``task`` changes, by state-dict name."""
+    on_path = {id(param) for param in library.path_parameters(path, task)}
+    names = {
+        f"library.{name}": param
+        for name, param in library.named_parameters()
+        if id(param) in on_path and param.requires_grad
+    }
+    return names | {f"head.{name}": param for name, param in head.named_parameters()}
 
 
 def train_fixed_path(

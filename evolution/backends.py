@@ -12,6 +12,7 @@ whose seeds come from the genome, since a task's side effects stay where it ran.
 
 from __future__ import annotations
 
+import difflib
 import random
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -40,7 +41,9 @@ def check_backend(kind: str, ray_address: str | None = None) -> None:
     """Before any work: ``kind`` is a backend, and its prerequisites hold (Ray installed, the
     address answering); a one-line ValueError otherwise."""
     if kind not in BACKENDS:
-        raise ValueError(f"unknown map backend {kind!r}; choose one of {BACKENDS}")
+        close = difflib.get_close_matches(kind.lower(), BACKENDS, n=2, cutoff=0.5)
+        hint = f"did you mean: {', '.join(close)}?" if close else f"choose one of {BACKENDS}"
+        raise ValueError(f"unknown map backend {kind!r}; {hint}")
     if kind == "ray":
         check_ray(ray_address)
 
@@ -52,8 +55,10 @@ def map_backend(
     """Yield a ``map(fn, items)`` for ``kind``; the pool, if any, is closed on exit.
 
     Pool workers use one torch thread each and are seeded ``seed + rank``; Ray tasks use one
-    thread each and are not seeded (the evaluation seeds itself from its item). ``ray_address``:
-    see :func:`evolution.ray_backend.ray_map` (None: a local instance of ``workers`` CPUs).
+    thread each; an evaluation-only fitness seeds itself from its item, a training fitness
+    (:class:`evolution.ray_backend.TrainingFitness`) gets a seed per evaluation drawn from
+    ``seed`` and sends its parameter changes back. ``ray_address``: see
+    :func:`evolution.ray_backend.ray_map` (None: a local instance of ``workers`` CPUs).
     """
     if kind == "serial":
         yield map
@@ -62,7 +67,7 @@ def map_backend(
     if workers <= 0:
         raise ValueError(f"workers must be positive, got {workers}")
     if kind == "ray":
-        with ray_map(workers, ray_address) as map_fn:
+        with ray_map(workers, ray_address, seed) as map_fn:
             yield map_fn
         return
     pool = mp.get_context("spawn").Pool(workers, initializer=_init_worker, initargs=(1, seed))

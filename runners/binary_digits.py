@@ -43,9 +43,15 @@ if __package__ in (None, ""):  # run as a script: make the project importable
 from agents.hyper_agents import HyperConfig
 from agents.moe_agents import MoEConfig
 from agents.registry import LAYER_KINDS, layer_kind
-from agents.supervised import PathTrainer, SupervisedConfig, train_fixed_path, train_path
+from agents.supervised import (
+    PathTrainer,
+    SupervisedConfig,
+    train_fixed_path,
+    train_path,
+    trained_by_name,
+)
 from envs.digits import BinaryTask, all_tasks, make_binary_task, parse_task, salt_and_pepper
-from evolution.backends import map_backend
+from evolution.backends import BACKENDS, check_backend, map_backend
 from evolution.config import EvoConfig
 from evolution.operators import genome_to_path, module_usage
 from evolution.toolbox import PathGenome, make_toolbox
@@ -60,6 +66,7 @@ from runners.phase import PhaseLog, log_routing, moe_load_cv2
 from runners.stats import mean_interval
 
 LayerKindName = choice_of(sorted(LAYER_KINDS))
+Backend = choice_of(list(BACKENDS))
 
 PHASES = ("scratch", "pathnet_a", "pathnet_b", "finetune_a", "finetune_b")
 """Every phase a pair may run (a phase's seed is derived from its place here)."""
@@ -133,10 +140,15 @@ class BinaryDigitsConfig:
     train: SupervisedConfig = field(default_factory=SupervisedConfig)
     data_dir: str | None = None
     """Directory of MNIST IDX files (train-images-idx3-ubyte...); default: sklearn 8x8 digits."""
-    backend: Literal["serial", "processes"] = "serial"
-    """Where fitness evaluations run: this process, or a pool of local processes (Hogwild)."""
+    backend: Backend = "serial"
+    """Where fitness evaluations run: this process, a pool of local processes training the
+    library in shared memory (Hogwild), or Ray tasks (a local instance or a cluster) that train
+    copies and send their parameter changes back (docs/ray.md)."""
     workers: int = 2
-    """Processes of the 'processes' backend."""
+    """Processes of the 'processes' backend (CPUs of a local Ray instance)."""
+    ray_address: str | None = None
+    """The Ray cluster of the 'ray' backend: host:port of its head, ray://host:port, or auto
+    (the one started on this machine with `ray start`); default: a new local instance."""
     device: str = "cpu"
     """Torch device: cpu, cuda, cuda:N or auto."""
     run_dir: str | None = None
@@ -171,6 +183,7 @@ class BinaryDigitsConfig:
             if not colon:
                 raise ValueError(f"task pair {pair!r} should read 'A:B', such as '3v5:1v7'")
             parse_task(task_a), parse_task(task_b)
+        check_backend(self.backend, self.ray_address)  # Ray: installed, the address answers
 
 
 _DEFAULTS = {f.name: f.default for f in dataclasses.fields(BinaryDigitsConfig)}
@@ -243,8 +256,15 @@ class FrozenPathTrainer:
 
     def __call__(self, genome: list[int]) -> tuple[float]:
         t = self.trainer
-        path = torch.cat([genome_to_path(genome, t.layers, t.active), torch.tensor(self.frozen)], 1)
-        return (train_path(t.library, t.head, path, t.task, t.cfg),)
+        return (train_path(t.library, t.head, self.path(genome), t.task, t.cfg),)
+
+    def path(self, genome: list[int]) -> torch.Tensor:
+        """The genome's [L, N] path beside A's: [L, 2N]."""
+        return torch.cat([self.trainer.path(genome), torch.tensor(self.frozen)], 1)
+
+    def trained_parameters(self, genome: list[int]) -> dict[str, nn.Parameter]:
+        t = self.trainer
+        return trained_by_name(t.library, t.head, self.path(genome), t.task.name)
 
 
 def load_tasks(cfg: BinaryDigitsConfig, names: list[str], device: torch.device) -> dict:
@@ -286,8 +306,8 @@ class GenerationLogger:
 
 def check_device(cfg: BinaryDigitsConfig) -> torch.device:
     device = resolve_device(cfg.device)
-    if cfg.backend == "processes" and device.type != "cpu":
-        raise ValueError("the 'processes' backend shares the library in CPU memory; use cpu")
+    if cfg.backend != "serial" and device.type != "cpu":
+        raise ValueError(f"the {cfg.backend!r} backend trains on CPU workers; use --device cpu")
     return device
 
 
@@ -356,7 +376,7 @@ def main(cfg: BinaryDigitsConfig) -> dict[str, Any]:
         TextColumn("best {task.fields[best]:.3f}"), TimeElapsedColumn(),
         console=console, disable=not cfg.progress,
     )  # fmt: skip
-    with map_backend(cfg.backend, cfg.workers, cfg.seed) as map_fn, progress:
+    with map_backend(cfg.backend, cfg.workers, cfg.seed, cfg.ray_address) as map_fn, progress:
         bar = progress.add_task("", total=cfg.max_generations, best=0.0)
         while state["pair"] < len(pairs):
             k, phase = state["pair"], phases[state["phase"]]

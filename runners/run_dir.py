@@ -29,6 +29,8 @@ import torch
 CONFIG = "config.json"
 CHECKPOINT = "checkpoint.pt"
 SUMMARY = "summary.json"
+KIND = "_config"
+"""The key in ``config.json`` naming the config class that wrote it (which runner's run it is)."""
 
 
 def new_run_dir(runner: str, seed: int, root: str | Path = "runs") -> Path:
@@ -52,7 +54,12 @@ def prepare_run_dir(path: str | Path | None, runner: str, seed: int) -> Path:
         raise ValueError(f"run directory {path} exists and is not a directory")
     if (path / CHECKPOINT).exists() or (path / SUMMARY).exists():
         raise ValueError(f"{path} already holds a run; use --resume {path} or another --run-dir")
-    path.mkdir(parents=True, exist_ok=True)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise ValueError(f"cannot create run directory {path}: {error.strerror}") from None
+    if not os.access(path, os.W_OK):
+        raise ValueError(f"cannot write to run directory {path}")
     return path
 
 
@@ -78,18 +85,33 @@ def write_json(path: str | Path, data: Any) -> None:
 
 
 def save_config(run_dir: Path, cfg: Any) -> None:
-    """Write the resolved config dataclass to ``config.json``."""
-    write_json(run_dir / CONFIG, dataclasses.asdict(cfg))
+    """Write the resolved config dataclass to ``config.json`` (with its class name)."""
+    write_json(run_dir / CONFIG, {KIND: type(cfg).__name__, **dataclasses.asdict(cfg)})
 
 
 def load_config(run_dir: str | Path, config_type: type) -> Any:
-    """The config a run was started with, read back from its ``config.json``."""
+    """The config a run was started with, read back from its ``config.json``; a one-line
+    ValueError for a missing or unreadable file, or another runner's run directory."""
     path = Path(run_dir) / CONFIG
+    if not Path(run_dir).is_dir():
+        raise ValueError(f"cannot resume from {run_dir}: no such run directory")
     try:
         data = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as error:
-        raise ValueError(f"cannot resume from {run_dir}: unreadable {CONFIG} ({error})") from None
-    return _build(config_type, data)
+        reason = error.strerror if isinstance(error, OSError) else f"not JSON: {error}"
+        raise ValueError(f"cannot resume from {run_dir}: unreadable {CONFIG} ({reason})") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"cannot resume from {run_dir}: {CONFIG} does not hold a config")
+    kind = data.pop(KIND, config_type.__name__)
+    if kind != config_type.__name__:
+        raise ValueError(
+            f"cannot resume from {run_dir}: it is another runner's run ({kind}, not "
+            f"{config_type.__name__})"
+        )
+    try:
+        return _build(config_type, data)
+    except ValueError as error:
+        raise ValueError(f"cannot resume from {run_dir}: {error}") from None
 
 
 def save_checkpoint(run_dir: Path, state: dict[str, Any]) -> None:
@@ -128,7 +150,10 @@ def _build(config_type: type, data: dict[str, Any]) -> Any:
     kwargs = {}
     for name, value in data.items():
         if name not in hints:
-            raise ValueError(f"{CONFIG} has an unknown field {name!r} for {config_type.__name__}")
+            raise ValueError(
+                f"{CONFIG} has an unknown field {name!r} for {config_type.__name__} (another "
+                f"runner's run, or one of another version)"
+            )
         field_type = hints[name].type
         nested = _dataclass_type(config_type, name, field_type)
         if nested is not None and isinstance(value, dict):

@@ -1,6 +1,7 @@
 """The Ray map backend on a real local Ray instance (and, slow, a two-node localhost cluster)."""
 
 import os
+import random
 import shutil
 import socket
 import subprocess
@@ -8,9 +9,15 @@ import sys
 import time
 
 import pytest
+import torch
+from torch import nn
 
+from agents.supervised import PathTrainer, SupervisedConfig
+from envs.digits import make_binary_task
 from evolution import ray_backend
 from evolution.backends import map_backend
+from evolution.config import EvoConfig
+from modules.library import linear_library
 from runners import hyperneat as runner
 
 if os.environ.get("CI") == "true":
@@ -84,3 +91,75 @@ def test_a_two_node_localhost_cluster_runs_tasks_on_both_nodes(monkeypatch):
         assert len(nodes) == 2, nodes
     finally:
         subprocess.run(["ray", "stop", "--force"], capture_output=True, timeout=120)
+
+
+def small_trainer(seed: int = 0) -> PathTrainer:
+    """A 2-layer library of 4 modules (N=2), a head, the 8x8 0-vs-1 task, 5 minibatches."""
+    torch.manual_seed(seed)
+    task = make_binary_task("0v1", None, 8)
+    library = linear_library(task.input_size, 6, num_layers=2, num_modules=4)
+    library.freeze(torch.tensor([[3, 3], [3, 3]]), "earlier")  # module 3 of each layer frozen
+    cfg = SupervisedConfig(minibatches=5, batch_size=8)
+    return PathTrainer(library, nn.Linear(6, 2), task, cfg, layers=2, active=2)
+
+
+def parameters_of(trainer: PathTrainer) -> dict[str, torch.Tensor]:
+    modules = nn.ModuleDict({"library": trainer.library, "head": trainer.head})
+    return {name: p.detach().clone() for name, p in modules.named_parameters()}
+
+
+def test_a_training_evaluation_sends_back_what_it_trained_and_nothing_else():
+    trainer, worker = small_trainer(), small_trainer()  # the driver's and a worker's copy
+    genome = [0, 1, 1, 3]  # layer 1 also runs the frozen module 3
+    start = parameters_of(trainer)
+    fitness, deltas = ray_backend.train_and_diff(worker, genome, seed=11)
+    assert 0.0 <= fitness[0] <= 1.0
+    trained = {name.split(".", 1)[1] for name in deltas if name.startswith("library.")}
+    assert trained == {"layers.0.weights.0", "layers.0.weights.1", "layers.0.biases.0",
+                       "layers.0.biases.1", "layers.1.weights.1", "layers.1.biases.1"}  # fmt: skip
+    ray_backend.apply_deltas(trainer, genome, deltas)
+    after, reference = parameters_of(trainer), parameters_of(worker)
+    for name, value in after.items():
+        if name in deltas:  # start + (trained - start): the worker's values, to rounding
+            torch.testing.assert_close(value, reference[name], rtol=0, atol=1e-6)
+        else:  # frozen and unused modules: bitwise untouched
+            assert torch.equal(value, start[name]), name
+    # The evaluation's seed fixes its minibatches: the same seed, the same training.
+    again = small_trainer()
+    assert ray_backend.train_and_diff(again, genome, seed=11)[0] == fitness
+
+
+def test_the_binary_tournament_trains_on_ray_and_the_driver_gets_both_contenders_training(
+    local_ray,
+):
+    trainer, genomes = small_trainer(), [[0, 1, 0, 1], [1, 2, 1, 2]]  # share modules 1
+    expected = small_trainer()
+    seeds = random.Random(5)
+    local = []
+    for genome in genomes:  # each contender from the same start, as the Ray tasks train
+        copy_ = small_trainer()
+        local.append(ray_backend.train_and_diff(copy_, genome, seeds.getrandbits(63)))
+    for genome, (_, deltas) in zip(genomes, local, strict=True):
+        ray_backend.apply_deltas(expected, genome, deltas)
+    with map_backend("ray", workers=2, seed=5) as map_fn:
+        fitnesses = map_fn(trainer, genomes)
+    assert fitnesses == [fitness for fitness, _ in local]
+    for name, value in parameters_of(trainer).items():
+        torch.testing.assert_close(value, parameters_of(expected)[name], rtol=0, atol=1e-6)
+    assert not torch.equal(trainer.head.weight, small_trainer().head.weight)
+
+
+def test_the_binary_digits_runner_learns_on_ray_as_it_does_serially(local_ray, tmp_path):
+    from runners.binary_digits import BinaryDigitsConfig, main
+
+    def generations(backend: str) -> list[int]:
+        cfg = BinaryDigitsConfig(
+            seed=3, pairs=1, threshold=0.95, max_generations=40, evo=EvoConfig(population=8),
+            run_dir=str(tmp_path / backend), progress=False, backend=backend,
+        )  # fmt: skip
+        summary = main(cfg)
+        return [summary[f"{c}_generations"][0] for c in ("scratch", "finetune", "pathnet")]
+
+    serial, on_ray = generations("serial"), generations("ray")
+    assert max(serial) < 40, serial  # every condition learns its task serially ...
+    assert max(on_ray) < 40, on_ray  # ... and on Ray, whose training comes back to the driver
