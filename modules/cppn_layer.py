@@ -30,7 +30,8 @@ from modules.substrate import QUERY_SIZE, conv_weights, grid_positions, linear_w
 class _CPPNModules:
     """What both CPPN layer kinds add to a module layer: a CPPN per module and repainting.
 
-    Module m starts with ``random_cppn(QUERY_SIZE, 2, random.Random(seed + m))``.
+    Module m starts with ``random_cppn(QUERY_SIZE, 2, random.Random(seed + m))``, modules
+    added by :meth:`~modules.layers.ModuleLayer.grow` too.
     """
 
     num_modules: int
@@ -39,19 +40,31 @@ class _CPPNModules:
     biases: nn.ParameterList
     threshold: float
     max_weight: float
+    cppn_seed: int
 
     def _init_cppns(self, threshold: float, max_weight: float, seed: int) -> None:
         if not 0.0 <= threshold < 1.0 or max_weight <= 0.0:
             raise ValueError(
                 f"need 0 <= threshold < 1 and max_weight > 0, got {threshold}, {max_weight}"
             )
-        self.threshold, self.max_weight = threshold, max_weight
-        self.cppns: list[CPPNGraph] = [
-            random_cppn(QUERY_SIZE, 2, random.Random(seed + m)) for m in range(self.num_modules)
-        ]
-        self.output_pairs: list[int] = [0] * self.num_modules
-        self._compiled: list[CompiledCPPN] = [compile_cppn(graph) for graph in self.cppns]
+        self.threshold, self.max_weight, self.cppn_seed = threshold, max_weight, seed
+        self.cppns: list[CPPNGraph] = []
+        self.output_pairs: list[int] = []
+        self._compiled: list[CompiledCPPN] = []
+        self._add_cppns(0, self.num_modules)
         self.reset_modules(range(self.num_modules))
+
+    def _add_cppns(self, first: int, count: int) -> None:
+        """Module m's starting CPPN, for m in ``first .. first + count - 1``."""
+        for m in range(first, first + count):
+            self.cppns.append(random_cppn(QUERY_SIZE, 2, random.Random(self.cppn_seed + m)))
+            self.output_pairs.append(0)
+            self._compiled.append(compile_cppn(self.cppns[-1]))
+
+    def grow_state(self, old: int, extra: int) -> None:
+        """The new modules' starting CPPNs, drawn as a layer of ``old + extra`` modules would
+        draw them; :meth:`grow` then paints the modules from them."""
+        self._add_cppns(old, extra)
 
     def _paint(self, cppn: CompiledCPPN, output_pair: int) -> tuple[Tensor, Tensor]:
         raise NotImplementedError

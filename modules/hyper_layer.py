@@ -202,6 +202,13 @@ class HyperModuleLayer(ModuleLayer):
             self.frozen_kernels[new] = self.generate(new).to(self.frozen_kernels.dtype)
         super().freeze_modules(module_ids)
 
+    @torch.no_grad()
+    def grow_state(self, old: int, extra: int) -> None:
+        """Room in the frozen-kernel cache for the new modules; the shared generator stays."""
+        del old
+        empty = self.frozen_kernels.new_zeros(extra, *self.kernel_shape)
+        self.frozen_kernels = torch.cat([self.frozen_kernels, empty])
+
     # --- kernels -------------------------------------------------------------------------------
 
     def generate(self, ids: list[int]) -> torch.Tensor:

@@ -307,15 +307,14 @@ class ModuleLayer(nn.Module):
 
         Every parameter kind moves to a new ``[M + extra, ...]`` storage holding the old values
         bit for bit; the Parameter objects are new, so optimisers must be built (or rebuilt)
-        afterwards. Only kinds whose state is their per-module parameters and the frozen mask
-        grow this way; a kind with more (gates, kernel caches, CPPNs) raises a ValueError.
+        afterwards. A kind with state besides its per-module parameters and the frozen mask
+        (gates, kernel caches, CPPNs) extends it in :meth:`grow_state`; a kind that has such
+        state but does not override :meth:`grow_state` refuses to grow (a ValueError) rather
+        than leave that state sized for the old M.
         """
         if extra <= 0:
             raise ValueError(f"a layer grows by a positive number of modules, got {extra}")
-        per_module = {id(p) for name in self.parameter_kinds for p in getattr(self, name)}
-        others = [name for name, p in self.named_parameters() if id(p) not in per_module]
-        others += [name for name, _ in self.named_buffers() if name != "frozen"]
-        if others or type(self).get_extra_state is not nn.Module.get_extra_state:
+        if self._has_state_besides_modules() and type(self).grow_state is ModuleLayer.grow_state:
             kind = type(self).__name__
             raise ValueError(f"a {kind} cannot grow: it has state besides its modules")
         old = self.num_modules
@@ -328,8 +327,27 @@ class ModuleLayer(nn.Module):
             self._module_lists[name] = list(grown)
         self.num_modules = old + extra
         self.frozen = torch.cat([self.frozen, self.frozen.new_zeros(extra)])
+        self.grow_state(old, extra)
         self.reset_modules(range(old, old + extra))
         self.refresh_frozen()
+
+    def grow_state(self, old: int, extra: int) -> None:
+        """Extend this kind's state besides its modules for the new modules ``old`` ..
+        ``old + extra - 1``, keeping what the old modules see bit for bit.
+
+        :meth:`grow` calls it after the modules' parameters and the frozen mask have grown and
+        before the new modules are initialised (:meth:`reset_modules` may read this state).
+        Plain kinds have nothing to extend.
+        """
+        del old, extra
+
+    def _has_state_besides_modules(self) -> bool:
+        per_module = {id(p) for name in self.parameter_kinds for p in getattr(self, name)}
+        if any(id(p) not in per_module for p in self.parameters()):
+            return True
+        if any(name != "frozen" for name, _ in self.named_buffers()):
+            return True
+        return type(self).get_extra_state is not nn.Module.get_extra_state
 
 
 def _refresh_frozen_after_load(layer: ModuleLayer, _incompatible_keys: object) -> None:

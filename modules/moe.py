@@ -54,6 +54,12 @@ class Routing:
             torch.zeros(experts), torch.zeros(experts), torch.zeros(experts, dtype=torch.bool)
         )
 
+    def grow(self, extra: int) -> None:
+        """Room for ``extra`` new experts (nothing sent to them yet)."""
+        self.picks = torch.cat([self.picks, self.picks.new_zeros(extra)])
+        self.importance = torch.cat([self.importance, self.importance.new_zeros(extra)])
+        self.allowed = torch.cat([self.allowed, self.allowed.new_zeros(extra)])
+
     def as_lists(self) -> dict[str, list[float] | list[bool] | int]:
         """Plain lists, to send over a queue or write as JSON."""
         return {
@@ -173,6 +179,20 @@ class MoEModuleLayer(ModuleLayer):
             if key not in self.frozen_tasks:
                 self.gates[key].zero_()
                 self.noise_gates[key].zero_()
+
+    @torch.no_grad()
+    def grow_state(self, old: int, extra: int) -> None:
+        """Every task's gates get zero columns for the new experts. A path offers the gate only
+        its own experts' columns, so a task whose path holds none of the new experts (every
+        frozen task) routes exactly as before; for the others a new expert starts where a fresh
+        gate starts every expert, at a zero logit."""
+        for gates in (self.gates, self.noise_gates):
+            for key, gate in list(gates.items()):
+                grown = torch.cat([gate.detach(), gate.new_zeros(gate.shape[0], extra)], dim=1)
+                gates[key] = nn.Parameter(grown)  # [in, E + extra]
+        for routing in self._routing.values():
+            routing.grow(extra)
+        del old
 
     def get_extra_state(self) -> dict[str, list[str]]:
         return {"tasks": list(self.gates), "frozen_tasks": sorted(self.frozen_tasks)}

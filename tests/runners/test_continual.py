@@ -184,6 +184,23 @@ def test_grow_from_the_start(tmp_path):
     assert_grown_by_shortfall(summary)
 
 
+@pytest.mark.parametrize("kind", ["moe", "hyper", "cppn"])
+def test_grow_with_every_last_layer_kind(tmp_path, kind):
+    # Gated, hyper-generated and CPPN-painted last layers grow like linear ones, and every
+    # earlier task still gives its recorded outputs bit for bit.
+    small = EvoConfig(modules=2, active=2, population=8)
+    cfg = tiny(tmp_path / kind, evo=small, conditions=("pathnet",), grow=True,
+               library_kind=kind, tasks=TASKS[:2], max_generations=4)  # fmt: skip
+    summary = runner.main(cfg)
+    assert [g["before_task"] for g in summary["grown"]] == [1]
+    assert min(summary["modules_per_layer"][-1]) > 2  # with M = N = 2 every layer lacks room
+    assert_grown_by_shortfall(summary)
+    assert summary["pathnet_outputs_identical"] == [True, True]
+    assert summary["bwt"]["pathnet"] == 0.0
+    resumed = runner.main(runner.ContinualConfig(resume=cfg.run_dir, progress=False))
+    assert resumed == summary  # the grown checkpoint reloads into a fresh model
+
+
 def test_bad_task_lists_are_one_line_errors(tmp_path, monkeypatch, capsys):
     with pytest.raises(ValueError, match="at least 2 tasks"):
         runner.ContinualConfig(tasks=("digits/0v1",))
@@ -232,6 +249,19 @@ def test_minatar_sequence_smoke(tmp_path):
         True, True,
     ]  # fmt: skip
     assert len(summary["occupancy"]) == 2
+
+
+@pytest.mark.parametrize("agent", ["pathnet-moe", "pathnet-hyper"])
+def test_minatar_grows_gated_and_hyper_libraries(tmp_path, agent):
+    pathnet = PathNetA3CConfig(layers=2, modules=2, active=2, units=16, episodes_per_evaluation=1)
+    cfg = runner.ContinualConfig(
+        **(MINATAR | {"pathnet": pathnet}), agent=agent, conditions=("pathnet",), grow=True,
+        run_dir=str(tmp_path / "r"),
+    )  # fmt: skip
+    summary = runner.main(cfg)
+    assert summary["grown"] and min(summary["modules_per_layer"][-1]) > 2
+    assert summary["pathnet_outputs_identical"] == [True, True]
+    assert_grown_by_shortfall(summary)
 
 
 @pytest.mark.slow
