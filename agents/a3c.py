@@ -22,7 +22,7 @@ import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import torch
 from torch import nn
@@ -408,8 +408,9 @@ class WorkerSpec:
         return bool(self.stop) or int(self.steps.sum()) >= self.budget
 
 
-ParameterPairs = Callable[[], tuple[list[torch.Tensor], list[torch.Tensor]]]
-"""``() -> (local parameters, the same parameters of the shared model)`` for the next update."""
+ParameterPairs = Callable[[], tuple[list[torch.Tensor], list[Any]]]
+"""``() -> (local parameters, their keys in the worker's hub)`` for the next update: for
+:class:`SharedMemoryHub`, the same parameters of the shared model."""
 
 
 def sync_parameters(local: list[torch.Tensor], shared: list[torch.Tensor]) -> None:
@@ -417,6 +418,78 @@ def sync_parameters(local: list[torch.Tensor], shared: list[torch.Tensor]) -> No
     with torch.no_grad():
         for mine, theirs in zip(local, shared, strict=True):
             mine.copy_(theirs)
+
+
+class Hub(Protocol):
+    """Where a worker meets the others: the shared parameters, the optimiser, the step count
+    and the runner's messages. Local processes share memory (:class:`SharedMemoryHub`); Ray
+    actors talk to a parameter-server actor (:mod:`agents.ray_workers`)."""
+
+    def pull(self, local: list[torch.Tensor], keys: list[Any]) -> None:
+        """Copy the shared values of ``keys`` into the worker's ``local`` parameters."""
+        ...
+
+    def push(
+        self, rank: int, keys: list[Any], grads: list[torch.Tensor | None] | None, num_steps: int
+    ) -> int:
+        """Step the shared optimiser with ``grads`` for ``keys`` (``None``: a skipped update),
+        count ``num_steps`` environment steps of worker ``rank``; the global step after that."""
+        ...
+
+    def keys(self, local: nn.Module, params: list[torch.Tensor]) -> list[Any]:
+        """The keys of ``params``, parameters of the worker's private network ``local``."""
+        ...
+
+    def report(self, message: dict[str, Any]) -> None:
+        """Send ``message`` (an episode, an update's statistics, a tournament) to the runner."""
+        ...
+
+    def step(self) -> int:
+        """The global environment step as this worker last saw it."""
+        ...
+
+    def finished(self) -> bool:
+        """The budget is spent or the runner asked the workers to stop."""
+        ...
+
+
+class SharedMemoryHub:
+    """The Hogwild hub of local worker processes: parameters, optimiser statistics and step
+    counters in shared memory, messages on the runner's queue. Worker ``rank`` steps the
+    optimiser at its own learning rate (its process's copy of the param groups)."""
+
+    def __init__(self, spec: WorkerSpec, rank: int) -> None:
+        self.spec = spec
+        self._shared: tuple[nn.Module, dict[int, nn.Parameter]] | None = None
+        for group in spec.optimizer.param_groups:
+            group["lr"] = float(spec.lrs[rank])
+
+    def keys(self, local: nn.Module, params: list[torch.Tensor]) -> list[Any]:
+        """The shared model's counterparts of ``params`` (``local`` is a deep copy of it)."""
+        if self._shared is None or self._shared[0] is not local:
+            pairs = zip(local.parameters(), self.spec.model.parameters(), strict=True)
+            self._shared = (local, {id(mine): shared for mine, shared in pairs})
+        return [self._shared[1][id(param)] for param in params]
+
+    def pull(self, local: list[torch.Tensor], keys: list[Any]) -> None:
+        sync_parameters(local, keys)
+
+    def push(
+        self, rank: int, keys: list[Any], grads: list[torch.Tensor | None] | None, num_steps: int
+    ) -> int:
+        if grads is not None:
+            apply_gradients(keys, grads, self.spec.optimizer)
+        self.spec.steps[rank] += num_steps
+        return self.step()
+
+    def report(self, message: dict[str, Any]) -> None:
+        self.spec.queue.put(message)
+
+    def step(self) -> int:
+        return int(self.spec.steps.sum())
+
+    def finished(self) -> bool:
+        return self.spec.finished()
 
 
 def run_worker(
@@ -428,42 +501,43 @@ def run_worker(
     *,
     after_rollout: Callable[[Rollout], None] | None = None,
     local: nn.Module | None = None,
+    hub: Hub | None = None,
 ) -> None:
     """The A3C loop shared by plain and PathNet workers: sync, act, update shared, report.
 
     ``forward`` runs the worker's private network; ``parameters`` says which of its parameters
     take part in the next update (PathNet: only the current path's modules and the task head,
-    so an update costs O(N), not O(M)); ``state`` is the initial LSTM state (carried across
+    so an update costs O(N), not O(M)) and their keys in ``hub`` (default: the shared model's
+    parameters, :class:`SharedMemoryHub`); ``state`` is the initial LSTM state (carried across
     rollouts without its graph). ``local``, the private network, adds its auxiliary losses
     (``take_aux_loss``: MoE balancing) to each update and reports its MoE layers' routing.
     """
     cfg = spec.cfg
+    hub = SharedMemoryHub(spec, rank) if hub is None else hub
     torch.manual_seed(spec.seed + rank)
-    for group in spec.optimizer.param_groups:
-        group["lr"] = float(spec.lrs[rank])
     envs = make_env_batch(spec.env_id, spec.env_seeds(rank))
     aux_loss = getattr(local, "take_aux_loss", None)
     totals: dict[str, float] = {}
     updates = applied = skipped = 0  # this reporting stretch: all, finite, skipped updates
     try:
-        while not spec.finished():
-            local_params, shared_params = parameters()
-            sync_parameters(local_params, shared_params)
+        while not hub.finished():
+            local_params, keys = parameters()
+            hub.pull(local_params, keys)
             rollout, state = collect_rollout(
                 forward, envs, cfg.t_max, state, keep_graph=not cfg.recompute
             )
             grads, stats = a3c_gradients(forward, local_params, rollout, cfg, aux_loss)
-            if all(math.isfinite(value) for value in stats.values()):
-                apply_gradients(shared_params, grads, spec.optimizer)
+            finite = all(math.isfinite(value) for value in stats.values())
+            # A NaN/inf loss or gradient would poison the shared parameters: skip it.
+            step = hub.push(rank, keys, grads if finite else None, rollout.num_steps)
+            if finite:
                 applied += 1
                 for key, value in stats.items():
                     totals[key] = totals.get(key, 0.0) + value
-            else:  # a NaN/inf loss or gradient would poison the shared parameters: skip it
+            else:
                 skipped += 1
-            spec.steps[rank] += rollout.num_steps
-            step = int(spec.steps.sum())
             for _, episode_return, length in rollout.episodes:
-                spec.queue.put(
+                hub.report(
                     {"kind": "episode", "rank": rank, "step": step,
                      "return": episode_return, "length": length}
                 )  # fmt: skip
@@ -475,7 +549,7 @@ def run_worker(
                 routing = take_routing(local) if local is not None else {}
                 if routing:  # where the MoE layers sent this stretch's observations
                     message["moe"] = {name: r.as_lists() for name, r in routing.items()}
-                spec.queue.put(message)
+                hub.report(message)
                 totals, applied, skipped = {}, 0, 0
             if after_rollout is not None:
                 after_rollout(rollout)
@@ -483,10 +557,21 @@ def run_worker(
         envs.close()
 
 
-def a3c_worker(rank: int, spec: WorkerSpec) -> None:
-    """A plain A3C worker process: trains ``spec.model`` until the step budget is spent."""
-    with worker_process(rank, spec.queue):
-        local = copy.deepcopy(spec.model)
-        pairs = list(local.parameters()), list(spec.model.parameters())
-        state = local.initial_state(spec.cfg.envs_per_worker)
-        run_worker(rank, spec, local.forward, lambda: pairs, state, local=local)
+def a3c_worker(rank: int, spec: WorkerSpec, hub: Hub | None = None) -> None:
+    """A plain A3C worker: trains the shared model until the step budget is spent.
+
+    Without ``hub``, a local worker process (``spec.model`` in shared memory, a private copy
+    acts); with one (a Ray actor's), ``spec.model`` is the actor's own copy and acts itself.
+    """
+    if hub is None:
+        with worker_process(rank, spec.queue):
+            _train_a3c(rank, spec, copy.deepcopy(spec.model), SharedMemoryHub(spec, rank))
+        return
+    _train_a3c(rank, spec, spec.model, hub)
+
+
+def _train_a3c(rank: int, spec: WorkerSpec, local: nn.Module, hub: Hub) -> None:
+    params = list(local.parameters())
+    pairs = params, hub.keys(local, params)
+    state = local.initial_state(spec.cfg.envs_per_worker)
+    run_worker(rank, spec, local.forward, lambda: pairs, state, local=local, hub=hub)

@@ -19,14 +19,16 @@ import copy
 import math
 import random
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal, Protocol
 
 import torch
 from torch import nn
 
 from agents.a3c import (
+    Hub,
     Precision,
     Rollout,
+    SharedMemoryHub,
     WorkerSpec,
     run_worker,
     scale_obs,
@@ -35,6 +37,7 @@ from agents.a3c import (
 from agents.processes import worker_process
 from evolution.async_tournament import SharedPopulation, async_tournament
 from evolution.config import EvoConfig
+from evolution.operators import genome_to_path
 from evolution.toolbox import make_toolbox
 from modules.actor_critic import ActorCriticHead, HeadFactory, LSTMState
 from modules.gating import sum_aux_losses
@@ -224,47 +227,91 @@ class PathNetWorkerSpec:
     """Run tournaments; False keeps every worker on its initial path (the fine-tuning control)."""
 
 
-def pathnet_worker(rank: int, spec: PathNetWorkerSpec) -> None:
-    """Train slot ``rank``'s path with A3C; after every T episodes, run its tournament."""
+class PathHub(Hub, Protocol):
+    """A :class:`~agents.a3c.Hub` that also holds the population of path genomes."""
+
+    def genome(self, rank: int) -> list[int]:
+        """Slot ``rank``'s flat genome as it is now."""
+        ...
+
+    def tournament(self, rank: int, fitness: float) -> int | None:
+        """Slot ``rank``'s asynchronous tournament with ``fitness``
+        (:func:`evolution.async_tournament.async_tournament`): the rival it copied, if any."""
+        ...
+
+
+class SharedPopulationHub(SharedMemoryHub):
+    """The hub of local PathNet worker processes: the population in shared memory too, and
+    worker ``rank``'s tournaments drawn from ``random.Random(seed + rank)``."""
+
+    def __init__(self, spec: PathNetWorkerSpec, rank: int) -> None:
+        super().__init__(spec.a3c, rank)
+        self.population, self.rivals = spec.population, spec.pathnet.rivals
+        evo = spec.pathnet.evo_config(len(spec.population))
+        sizes = spec.a3c.model.library.modules_per_layer  # per-layer M (a library may have grown)
+        self.toolbox = make_toolbox(evo, rng=random.Random(spec.a3c.seed + rank), sizes=sizes)
+
+    def genome(self, rank: int) -> list[int]:
+        return self.population.genomes[rank].tolist()
+
+    def tournament(self, rank: int, fitness: float) -> int | None:
+        return async_tournament(
+            self.population, rank, fitness, self.toolbox, self.rivals
+        ).copied_from
+
+
+def pathnet_worker(rank: int, spec: PathNetWorkerSpec, hub: PathHub | None = None) -> None:
+    """Train slot ``rank``'s path with A3C; after every T episodes, run its tournament.
+
+    Without ``hub``, a local worker process (the model and population in shared memory);
+    with one (a Ray actor's), ``spec.a3c.model`` is the actor's own copy.
+    """
+    base = spec.a3c
+    if hub is None:
+        with worker_process(rank, base.queue):
+            base.model.library.guard(base.optimizer)  # frozen modules stay bitwise identical
+            _train_path(rank, spec, copy.deepcopy(base.model), SharedPopulationHub(spec, rank))
+        return
+    _train_path(rank, spec, base.model, hub)
+
+
+def _train_path(rank: int, spec: PathNetWorkerSpec, local: PathNetA3C, hub: PathHub) -> None:
     base, cfg = spec.a3c, spec.pathnet
-    with worker_process(rank, base.queue):
-        evo = cfg.evo_config(len(spec.population))
-        sizes = base.model.library.modules_per_layer  # per-layer M (a library may have grown)
-        toolbox = make_toolbox(evo, rng=random.Random(base.seed + rank), sizes=sizes)
-        base.model.library.guard(base.optimizer)  # frozen modules stay bitwise identical
-        local = copy.deepcopy(base.model)
-        current = {"path": spec.population.path(rank, evo.layers, evo.active), "version": 0}
-        started_in = [0] * base.cfg.envs_per_worker  # genome version each env's episode began in
-        window: list[float] = []
+    layers, active = cfg.layers, cfg.active
+    current = {"path": genome_to_path(hub.genome(rank), layers, active), "version": 0}
+    started_in = [0] * base.cfg.envs_per_worker  # genome version each env's episode began in
+    window: list[float] = []
 
-        def forward(
-            obs: torch.Tensor, starts: torch.Tensor, state: LSTMState | None
-        ) -> tuple[torch.Tensor, torch.Tensor, LSTMState | None]:
-            return local(obs, starts, state, path=current["path"], task=spec.task)
+    def forward(
+        obs: torch.Tensor, starts: torch.Tensor, state: LSTMState | None
+    ) -> tuple[torch.Tensor, torch.Tensor, LSTMState | None]:
+        return local(obs, starts, state, path=current["path"], task=spec.task)
 
-        def after_rollout(rollout: Rollout) -> None:
-            for env_index, episode_return, _ in rollout.episodes:
-                # Only episodes played entirely with the current genome count for its fitness.
-                if started_in[env_index] == current["version"]:
-                    window.append(episode_return)
-                started_in[env_index] = current["version"]
-            if not spec.evolve or len(window) < cfg.episodes_per_evaluation:
-                return
-            last = window[-cfg.episodes_per_evaluation :]
-            fitness = sum(last) / len(last)
-            window.clear()
-            outcome = async_tournament(spec.population, rank, fitness, toolbox, cfg.rivals)
-            base.queue.put(
-                {"kind": "tournament", "rank": rank, "step": int(base.steps.sum()),
-                 "fitness": fitness, "copied_from": outcome.copied_from}
-            )  # fmt: skip
-            if outcome.copied_from is not None:
-                current["path"] = spec.population.path(rank, evo.layers, evo.active)
-                current["version"] += 1
+    def after_rollout(rollout: Rollout) -> None:
+        for env_index, episode_return, _ in rollout.episodes:
+            # Only episodes played entirely with the current genome count for its fitness.
+            if started_in[env_index] == current["version"]:
+                window.append(episode_return)
+            started_in[env_index] = current["version"]
+        if not spec.evolve or len(window) < cfg.episodes_per_evaluation:
+            return
+        last = window[-cfg.episodes_per_evaluation :]
+        fitness = sum(last) / len(last)
+        window.clear()
+        copied_from = hub.tournament(rank, fitness)
+        hub.report(
+            {"kind": "tournament", "rank": rank, "step": hub.step(), "fitness": fitness,
+             "copied_from": copied_from}
+        )  # fmt: skip
+        if copied_from is not None:
+            current["path"] = genome_to_path(hub.genome(rank), layers, active)
+            current["version"] += 1
 
-        def parameters() -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-            mine = local.path_parameters(current["path"], spec.task)
-            return mine, base.model.path_parameters(current["path"], spec.task)
+    def parameters() -> tuple[list[torch.Tensor], list[Any]]:
+        mine = local.path_parameters(current["path"], spec.task)
+        return mine, hub.keys(local, mine)
 
-        state = local.initial_state(spec.task, base.cfg.envs_per_worker)
-        run_worker(rank, base, forward, parameters, state, after_rollout=after_rollout, local=local)
+    state = local.initial_state(spec.task, base.cfg.envs_per_worker)
+    run_worker(
+        rank, base, forward, parameters, state, after_rollout=after_rollout, local=local, hub=hub
+    )

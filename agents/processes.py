@@ -175,6 +175,10 @@ class WorkerGroup:
                 self.on_restart(rank, error or reason, self.restarts[rank])
         return finished
 
+    def sync(self) -> None:
+        """Nothing to do: the runner's model, optimiser and population are the workers' own
+        (shared memory). A group whose workers keep them elsewhere copies them back here."""
+
     def __exit__(
         self,
         exc_type: type[BaseException] | None,

@@ -37,13 +37,17 @@ def _init_worker(threads: int, seed: int) -> None:
     random.seed(seed + rank)
 
 
-def check_backend(kind: str, ray_address: str | None = None) -> None:
-    """Before any work: ``kind`` is a backend, and its prerequisites hold (Ray installed, the
-    address answering); a one-line ValueError otherwise."""
-    if kind not in BACKENDS:
-        close = difflib.get_close_matches(kind.lower(), BACKENDS, n=2, cutoff=0.5)
-        hint = f"did you mean: {', '.join(close)}?" if close else f"choose one of {BACKENDS}"
-        raise ValueError(f"unknown map backend {kind!r}; {hint}")
+def check_backend(
+    kind: str, ray_address: str | None = None, choices: tuple[str, ...] = BACKENDS
+) -> None:
+    """Before any work: ``kind`` is one of ``choices`` (the map backends by default), and its
+    prerequisites hold (Ray installed, the address answering); a one-line ValueError
+    otherwise."""
+    if kind not in choices:
+        close = difflib.get_close_matches(kind.lower(), choices, n=2, cutoff=0.5)
+        hint = f"did you mean: {', '.join(close)}?" if close else f"choose one of {choices}"
+        what = "map backend" if choices == BACKENDS else "backend"
+        raise ValueError(f"unknown {what} {kind!r}; {hint}")
     if kind == "ray":
         check_ray(ray_address)
 

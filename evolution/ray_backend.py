@@ -130,6 +130,15 @@ def ray_map(
     A :class:`TrainingFitness` ``fn`` trains remotely and its changes are applied here, in the
     items' order, before the fitnesses are returned; each evaluation's seed is drawn from
     ``random.Random(seed)`` here (a fixed seed reproduces the sequence of evaluations)."""
+    with ray_session(workers, address) as ray:
+        yield _ray_map_fn(ray, seed)
+
+
+@contextmanager
+def ray_session(workers: int, address: str | None = None) -> Iterator[Any]:
+    """Yield the ``ray`` module, connected: to the Ray already initialised in this process, or
+    to a local instance of ``workers`` CPUs (``address`` None) or ``address``, which this call
+    then shuts down on exit."""
     check_ray(address)
     ray = import_ray()
     owned = not ray.is_initialized()
@@ -139,6 +148,14 @@ def ray_map(
             ray.init(num_cpus=workers, **options)
         else:
             ray.init(address=address, **options)
+    try:
+        yield ray
+    finally:
+        if owned:
+            ray.shutdown()
+
+
+def _ray_map_fn(ray: Any, seed: int) -> Callable[..., list[Any]]:
     evaluate = ray.remote(num_cpus=1)(_evaluate)
     train = ray.remote(num_cpus=1)(_train)
     seeds = random.Random(seed)
@@ -156,8 +173,4 @@ def ray_map(
             apply_deltas(fn, item, deltas)
         return [fitness for fitness, _ in results]
 
-    try:
-        yield map_fn
-    finally:
-        if owned:
-            ray.shutdown()
+    return map_fn

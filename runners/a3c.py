@@ -37,7 +37,9 @@ from runners import run_dir as rd
 from runners.cli import choice_of, run_cli
 from runners.figures import plot_learning_curves
 from runners.phase import (
+    WORKER_BACKENDS,
     PhaseLog,
+    check_worker_backend,
     env_spaces,
     make_progress,
     moe_load_cv2,
@@ -46,11 +48,12 @@ from runners.phase import (
 )
 
 AgentName = choice_of(agent_names(trainer="a3c"))
+WorkerBackend = choice_of(list(WORKER_BACKENDS))
 
 
 @dataclass
 class A3CRunConfig:
-    """A3C (or PathNet-A3C) on one environment, workers in parallel processes."""
+    """A3C (or PathNet-A3C) on one environment, workers in parallel processes or Ray actors."""
 
     env_id: str = "MinAtar/Breakout-v1"
     """Environment id (see `python -m envs`)."""
@@ -73,6 +76,12 @@ class A3CRunConfig:
     """Where to write the run (default: runs/a3c-<time>-s<seed>)."""
     resume: str | None = None
     """Continue the run in this directory from its last checkpoint (other flags are ignored)."""
+    backend: WorkerBackend = "processes"
+    """Where the workers run: local processes sharing memory (Hogwild), or Ray actors that push
+    gradients to a parameter-server actor (a local instance or a cluster; docs/ray.md)."""
+    ray_address: str | None = None
+    """The Ray cluster of the 'ray' backend: host:port of its head, ray://host:port, or auto
+    (the one started on this machine with `ray start`); default: a new local instance."""
     checkpoint_every: int = 100_000
     """Environment steps between checkpoints."""
     checkpoint_minutes: float = 5.0
@@ -88,6 +97,7 @@ class A3CRunConfig:
             )
         if get_agent(self.agent, trainer="a3c").evolves_paths and self.workers < 2:
             raise ValueError(f"{self.agent} needs at least 2 workers (one path genome each)")
+        check_worker_backend(self.backend, self.ray_address)  # Ray: installed, address answers
 
 
 def build_agent(
@@ -170,6 +180,7 @@ def main(cfg: A3CRunConfig) -> dict[str, Any]:
             progress=progress, checkpoint=save, checkpoint_every=cfg.checkpoint_every,
             checkpoint_minutes=cfg.checkpoint_minutes,
             target_return=cfg.target_return, population=population, frozen=frozen,
+            backend=cfg.backend, ray_address=cfg.ray_address,
         )  # fmt: skip
 
     summary = summarise(cfg, steps, log, population)

@@ -27,8 +27,10 @@ from torch.utils.tensorboard import SummaryWriter
 from agents.curves import final_mean_return
 from agents.pathnet_a3c import PathNetA3CConfig
 from agents.processes import WorkerGroup
+from agents.ray_workers import RayWorkerGroup
 from envs import make_env
 from evolution.async_tournament import SharedPopulation
+from evolution.backends import check_backend
 from evolution.operators import module_usage
 from evolution.toolbox import make_toolbox
 from modules.moe import Routing
@@ -143,6 +145,31 @@ def new_population(
     return SharedPopulation.create(toolbox.population(n=workers))
 
 
+WORKER_BACKENDS = ("processes", "ray")
+"""Where A3C workers run: local processes sharing memory, or Ray actors (docs/ray.md)."""
+
+
+def check_worker_backend(kind: str, ray_address: str | None = None) -> None:
+    """Before any work: ``kind`` is a worker backend and its prerequisites hold; a one-line
+    ValueError (with close names, or how to install Ray) otherwise."""
+    check_backend(kind, ray_address, WORKER_BACKENDS)
+
+
+def worker_group(
+    backend: str,
+    ray_address: str | None,
+    workers: int,
+    max_restarts: int,
+    on_restart: Callable[[int, str, int], None],
+) -> WorkerGroup | RayWorkerGroup:
+    """The group that runs a phase's workers on ``backend``."""
+    check_worker_backend(backend, ray_address)
+    if backend == "ray":
+        return RayWorkerGroup(workers, ray_address, max_restarts=max_restarts,
+                              on_restart=on_restart)  # fmt: skip
+    return WorkerGroup(max_restarts=max_restarts, on_restart=on_restart)
+
+
 def make_progress(console: Console, enabled: bool) -> Progress:
     return Progress(
         TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed:,.0f} steps"),
@@ -168,6 +195,8 @@ def run_phase(
     target_return: float | None = None,
     population: SharedPopulation | None = None,
     frozen: Sequence[torch.Tensor] | None = None,
+    backend: str = "processes",
+    ray_address: str | None = None,
 ) -> None:
     """Run workers until the budget is spent; log their messages; checkpoint now and then:
     every ``checkpoint_every`` steps or ``checkpoint_minutes`` of wall time, whichever comes
@@ -178,7 +207,10 @@ def run_phase(
     each restart is reported on stderr and as TensorBoard text (``events/worker_restarts``).
     ``population`` (PathNet) adds fitness scalars and the module-usage image after tournaments;
     ``frozen`` (per layer a bool [M_l], as ``library.frozen_mask()``) marks frozen modules in
-    that image.
+    that image. ``backend``: ``processes`` (local processes sharing memory) or ``ray`` (Ray
+    actors around a parameter server, :mod:`agents.ray_workers`, on a local instance or the
+    cluster at ``ray_address``); the runner's model, optimiser, counters and population are
+    up to date whenever ``checkpoint`` runs and when the phase ends, with either.
     """
     start_steps, start = int(steps.sum()), time.monotonic()
     next_checkpoint = (start_steps // checkpoint_every + 1) * checkpoint_every
@@ -198,7 +230,8 @@ def run_phase(
         writer.add_text(f"{prefix}events/worker_restarts", event, int(steps.sum()))
 
     try:
-        with WorkerGroup(max_restarts=max_restarts, on_restart=report_restart) as group:
+        with worker_group(backend, ray_address, steps.numel(), max_restarts,
+                          report_restart) as group:  # fmt: skip
             args = build_args(group)
             group.start(target, args)
             for message in group.messages():
@@ -251,6 +284,7 @@ def run_phase(
                 done = int(steps.sum())
                 overdue = interval is not None and time.monotonic() - last_checkpoint >= interval
                 if done >= next_checkpoint or overdue:
+                    group.sync()  # Ray: the server's state into the runner's objects
                     checkpoint()
                     next_checkpoint = (done // checkpoint_every + 1) * checkpoint_every
                     last_checkpoint = time.monotonic()
