@@ -144,8 +144,8 @@ def ray_session(workers: int, address: str | None = None) -> Iterator[Any]:
     owned = not ray.is_initialized()
     if owned:
         options: dict[str, Any] = {"log_to_driver": False, "include_dashboard": False}
-        if address is None:
-            ray.init(num_cpus=workers, **options)
+        if address is None:  # a new instance, even where a `ray start` cluster runs
+            ray.init(address="local", num_cpus=workers, **options)
         else:
             ray.init(address=address, **options)
     try:

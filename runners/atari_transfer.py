@@ -53,7 +53,9 @@ from runners import run_dir as rd
 from runners.cli import choice_of, run_cli
 from runners.figures import path_grid, plot_learning_curves, plot_transfer_paths
 from runners.phase import (
+    WORKER_BACKENDS,
     PhaseLog,
+    check_worker_backend,
     env_spaces,
     make_progress,
     moe_load_cv2,
@@ -64,6 +66,7 @@ from runners.phase import (
 )
 
 AgentName = choice_of(agent_names(evolves_paths=True))
+WorkerBackend = choice_of(list(WORKER_BACKENDS))
 
 PHASES = ("pathnet_a", "pathnet_b", "scratch", "finetune")
 CONDITIONS = {"pathnet": "pathnet_b", "scratch": "scratch", "finetune": "finetune"}
@@ -98,6 +101,13 @@ class TransferConfig:
     """Where to write the run (default: runs/atari_transfer-<time>-s<seed>)."""
     resume: str | None = None
     """Continue the run in this directory from its last checkpoint (other flags are ignored)."""
+    backend: WorkerBackend = "processes"
+    """Where the A3C workers run: local processes sharing memory (Hogwild), or Ray actors
+    that push gradients to a parameter-server actor (a local instance or a cluster;
+    docs/ray.md)."""
+    ray_address: str | None = None
+    """The Ray cluster of the 'ray' backend: host:port of its head, ray://host:port, or auto
+    (the one started on this machine with `ray start`); default: a new local instance."""
     checkpoint_every: int = 100_000
     """Environment steps between checkpoints (one is also written after every phase)."""
     checkpoint_minutes: float = 5.0
@@ -108,6 +118,7 @@ class TransferConfig:
 
     def __post_init__(self) -> None:
         get_agent(self.agent, evolves_paths=True)
+        check_worker_backend(self.backend, self.ray_address)  # Ray: installed, address answers
         if self.workers < 2:
             raise ValueError("PathNet-A3C needs at least 2 workers (one genome each)")
         if min(self.steps, self.checkpoint_every, self.checkpoint_minutes) <= 0:
@@ -196,7 +207,7 @@ def train_phase(
         writer=writer, prefix=f"{phase}/", progress=progress, checkpoint=save,
         checkpoint_every=cfg.checkpoint_every, checkpoint_minutes=cfg.checkpoint_minutes,
         population=population,
-        frozen=model.library.frozen_mask(),
+        frozen=model.library.frozen_mask(), backend=cfg.backend, ray_address=cfg.ray_address,
     )  # fmt: skip
     state["logs"][phase] = dataclasses.asdict(log)
     state["paths"][phase] = population.genomes[population.best()].tolist()

@@ -50,10 +50,12 @@ from runners import run_dir as rd
 from runners.cli import choice_of, run_cli
 from runners.continual_figures import matrix_figure, plot
 from runners.continual_tasks import DIGITS, Digits, Games, Step, load_family
+from runners.phase import WORKER_BACKENDS, check_worker_backend
 
 CONDITIONS = ("pathnet", "finetune", "scratch")
 Condition = Literal["pathnet", "finetune", "scratch"]
 LayerKindName = choice_of(sorted(LAYER_KINDS))
+WorkerBackend = choice_of(list(WORKER_BACKENDS))
 AgentName = choice_of(agent_names(evolves_paths=True))
 
 
@@ -111,6 +113,13 @@ class ContinualConfig:
     resume: str | None = None
     """Continue the run in this directory after its last finished task (other flags are ignored,
     except --grow and --progress)."""
+    backend: WorkerBackend = "processes"
+    """RL: where the A3C workers run: local processes sharing memory (Hogwild), or Ray actors
+    that push gradients to a parameter-server actor (a local instance or a cluster;
+    docs/ray.md)."""
+    ray_address: str | None = None
+    """The Ray cluster of the 'ray' backend: host:port of its head, ray://host:port, or auto
+    (the one started on this machine with `ray start`); default: a new local instance."""
     checkpoint_every: int = 100_000
     """RL: environment steps between checkpoints inside a task (one is also written after every
     task of every condition)."""
@@ -137,6 +146,7 @@ class ContinualConfig:
             raise ValueError("--conditions needs distinct names of pathnet, finetune, scratch")
         layer_kind(self.library_kind)
         get_agent(self.agent, evolves_paths=True)
+        check_worker_backend(self.backend, self.ray_address)  # Ray: installed, address answers
         if min(self.max_generations, self.resolution, self.hidden, self.steps) <= 0:
             raise ValueError("max_generations, resolution, hidden and steps must be positive")
         if min(self.checkpoint_every, self.eval_max_steps, self.probe_size) <= 0:

@@ -245,7 +245,7 @@ class Games:
             get_agent(cfg.agent).worker, build_args, steps=steps, budget=cfg.steps, log=log,
             writer=step.writer, prefix=f"{condition}/task{step.index}/", progress=step.progress,
             checkpoint=save, checkpoint_every=cfg.checkpoint_every, population=population,
-            frozen=model.library.frozen_mask(),
+            frozen=model.library.frozen_mask(), backend=cfg.backend, ray_address=cfg.ray_address,
         )  # fmt: skip
         return {
             "genome": population.genomes[population.best()].tolist(),

@@ -2,11 +2,10 @@
 
 import os
 import random
-import shutil
-import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -19,6 +18,9 @@ from evolution.backends import map_backend
 from evolution.config import EvoConfig
 from modules.library import linear_library
 from runners import hyperneat as runner
+from tests.ray_cluster import free_port, needs_ray_cli
+
+ROOT = Path(__file__).resolve().parents[2]
 
 if os.environ.get("CI") == "true":
     import ray  # CI installs the ray extra: its Ray tests must run, never skip
@@ -38,7 +40,7 @@ def node_of(_: int) -> str:
 @pytest.fixture(scope="module")
 def local_ray():
     """One local Ray instance of 2 CPUs for the module (starting one takes seconds)."""
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield
     ray.shutdown()
 
@@ -47,12 +49,6 @@ def test_ray_maps_in_order_and_leaves_a_ray_it_did_not_start_running(local_ray):
     with map_backend("ray", workers=2) as map_fn:
         assert map_fn(square, range(7)) == [0, 1, 4, 9, 16, 25, 36]
     assert ray.is_initialized()
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def test_an_address_that_does_not_answer_is_a_one_line_error_before_any_work(tmp_path):
@@ -72,25 +68,21 @@ def test_without_ray_the_backend_says_how_to_install_it(monkeypatch):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(shutil.which("ray") is None, reason="the ray command line")
-def test_a_two_node_localhost_cluster_runs_tasks_on_both_nodes(monkeypatch):
-    """``ray start --head`` plus a second ``ray start --address …`` with its own CPU, as on
-    two machines; the backend joins by address and tasks land on both nodes. (Token
-    authentication is off here: on a real cluster every node needs the head's token.)"""
-    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
-    port = free_port()
-    address = f"127.0.0.1:{port}"
-    head = ["ray", "start", "--head", f"--port={port}", "--num-cpus=1", "--include-dashboard=false"]
-    second = ["ray", "start", f"--address={address}", "--num-cpus=1"]
-    try:
-        subprocess.run(head, check=True, capture_output=True, timeout=180)
-        subprocess.run(second, check=True, capture_output=True, timeout=180)
-        with map_backend("ray", workers=2, ray_address=address) as map_fn:
-            assert map_fn(square, range(5)) == [0, 1, 4, 9, 16]
-            nodes = set(map_fn(node_of, range(12)))
-        assert len(nodes) == 2, nodes
-    finally:
-        subprocess.run(["ray", "stop", "--force"], capture_output=True, timeout=120)
+@needs_ray_cli
+def test_a_two_node_localhost_cluster_runs_tasks_on_both_nodes(on_two_nodes):
+    """The backend joins a two-node cluster by address and tasks land on both nodes. In a
+    process of its own, as a runner is: a process that used a local Ray instance before cannot
+    fetch objects from a cluster it joins later."""
+    script = (
+        "import sys; from evolution.backends import map_backend\n"
+        "from tests.evolution.test_ray_backend import node_of, square\n"
+        "with map_backend('ray', workers=2, ray_address=sys.argv[1]) as map_fn:\n"
+        "    assert map_fn(square, range(5)) == [0, 1, 4, 9, 16]\n"
+        "    print(len(set(map_fn(node_of, range(12)))))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script, on_two_nodes], capture_output=True,
+                          text=True, timeout=600, cwd=ROOT, check=True)  # fmt: skip
+    assert done.stdout.strip().splitlines()[-1] == "2", done.stdout
 
 
 def small_trainer(seed: int = 0) -> PathTrainer:
