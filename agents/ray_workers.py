@@ -20,7 +20,7 @@ optimiser, population) when it checkpoints (:meth:`RayWorkerGroup.sync`).
 A worker that raises or whose actor dies (SIGKILL, a lost node) is started again in a fresh
 actor with its rank, so its population slot and genome, and a fresh environment, up to
 ``max_restarts`` times, as :class:`agents.processes.WorkerGroup` does for processes. Actors are
-owned by the runner's Ray driver: when the runner exits, even killed, Ray ends them.
+owned by the runner's Ray driver (not detached): Ray ends them when the driver exits.
 """
 
 from __future__ import annotations
