@@ -30,6 +30,8 @@ SPECIFIC = {
         (["--agent", "pathnett"], "did you mean: pathnet"),
         (["--pathnet.active", "11"], "active N=11 > modules M=10"),
         (["--steps", "0"], "must be positive"),
+        (["--backend", "rayy"], "did you mean: ray"),
+        (["--backend", "ray", "--ray-address", "127.0.0.1:1"], "no Ray cluster answers"),
     ],
     "lottery": [
         (["--prune-fraction", "1.5"], "prune_fraction"),
@@ -47,11 +49,13 @@ SPECIFIC = {
         (["--env-a", "MinAtar/Breakout-v9"], "did you mean: MinAtar/Breakout-v1"),
         (["--agent", "pathnett"], "did you mean: pathnet"),
         (["--threshold-fraction", "1.5"], "threshold_fraction"),
+        (["--backend", "proceses"], "did you mean: processes"),
     ],
     "labyrinth_transfer": [(["--pathnet.active", "11"], "active N=11")],
     "transfer_matrix": [
         (["--envs", "MinAtar/Breakout-v1", "MinAtar/Nope-v1"], "MinAtar/Nope-v1"),
         (["--transfer.steps", "0"], "must be positive"),
+        (["--transfer.backend", "rayy"], "did you mean: ray"),
     ],
     "hyperneat": [
         (["--agent", "neatt"], "did you mean: hyperneat"),
@@ -62,6 +66,7 @@ SPECIFIC = {
     "continual": [
         (["--tasks", "digits/0v1", "digits/2v33"], "2v33"),
         (["--evo.active", "11"], "active N=11"),
+        (["--backend", "rayy"], "did you mean: ray"),
     ],
     "moe_capacity": [(["--k", "0"], "k must be")],
 }
