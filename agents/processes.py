@@ -35,6 +35,15 @@ class WorkerError(RuntimeError):
     """A worker process failed (raised, or died without a word)."""
 
 
+def check_restart_budget(rank: int, reason: str, restarts: int, max_restarts: int) -> None:
+    """Raise :class:`WorkerError` if worker ``rank``, failed again (``reason``), has used up
+    its ``max_restarts`` restarts (``restarts`` so far); every worker group asks this."""
+    if restarts >= max_restarts:
+        raise WorkerError(
+            f"worker {rank} failed {restarts + 1} times (last: {reason}); stopping the run"
+        )
+
+
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters
 
 
@@ -161,11 +170,7 @@ class WorkerGroup:
             reason = error.strip().splitlines()[-1] if error else f"exit code {code}"
             if self.max_restarts == 0:
                 raise WorkerError(f"worker {rank} died with exit code {code}")
-            if self.restarts[rank] >= self.max_restarts:
-                raise WorkerError(
-                    f"worker {rank} failed {self.restarts[rank] + 1} times (last: {reason}); "
-                    "stopping the run"
-                )
+            check_restart_budget(rank, reason, self.restarts[rank], self.max_restarts)
             if bool(self.stop):
                 continue  # the run is winding down: nothing to restart for
             self.restarts[rank] += 1

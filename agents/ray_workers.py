@@ -34,7 +34,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from agents.processes import WorkerError
+from agents.processes import WorkerError, check_restart_budget
 from agents.shared_optim import apply_gradients
 from evolution.async_tournament import SharedPopulation, async_tournament
 from evolution.ray_backend import ray_session
@@ -308,11 +308,7 @@ class RayWorkerGroup:
         self.ray.kill(self.actors[rank])
         if self.max_restarts == 0:
             raise WorkerError(f"worker {rank} failed: {reason}")
-        if self.restarts[rank] >= self.max_restarts:
-            raise WorkerError(
-                f"worker {rank} failed {self.restarts[rank] + 1} times (last: {reason}); "
-                "stopping the run"
-            )
+        check_restart_budget(rank, reason, self.restarts[rank], self.max_restarts)
         if bool(self.stop):
             return  # the run is winding down: nothing to restart for
         self.restarts[rank] += 1
