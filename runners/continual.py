@@ -172,9 +172,10 @@ def open_run(
     saved = rd.load_config(run_path, ContinualConfig)
     grow = saved.grow or cfg.grow  # a run stopped by a full library can go on with --grow
     cfg = dataclasses.replace(saved, resume=cfg.resume, progress=cfg.progress, grow=grow)
+    checkpoint, family = rd.load_checkpoint(run_path), load_family(cfg)  # refused: nothing changed
     if grow != saved.grow:
         rd.save_config(run_path, dataclasses.replace(cfg, resume=None))
-    return cfg, run_path, rd.load_checkpoint(run_path), load_family(cfg)
+    return cfg, run_path, checkpoint, family
 
 
 def restore(family: Digits | Games, saved: dict[str, Any]) -> nn.Module:

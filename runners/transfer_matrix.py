@@ -90,6 +90,17 @@ def run_pair(cfg: MatrixConfig, run_path: Path, env_a: str, env_b: str) -> dict[
     return atari_transfer.main(pair)
 
 
+def check_pairs(cfg: MatrixConfig, run_path: Path) -> None:
+    """Before a resumed matrix trains: every unfinished pair's sub-run has a readable config and
+    checkpoint (one bad pair would otherwise stop the matrix after hours of other pairs)."""
+    for env_a in cfg.envs:
+        for env_b in cfg.envs:
+            path = pair_dir(run_path, env_a, env_b)
+            if env_a != env_b and (path / rd.CONFIG).exists() and not (path / rd.SUMMARY).exists():
+                rd.load_config(path, TransferConfig)
+                rd.load_checkpoint(path)
+
+
 def speedups(summary: dict[str, Any]) -> dict[str, float]:
     """PathNet's and fine-tuning's speed-ups over scratch (a condition never solved used the
     whole phase budget, as in the transfer summary)."""
@@ -154,6 +165,7 @@ def main(cfg: MatrixConfig) -> dict[str, Any]:
     if cfg.resume is not None:
         run_path = Path(cfg.resume)
         cfg = dataclasses.replace(rd.load_config(run_path, MatrixConfig), resume=cfg.resume)
+        check_pairs(cfg, run_path)
     else:  # bad ids and incompatible shapes fail before any write
         if cfg.run_dir is not None and (Path(cfg.run_dir) / rd.CONFIG).exists():
             raise ValueError(f"{cfg.run_dir} already holds a run; use --resume {cfg.run_dir}")

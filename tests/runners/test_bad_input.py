@@ -11,10 +11,12 @@ from __future__ import annotations
 import contextlib
 import io
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
+from runners import labyrinth_transfer, transfer_matrix
 from runners import run_dir as rd
 from runners.cli import run_cli
 from tests.runners.test_cli import RUNNERS, config_type
@@ -77,17 +79,36 @@ SHARED = [
      "cannot create run directory"),
     ("corrupt config", lambda cwd: ["--resume", str(cwd / "broken")], "unreadable config.json"),
     ("another runner's run", lambda cwd: ["--resume", str(cwd / "other")], "another runner"),
+    ("corrupt checkpoint", lambda cwd: ["--resume", str(cwd / "corrupt")], "unreadable checkpoint"),
 ]  # fmt: skip
 
 
+def corrupt_run(path: Path, runner: str) -> None:
+    """A run directory as ``runner`` writes it (its default config) whose checkpoint.pt is
+    garbage; a transfer matrix keeps its checkpoints in its pairs' sub-runs."""
+    path.mkdir()
+    if runner == "labyrinth_transfer":  # it writes the Atari transfer runner's config
+        rd.save_config(path, labyrinth_transfer.transfer_config(config_type(runner)()))
+    else:
+        rd.save_config(path, config_type(runner)())
+    if runner == "transfer_matrix":
+        matrix = config_type(runner)()
+        path = transfer_matrix.pair_dir(path, *matrix.envs[:2])
+        path.mkdir()
+        rd.save_config(path, replace(matrix.transfer, env_a=matrix.envs[0], env_b=matrix.envs[1]))
+    (path / rd.CHECKPOINT).write_bytes(b"\x80\x02 not a checkpoint")
+
+
 def prepared(cwd: Path, runner: str) -> None:
-    """The files the shared cases point at: a plain file, a broken run, another runner's."""
+    """The files the shared cases point at: a plain file, a broken run, another runner's, a run
+    with a corrupt checkpoint."""
     (cwd / "afile").write_text("not a directory\n")
     (cwd / "broken").mkdir()
     (cwd / "broken" / rd.CONFIG).write_text("{not json")
     (cwd / "other").mkdir()
     rd.save_config(cwd / "other", config_type("reproduction" if runner != "reproduction" else
                                               "a3c")())  # fmt: skip
+    corrupt_run(cwd / "corrupt", runner)
 
 
 def snapshot(root: Path) -> dict[str, bytes]:
