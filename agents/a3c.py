@@ -24,6 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -400,9 +401,22 @@ class WorkerSpec:
     lrs: torch.Tensor
     """[W] float: each worker's learning rate."""
 
-    def env_seeds(self, rank: int) -> list[int]:
-        """Distinct env seeds: ``seed + rank + j * workers`` for the worker's j-th env."""
-        return [self.seed + rank + j * self.workers for j in range(self.cfg.envs_per_worker)]
+    def session_seed(self, rank: int, done: int = 0) -> int:
+        """The seed of worker ``rank``'s random streams (its actions, environments and
+        tournaments) in a session that starts after it did ``done`` environment steps:
+        ``seed + rank`` on a fresh run; else one drawn from (seed, rank, done), so a resumed or
+        restarted worker never replays an earlier session's episodes and draws, and two
+        resumes from one checkpoint draw alike."""
+        if done == 0:
+            return self.seed + rank
+        entropy = [self.seed & 0xFFFFFFFF, rank, done]
+        return int(np.random.SeedSequence(entropy).generate_state(1)[0] >> 1)
+
+    def env_seeds(self, rank: int, done: int = 0) -> list[int]:
+        """Distinct env seeds: ``s + j * workers`` for the worker's j-th env, ``s`` its
+        :meth:`session_seed` (``seed + rank`` on a fresh run)."""
+        first = self.session_seed(rank, done)
+        return [first + j * self.workers for j in range(self.cfg.envs_per_worker)]
 
     def finished(self) -> bool:
         return bool(self.stop) or int(self.steps.sum()) >= self.budget
@@ -448,6 +462,10 @@ class Hub(Protocol):
         """The global environment step as this worker last saw it."""
         ...
 
+    def done(self, rank: int) -> int:
+        """Environment steps worker ``rank`` has done so far, over every session of the run."""
+        ...
+
     def finished(self) -> bool:
         """The budget is spent or the runner asked the workers to stop."""
         ...
@@ -488,6 +506,9 @@ class SharedMemoryHub:
     def step(self) -> int:
         return int(self.spec.steps.sum())
 
+    def done(self, rank: int) -> int:
+        return int(self.spec.steps[rank])
+
     def finished(self) -> bool:
         return self.spec.finished()
 
@@ -514,8 +535,9 @@ def run_worker(
     """
     cfg = spec.cfg
     hub = SharedMemoryHub(spec, rank) if hub is None else hub
-    torch.manual_seed(spec.seed + rank)
-    envs = make_env_batch(spec.env_id, spec.env_seeds(rank))
+    done = hub.done(rank)  # > 0: resumed or restarted; new random streams (session_seed)
+    torch.manual_seed(spec.session_seed(rank, done))
+    envs = make_env_batch(spec.env_id, spec.env_seeds(rank, done))
     aux_loss = getattr(local, "take_aux_loss", None)
     totals: dict[str, float] = {}
     updates = applied = skipped = 0  # this reporting stretch: all, finite, skipped updates

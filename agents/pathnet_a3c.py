@@ -242,14 +242,16 @@ class PathHub(Hub, Protocol):
 
 class SharedPopulationHub(SharedMemoryHub):
     """The hub of local PathNet worker processes: the population in shared memory too, and
-    worker ``rank``'s tournaments drawn from ``random.Random(seed + rank)``."""
+    worker ``rank``'s tournaments drawn from ``random.Random`` seeded with its session seed
+    (:meth:`agents.a3c.WorkerSpec.session_seed`)."""
 
     def __init__(self, spec: PathNetWorkerSpec, rank: int) -> None:
         super().__init__(spec.a3c, rank)
         self.population, self.rivals = spec.population, spec.pathnet.rivals
         evo = spec.pathnet.evo_config(len(spec.population))
         sizes = spec.a3c.model.library.modules_per_layer  # per-layer M (a library may have grown)
-        self.toolbox = make_toolbox(evo, rng=random.Random(spec.a3c.seed + rank), sizes=sizes)
+        seed = spec.a3c.session_seed(rank, self.done(rank))
+        self.toolbox = make_toolbox(evo, rng=random.Random(seed), sizes=sizes)
 
     def genome(self, rank: int) -> list[int]:
         return self.population.genomes[rank].tolist()

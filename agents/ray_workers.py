@@ -47,7 +47,7 @@ class ParameterServer:
     ``shared`` is ``(model, optimizer)`` in one object, so the optimiser's parameters arrive as
     the model's own; ``population`` and ``pathnet`` (an
     :class:`agents.pathnet_a3c.PathNetA3CConfig`) only for PathNet. Worker ``rank``'s tournaments
-    draw from ``random.Random(seed + rank)``, as a local worker's do.
+    draw from ``random.Random(seeds[rank])``: its session seed, as a local worker's do.
     """
 
     def __init__(
@@ -57,7 +57,7 @@ class ParameterServer:
         budget: int,
         population: SharedPopulation | None = None,
         pathnet: Any = None,
-        seed: int = 0,
+        seeds: list[int] | None = None,
     ) -> None:
         torch.set_num_threads(1)
         self.model, self.optimizer = shared
@@ -66,7 +66,8 @@ class ParameterServer:
         if library is not None:
             library.guard(self.optimizer)  # frozen modules stay bitwise identical
         self.steps, self.budget = steps.clone(), budget
-        self.population, self.pathnet, self.seed = population, pathnet, seed
+        self.population, self.pathnet = population, pathnet
+        self.seeds = seeds or list(range(steps.numel()))
         self.toolboxes: dict[int, Any] = {}
         self.stopped = False
         self.messages: list[dict[str, Any]] = []
@@ -107,6 +108,9 @@ class ParameterServer:
     def genome(self, rank: int) -> list[int]:
         return self._population().genomes[rank].tolist()
 
+    def done(self, rank: int) -> int:
+        return int(self.steps[rank])
+
     def tournament(self, rank: int, fitness: float) -> tuple[int | None, list[int]]:
         """Slot ``rank``'s asynchronous tournament: the rival it copied (if any), its genome."""
         population = self._population()
@@ -114,7 +118,7 @@ class ParameterServer:
             evo = self.pathnet.evo_config(len(population))
             sizes = self.model.library.modules_per_layer
             self.toolboxes[rank] = make_toolbox(
-                evo, rng=random.Random(self.seed + rank), sizes=sizes
+                evo, rng=random.Random(self.seeds[rank]), sizes=sizes
             )
         outcome = async_tournament(
             population, rank, fitness, self.toolboxes[rank], self.pathnet.rivals
@@ -158,6 +162,7 @@ class RayHub:
         self.ray, self.server, self.rank, self.lr = ray, server, rank, lr
         self.outbox: list[dict[str, Any]] = []
         self._step, self._finished = 0, ray.get(server.finished.remote())
+        self._done = ray.get(server.done.remote(rank))  # this worker's steps at its start
         self._genome: list[int] | None = None
         self._names: dict[int, str] | None = None
 
@@ -191,6 +196,9 @@ class RayHub:
 
     def step(self) -> int:
         return self._step
+
+    def done(self, rank: int) -> int:
+        return self._done
 
     def finished(self) -> bool:
         return self._finished
@@ -267,8 +275,9 @@ class RayWorkerGroup:
         population = getattr(self._spec, "population", None)
         pathnet = getattr(self._spec, "pathnet", None)
         server = ray.remote(num_cpus=0)(ParameterServer)
+        seeds = [base.session_seed(rank, int(base.steps[rank])) for rank in range(len(args))]
         self.server = server.remote(
-            (base.model, base.optimizer), base.steps, base.budget, population, pathnet, base.seed
+            (base.model, base.optimizer), base.steps, base.budget, population, pathnet, seeds
         )
         for rank in range(len(self._args)):
             self.actors.append(None)

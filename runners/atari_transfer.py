@@ -169,11 +169,11 @@ def train_phase(
     shape: tuple[int, ...],
     actions: tuple[int, int],
     run_path: Path,
-    writer: SummaryWriter,
     progress: Progress,
 ) -> None:
     """Train phase ``state["phase"]`` (from its mid-phase checkpoint, if any); record its log,
-    best path and, after phase A, A's network and best path in ``state``."""
+    best path and, after phase A, A's network and best path in ``state``. Its TensorBoard
+    events go to ``run_path/<phase>`` (:func:`runners.run_dir.segment_writer`)."""
     phase = PHASES[state["phase"]]
     model, population, task = setup_phase(phase, cfg, shape, actions, state)
     env_id = cfg.env_a if phase == "pathnet_a" else cfg.env_b
@@ -185,9 +185,12 @@ def train_phase(
     seed = cfg.seed + 100 * state["phase"]
     lrs = cfg.pathnet.learning_rates(cfg.workers, a3c.lr, seed)
     log = PhaseLog()
+    start = 0
     if state["current"] is not None:  # resuming inside this phase
         model.load_state_dict(state["current"]["model"])
         log = restore_phase(state["current"], optimizer, steps, population)
+        start = int(steps.sum()) + 1
+    writer = rd.segment_writer(run_path, phase, start)
 
     def save() -> None:
         state["current"] = {"model": model.state_dict(),
@@ -209,6 +212,7 @@ def train_phase(
         population=population,
         frozen=model.library.frozen_mask(), backend=cfg.backend, ray_address=cfg.ray_address,
     )  # fmt: skip
+    writer.close()
     state["logs"][phase] = dataclasses.asdict(log)
     state["paths"][phase] = population.genomes[population.best()].tolist()
     if phase == "pathnet_a":
@@ -243,7 +247,7 @@ def main(cfg: TransferConfig, runner: str = "atari_transfer") -> dict[str, Any]:
     console = Console()
     with make_progress(console, cfg.progress) as progress:
         while state["phase"] < len(PHASES):
-            train_phase(cfg, state, shape, (actions_a, actions_b), run_path, writer, progress)
+            train_phase(cfg, state, shape, (actions_a, actions_b), run_path, progress)
             state["phase"] += 1
             state["current"] = None
             rd.save_checkpoint(run_path, state)

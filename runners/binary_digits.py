@@ -385,6 +385,7 @@ def main(cfg: BinaryDigitsConfig) -> dict[str, Any]:
             result = state["results"][k]
             task = tasks[pairs[k][0] if phase.endswith("_a") else pairs[k][1]]
             search = state["search"]
+            start = 0 if search is None else search.generation + 1  # its first new generation
             if search is None:  # a new phase, not a resumed one
                 seed = cfg.seed * 1000 + k * len(PHASES) + PHASES.index(phase)
                 torch.manual_seed(seed)
@@ -409,13 +410,14 @@ def main(cfg: BinaryDigitsConfig) -> dict[str, Any]:
             description = f"pair {k + 1}/{len(pairs)} {pairs[k][0]}→{pairs[k][1]} {phase:<10}"
             best = max(search.best_fitness, 0.0)
             progress.update(bar, description=description, completed=search.generation, best=best)
-            log = GenerationLogger(
-                cfg, writer, progress, bar, f"pair{k}/{phase}", library, checkpoint
-            )
+            segment = f"pair{k}/{phase}"
+            phase_writer = rd.segment_writer(run_path, segment, start)
+            log = GenerationLogger(cfg, phase_writer, progress, bar, segment, library, checkpoint)
             if phase.startswith("finetune") and cfg.finetune == "fixed":
                 train_fixed_path(search, trainer, cfg.max_generations, cfg.threshold, log)
             else:
                 evolve(search, toolbox, cfg.max_generations, cfg.threshold, log)
+            phase_writer.close()
             record_phase(cfg, result, phase, search)
             if phase == "pathnet_a":  # where PathNet's and fine-tuning's B phases start
                 state["after_a"] = {

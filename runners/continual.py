@@ -235,6 +235,9 @@ def main(cfg: ContinualConfig) -> dict[str, Any]:
     writer = SummaryWriter(str(run_path))
     writer.add_text("config", f"```\n{json.dumps(dataclasses.asdict(cfg), indent=2)}\n```")
     console = Console()
+    matrices: dict[str, SummaryWriter] = {}
+    """Per condition, its R matrix and occupancy against the task index (run_path/<c>),
+    opened at the first task this session does: a killed session's later rows are purged."""
 
     def path_of(condition: str, j: int) -> torch.Tensor:
         return genome_to_path(state["records"][condition][j]["genome"], layers, active)
@@ -260,7 +263,7 @@ def main(cfg: ContinualConfig) -> dict[str, Any]:
                 rd.save_checkpoint(run_path, state)
 
             sizes = model.library.modules_per_layer
-            step = Step(i, c, sizes, rng, writer, progress, current, save_inside)
+            step = Step(i, c, sizes, rng, run_path, progress, current, save_inside)
             record = family.train(model, step)
             state["current"] = None
             path = genome_to_path(record["genome"], layers, active)
@@ -272,6 +275,8 @@ def main(cfg: ContinualConfig) -> dict[str, Any]:
                 state["modules_per_layer"].append(model.library.modules_per_layer)
             state["records"][c].append(record)
             row = state["R"][c][i]
+            if c not in matrices:
+                matrices[c] = rd.segment_writer(run_path, c, i)
             for j in range(count):
                 if c == "scratch":  # independent networks: earlier rows stand, later untrained
                     row[j] = state["R"][c][j][j] if j < i else state["reference"][j]
@@ -279,16 +284,16 @@ def main(cfg: ContinualConfig) -> dict[str, Any]:
                         row[j] = family.evaluate(model, j, path)
                 else:
                     row[j] = family.evaluate(model, j, path_of(c, j) if j <= i else probe_path)
-                writer.add_scalar(f"R/{c}/task{j}", row[j], i)
+                matrices[c].add_scalar(f"R/task{j}", row[j], i)
             if c == "pathnet":
                 for layer, share in enumerate(state["occupancy"][-1]):
-                    writer.add_scalar(f"occupancy/layer{layer}", share, i)
+                    matrices[c].add_scalar(f"occupancy/layer{layer}", share, i)
             if c != "scratch":
                 sizes = model.library.modules_per_layer
                 state["models"][c] = {"state": model.state_dict(), "sizes": sizes}
             state["done"] += 1
             rd.save_checkpoint(run_path, state)
-            writer.add_figure(f"R/{c}", matrix_figure(state["R"][c], c, cfg.tasks), i)
+            matrices[c].add_figure("R", matrix_figure(state["R"][c], c, cfg.tasks), i)
 
     identical = None
     if "pathnet" in cfg.conditions:  # the frozen paths' outputs, again, after the whole sequence
@@ -304,6 +309,8 @@ def main(cfg: ContinualConfig) -> dict[str, Any]:
         for key in ("acc", "bwt", "fwt"):
             writer.add_scalar(f"summary/{c}_{key}", condition[key])
     writer.close()
+    for matrix_writer in matrices.values():
+        matrix_writer.close()
     state["summary"] = summary
     rd.save_checkpoint(run_path, state)
     print_table(console, summary, run_path)

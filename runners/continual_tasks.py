@@ -13,6 +13,7 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -44,6 +45,7 @@ from evolution.operators import module_usage
 from evolution.toolbox import PathGenome, make_toolbox
 from evolution.tournament import SearchState, evolve
 from modules.library import linear_library
+from runners import run_dir as rd
 from runners.figures import usage_image
 from runners.phase import (
     PhaseLog,
@@ -71,12 +73,17 @@ class Step:
     sizes: list[int]
     """M of each layer of the model's library (after any growth, layers may differ)."""
     rng: random.Random
-    writer: SummaryWriter
+    run_path: Path
     progress: Progress
     resume: dict[str, Any] | None = None
     """The task's mid-task checkpoint (RL: optimiser, steps, population, log) to go on from."""
     save: Callable[[dict[str, Any]], None] | None = None
     """Stores a mid-task checkpoint (RL phases: every --checkpoint-every steps, and on Ctrl-C)."""
+
+    def writer(self, start: int = 0) -> SummaryWriter:
+        """The task's TensorBoard writer, ``run_path/<condition>/task<index>``, opened at
+        ``start`` (:func:`runners.run_dir.segment_writer`)."""
+        return rd.segment_writer(self.run_path, f"{self.condition}/task{self.index}", start)
 
 
 @dataclass
@@ -121,7 +128,8 @@ class Digits:
 
     def train(self, model: nn.Module, step: Step) -> dict[str, Any]:
         cfg, index, condition, progress = self.cfg, step.index, step.condition, step.progress
-        name, writer, sizes, evo = self.names[index], step.writer, step.sizes, cfg.evo
+        name, sizes, evo = self.names[index], step.sizes, cfg.evo
+        writer = step.writer()  # a digit task interrupted midway starts again: 0
         trainer = PathTrainer(
             model.library, model.heads[name], self.train_sets[index], cfg.train,
             evo.layers, evo.active,
@@ -149,6 +157,7 @@ class Digits:
         else:
             search = SearchState(population=toolbox.population(n=evo.population))
             evolve(search, toolbox, cfg.max_generations, cfg.threshold, log)
+        writer.close()
         return {
             "genome": search.best,
             "generations": search.solved_at or cfg.max_generations,
@@ -222,8 +231,11 @@ class Games:
         else:
             population = new_population(pathnet, cfg.workers, seed, step.sizes)
         log = PhaseLog()
+        start = 0
         if step.resume is not None:  # inside this task: the model was restored by the runner
             log = restore_phase(step.resume, optimizer, steps, population)
+            start = int(steps.sum()) + 1
+        writer = step.writer(start)
 
         def save() -> None:
             if step.save is not None:
@@ -243,10 +255,11 @@ class Games:
 
         run_phase(
             get_agent(cfg.agent).worker, build_args, steps=steps, budget=cfg.steps, log=log,
-            writer=step.writer, prefix=f"{condition}/task{step.index}/", progress=step.progress,
+            writer=writer, prefix=f"{condition}/task{step.index}/", progress=step.progress,
             checkpoint=save, checkpoint_every=cfg.checkpoint_every, population=population,
             frozen=model.library.frozen_mask(), backend=cfg.backend, ray_address=cfg.ray_address,
         )  # fmt: skip
+        writer.close()
         return {
             "genome": population.genomes[population.best()].tolist(),
             "steps": int(steps.sum()),

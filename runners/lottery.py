@@ -153,13 +153,24 @@ def build_model(
 
 
 def train(
-    cfg: LotteryConfig, model: nn.Module, *, name: str, start: int, writer: SummaryWriter,
+    cfg: LotteryConfig, model: nn.Module, *, name: str, start: int, run_path: Path,
     progress: Any, on_rewind_point: Any = None,
 ) -> dict[str, Any]:  # fmt: skip
     """Train ``model`` from step ``start`` to ``cfg.steps``; its final mean return and curve.
 
-    ``on_rewind_point()`` is called once the model has done ``cfg.rewind_steps`` steps.
+    ``on_rewind_point()`` is called once the model has done ``cfg.rewind_steps`` steps. Its
+    TensorBoard events go to ``run_path/<name>``; a training a killed run left unfinished is
+    done again from ``start``, its earlier events purged.
     """
+    with rd.segment_writer(run_path, name, start) as writer:
+        return train_logged(cfg, model, name, start, writer, progress, on_rewind_point)
+
+
+def train_logged(
+    cfg: LotteryConfig, model: nn.Module, name: str, start: int, writer: SummaryWriter,
+    progress: Any, on_rewind_point: Any,
+) -> dict[str, Any]:  # fmt: skip
+    """:func:`train`, writing to ``writer``."""
     log, prefix, began = PhaseLog(), f"{name}/", time.monotonic()
     task = digits_task(cfg.env_id)
     if task is not None:
@@ -256,7 +267,7 @@ def main(cfg: LotteryConfig) -> dict[str, Any]:
     with make_progress(console, cfg.progress) as progress:
         for seed in cfg.seeds:
             run = state["runs"].setdefault(seed, {"results": {}, "masks": {}})
-            run_repeat(dataclasses.replace(cfg, seed=seed), run, shapes, writer, progress,
+            run_repeat(dataclasses.replace(cfg, seed=seed), run, shapes, run_path, progress,
                        save=lambda: rd.save_checkpoint(run_path, state))  # fmt: skip
 
     summary = summarise(cfg, {seed: state["runs"][seed]["results"] for seed in cfg.seeds})
@@ -272,10 +283,22 @@ def main(cfg: LotteryConfig) -> dict[str, Any]:
 
 def run_repeat(
     cfg: LotteryConfig, run: dict[str, Any], shapes: tuple[str, tuple[int, ...], int],
-    writer: SummaryWriter, progress: Any, *, save: Any,
+    run_path: Path, progress: Any, *, save: Any,
 ) -> None:  # fmt: skip
     """One repeat (seed ``cfg.seed``): the dense training and every round, skipping the
-    trainings ``run["results"]`` already holds; ``save()`` checkpoints after each training."""
+    trainings ``run["results"]`` already holds; ``save()`` checkpoints after each training.
+    Its rounds' figures go to ``run_path/s<seed>``: every session writes all the rounds it has
+    (purging what an earlier session wrote there), each training to its own directory."""
+    tag = f"s{cfg.seed}"
+    with rd.segment_writer(run_path, tag) as writer:
+        run_rounds(cfg, run, shapes, run_path, writer, progress, save=save)
+
+
+def run_rounds(
+    cfg: LotteryConfig, run: dict[str, Any], shapes: tuple[str, tuple[int, ...], int],
+    run_path: Path, writer: SummaryWriter, progress: Any, *, save: Any,
+) -> None:  # fmt: skip
+    """:func:`run_repeat`, its rounds' figures on ``writer``."""
     results, tag = run["results"], f"s{cfg.seed}"
 
     def fresh(seed: int = cfg.seed) -> tuple[nn.Module, list[pruning.PruneTarget]]:
@@ -290,7 +313,7 @@ def run_repeat(
             run["rewind"] = copy.deepcopy(model.state_dict())
 
         results["dense"] = train(
-            cfg, model, name=f"{tag}/dense", start=0, writer=writer, progress=progress,
+            cfg, model, name=f"{tag}/dense", start=0, run_path=run_path, progress=progress,
             on_rewind_point=snapshot_rewind,
         )  # fmt: skip
         results["dense"]["sparsity"] = pruning.sparsity(targets)
@@ -309,7 +332,7 @@ def run_repeat(
                 continue
             model, targets = start_model(cfg, fresh, run, level, condition)
             results[name] = train(cfg, model, name=f"{tag}/{name}", start=cfg.rewind_steps,
-                                  writer=writer, progress=progress)  # fmt: skip
+                                  run_path=run_path, progress=progress)  # fmt: skip
             results[name]["sparsity"] = pruning.sparsity(targets)
             if condition == "ticket":
                 run["trained"] = copy.deepcopy(model.state_dict())

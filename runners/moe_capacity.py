@@ -381,7 +381,12 @@ def main(cfg: MoECapacityConfig) -> dict[str, Any]:
         for experts in cfg.experts:
             if str(experts) in state["results"]:
                 continue  # finished before the run was interrupted
-            result, weights = train_one(cfg, experts, task, heldout, writer, progress, bar)
+            # Its own event directory: a training a killed run left unfinished is done again,
+            # the events of that earlier attempt purged.
+            with rd.segment_writer(run_path, f"E{experts}") as experts_writer:
+                result, weights = train_one(
+                    cfg, experts, task, heldout, experts_writer, progress, bar
+                )
             state["results"][str(experts)] = result
             state["models"][str(experts)] = weights
             rd.save_checkpoint(run_path, state)

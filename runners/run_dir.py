@@ -7,6 +7,7 @@
         checkpoint.pt    the latest checkpoint (written atomically)
         summary.json     results, written at the end
         events.out...    TensorBoard events (``tensorboard --logdir runs``)
+        <segment>/       events of a phase, task or training with its own step axis
         *.png            figures
 
 Every file is written to a temporary name in the same directory and renamed into place, so an
@@ -25,6 +26,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import torch
+from torch.utils.tensorboard import SummaryWriter
 
 CONFIG = "config.json"
 CHECKPOINT = "checkpoint.pt"
@@ -132,6 +134,15 @@ def load_checkpoint(run_dir: str | Path) -> dict[str, Any] | None:
     if not isinstance(state, dict):
         raise ValueError(f"unreadable checkpoint {path}: not a pathevo checkpoint")
     return state
+
+
+def segment_writer(run_dir: Path, segment: str, start: int = 0) -> SummaryWriter:
+    """The TensorBoard writer of one segment of a run whose step axis starts afresh (a phase, a
+    task, one training): its own directory ``run_dir/segment``, a run of its own in TensorBoard.
+    ``start`` is the first step this session writes (0 for a segment begun afresh, the step
+    after its checkpoint when resumed): events that an earlier, killed session wrote from there
+    on are purged, so the curves continue without duplicated steps."""
+    return SummaryWriter(str(run_dir / segment), purge_step=start)
 
 
 def _jsonable(value: Any) -> Any:

@@ -166,6 +166,18 @@ def test_worker_counts_steps_and_reports_episodes():
     assert kinds.count("update") == 5 and "episode" in kinds
 
 
+def test_a_resumed_or_restarted_worker_gets_new_random_streams_that_a_resume_repeats():
+    cfg = A3CConfig(envs_per_worker=2)
+    spec = WorkerSpec("CartPole-v1", 7, 3, cfg, None, None, None, 0, None, None, None)
+    assert [spec.session_seed(rank) for rank in range(3)] == [7, 8, 9]  # a fresh run
+    assert spec.env_seeds(2) == [9, 12]
+    later = {spec.session_seed(rank, done) for rank in range(3) for done in (40, 80, 120)}
+    assert len(later) == 9 and not later & {7, 8, 9}
+    assert spec.session_seed(1, 80) == spec.session_seed(1, 80)  # two resumes draw alike
+    first = spec.session_seed(1, 80)
+    assert spec.env_seeds(1, 80) == [first, first + 3] and 0 <= first < 2**63
+
+
 def test_a_non_finite_loss_skips_the_update_and_is_counted(monkeypatch):
     """Every other update's loss is NaN: the shared parameters move only on the finite ones,
     the skipped updates are reported, and the reported losses stay finite."""

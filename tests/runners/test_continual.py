@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 import torch
 from rich.console import Console
-from torch.utils.tensorboard import SummaryWriter
 
 from agents.a3c import A3CConfig
 from agents.pathnet_a3c import PathNetA3CConfig
@@ -160,13 +159,11 @@ def test_grow_adds_modules_only_to_the_layers_that_lack_them(tmp_path):
     frozen = model.library.frozen_mask()
     assert torch.equal(frozen[0][:3], before[0]) and not frozen[0][3]
     # The next task evolves on the ragged library, each layer's genes within its own size.
-    writer = SummaryWriter(str(tmp_path / "tb"))
     with family.progress(Console()) as progress:
         step = continual_tasks.Step(
-            1, "pathnet", model.library.modules_per_layer, random.Random(0), writer, progress
+            1, "pathnet", model.library.modules_per_layer, random.Random(0), tmp_path, progress
         )
         record = family.train(model, step)
-    writer.close()
     path = genome_to_path(record["genome"], 3, 2)
     assert int(path[0].max()) < 4 and int(path[1:].max()) < 3
     with pytest.raises(ValueError, match="N=2"):
