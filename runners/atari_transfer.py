@@ -28,7 +28,6 @@ import torch
 from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
-from torch.utils.tensorboard import SummaryWriter
 
 if __package__ in (None, ""):  # run as a script: make the project importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -242,7 +241,7 @@ def main(cfg: TransferConfig, runner: str = "atari_transfer") -> dict[str, Any]:
         "phase": 0, "logs": {}, "paths": {}, "after_a": None, "best_a": None, "current": None,
     }  # fmt: skip
 
-    writer = SummaryWriter(str(run_path))
+    writer = rd.segment_writer(run_path, "")  # config and summary: every session writes all
     writer.add_text("config", f"```\n{rd.json.dumps(dataclasses.asdict(cfg), indent=2)}\n```")
     console = Console()
     with make_progress(console, cfg.progress) as progress:

@@ -35,7 +35,6 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from torch import nn
-from torch.utils.tensorboard import SummaryWriter
 
 if __package__ in (None, ""):  # run as a script: make the project importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -368,7 +367,7 @@ def main(cfg: BinaryDigitsConfig) -> dict[str, Any]:
         state["rng"], state["torch_rng"] = rng.getstate(), torch.get_rng_state()
         rd.save_checkpoint(run_path, state)
 
-    writer = SummaryWriter(str(run_path))
+    writer = rd.segment_writer(run_path, "")  # config and summary: every session writes all
     writer.add_text("config", f"```\n{json.dumps(dataclasses.asdict(cfg), indent=2)}\n```")
     console = Console()
     progress = Progress(

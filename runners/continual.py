@@ -232,7 +232,7 @@ def main(cfg: ContinualConfig) -> dict[str, Any]:
             "records": {c: [] for c in cfg.conditions},
             "occupancy": [], "modules_per_layer": [],
         }  # fmt: skip
-    writer = SummaryWriter(str(run_path))
+    writer = rd.segment_writer(run_path, "")  # config and summary: every session writes all
     writer.add_text("config", f"```\n{json.dumps(dataclasses.asdict(cfg), indent=2)}\n```")
     console = Console()
     matrices: dict[str, SummaryWriter] = {}

@@ -260,7 +260,7 @@ def main(cfg: LotteryConfig) -> dict[str, Any]:
     if cfg.resume is None:
         run_path = rd.prepare_run_dir(cfg.run_dir, "lottery", cfg.seed)
         rd.save_config(run_path, cfg)
-    writer = SummaryWriter(str(run_path))
+    writer = rd.segment_writer(run_path, "")  # config and summary: every session writes all
     writer.add_text("config", f"```\n{rd.json.dumps(dataclasses.asdict(cfg), indent=2)}\n```")
     console = Console()
     shapes = (task or cfg.env_id, obs_shape, num_actions)

@@ -368,7 +368,7 @@ def main(cfg: MoECapacityConfig) -> dict[str, Any]:
         cfg.heldout, torch.Generator().manual_seed(stream_seed(cfg.seed, "heldout"))
     )
 
-    writer = SummaryWriter(str(run_path))
+    writer = rd.segment_writer(run_path, "")  # config and summary: every session writes all
     writer.add_text("config", f"```\n{json.dumps(dataclasses.asdict(cfg), indent=2)}\n```")
     console = Console()
     progress = Progress(

@@ -141,7 +141,8 @@ def segment_writer(run_dir: Path, segment: str, start: int = 0) -> SummaryWriter
     task, one training): its own directory ``run_dir/segment``, a run of its own in TensorBoard.
     ``start`` is the first step this session writes (0 for a segment begun afresh, the step
     after its checkpoint when resumed): events that an earlier, killed session wrote from there
-    on are purged, so the curves continue without duplicated steps."""
+    on are purged, so the curves continue without duplicated steps. Segment ``""`` is the run
+    directory itself (what every session writes in full: the config, the summary)."""
     return SummaryWriter(str(run_dir / segment), purge_step=start)
 
 
