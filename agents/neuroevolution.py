@@ -139,8 +139,8 @@ class SubstratePolicy(nn.Module):
     @torch.no_grad()
     def act(self, obs: Any) -> int:
         """The greedy action for one observation."""
-        x = observation_features(obs, self.obs_shape, self.screen).unsqueeze(0)
-        return int(self(x).argmax(1))
+        x = observation_features(obs, self.obs_shape, self.screen).unsqueeze(0)  # [1, inputs]
+        return int(self(x.to(self.path.device)).argmax(1))
 
     def weight_matrices(self) -> list[torch.Tensor]:
         """The expressed weights of each layer ([out, in] each), for pictures."""
@@ -158,19 +158,21 @@ class FitnessTask:
     seed: int
     generation: int = 0
     """Fresh episodes every generation: an elite that was lucky once is scored again."""
+    device: str = "cpu"
+    """Where the CPPNs paint the substrate's weights and the policy runs (cpu, cuda:N)."""
 
 
 # One environment and one policy per worker process and env id: environments (an Atari ROM, a
 # 3D maze) are far slower to build than to reset, and every genome of a generation reuses them.
-_WORKER_CACHE: dict[str, tuple[gym.Env, SubstratePolicy]] = {}
+_WORKER_CACHE: dict[tuple[str, str], tuple[gym.Env, SubstratePolicy]] = {}
 
 
 def _worker_env_and_policy(task: FitnessTask) -> tuple[gym.Env, SubstratePolicy]:
-    cached = _WORKER_CACHE.get(task.env_id)
+    cached = _WORKER_CACHE.get((task.env_id, task.device))
     if cached is None:
         env = make_env(task.env_id, task.seed)
-        policy = SubstratePolicy(task.obs_shape, task.num_actions, task.cfg)
-        cached = _WORKER_CACHE[task.env_id] = (env, policy)
+        policy = SubstratePolicy(task.obs_shape, task.num_actions, task.cfg).to(task.device)
+        cached = _WORKER_CACHE[task.env_id, task.device] = (env, policy)
     return cached
 
 

@@ -9,7 +9,9 @@ Two questions, each answered by timings measured side by side in one run:
    same parameters as the path. Goal: ratio <= 1.2 and flat in M.
 2. How much faster is ``forward_population`` for P paths than a Python loop over them?
 
-Timings are medians of ``torch.utils.benchmark`` (one thread). ``--json PATH`` writes them.
+Timings are medians of ``torch.utils.benchmark`` (one thread; it synchronises CUDA).
+``--device cuda`` times the same on a GPU (a one-line error where there is none).
+``--json PATH`` writes them.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ if __package__ in (None, ""):  # run as a script: make the project importable
 
 from modules.library import PathLibrary, conv_library, linear_library
 from runners import run_dir as rd
-from runners.cli import run_cli
+from runners.cli import resolve_device, run_cli
 
 ATARI_CONVS = ((8, 8, 4), (8, 4, 2), (8, 3, 1))
 
@@ -58,6 +60,8 @@ class BenchLibraryConfig:
     """Network shapes to time (the first one gives the headline figures)."""
     seed: int = 0
     """Seed of the libraries, inputs and paths."""
+    device: str = "cpu"
+    """Where the libraries, baselines and inputs live: cpu, cuda, cuda:N or auto."""
     json: str | None = None
     """Also write the figures to this JSON file."""
 
@@ -68,6 +72,7 @@ class BenchLibraryConfig:
             raise ValueError("active, population, threads and min_run_time must be positive")
         if not self.settings:
             raise ValueError("name at least one setting to time")
+        resolve_device(self.device)  # CUDA asked for and absent: a one-line error
 
 
 @dataclass(frozen=True)
@@ -126,12 +131,15 @@ class DenseBaseline(nn.Module):
         return x.flatten(1)
 
 
-def build(setting: Setting, modules: int) -> tuple[PathLibrary, torch.Tensor]:
+def build(setting: Setting, modules: int, device: torch.device) -> tuple[PathLibrary, torch.Tensor]:
+    """The setting's library with M = ``modules`` and an input batch, on ``device``."""
     if setting.kind == "conv":
         library = conv_library((4, 84, 84), ATARI_CONVS, modules, linear_units=50)
-        return library, torch.rand(setting.batch, 4, 84, 84)
-    library = linear_library(setting.in_features, setting.hidden, setting.layers, modules)
-    return library, torch.rand(setting.batch, setting.in_features)
+        x = torch.rand(setting.batch, 4, 84, 84)
+    else:
+        library = linear_library(setting.in_features, setting.hidden, setting.layers, modules)
+        x = torch.rand(setting.batch, setting.in_features)
+    return library.to(device), x.to(device)
 
 
 def median_seconds(stmt: str, env: dict[str, Any], cfg: BenchLibraryConfig) -> float:
@@ -142,10 +150,11 @@ def median_seconds(stmt: str, env: dict[str, Any], cfg: BenchLibraryConfig) -> f
 def time_path_vs_dense(setting: Setting, cfg: BenchLibraryConfig) -> dict[int, dict[str, float]]:
     """Forward+backward seconds of one path (for each M) and of the dense baseline."""
     rows = {}
+    device = resolve_device(cfg.device)
     for modules in cfg.library_sizes:
-        library, x = build(setting, modules)
+        library, x = build(setting, modules, device)
         path = torch.stack([torch.randperm(modules)[: cfg.active] for _ in library.layers])
-        dense = DenseBaseline(library, cfg.active)
+        dense = DenseBaseline(library, cfg.active).to(device)
         env = {"library": library, "dense": dense, "x": x, "path": path}
         ours = median_seconds("library(x, path).sum().backward()", env, cfg)
         baseline = median_seconds("dense(x).sum().backward()", env, cfg)
@@ -159,9 +168,11 @@ def time_path_vs_dense(setting: Setting, cfg: BenchLibraryConfig) -> dict[int, d
 
 def time_population(setting: Setting, cfg: BenchLibraryConfig) -> dict[str, float]:
     """Forward seconds of P paths in one call against a Python loop over them."""
-    library, x = build(setting, max(cfg.library_sizes[0], cfg.active))
+    device = resolve_device(cfg.device)
+    library, x = build(setting, max(cfg.library_sizes[0], cfg.active), device)
     modules = library.modules_per_layer[0]
     paths = torch.randint(0, modules, (cfg.population, library.num_layers, cfg.active))
+    paths = paths.to(device)
     env = {"library": library, "x": x, "paths": paths, "torch": torch}
     with torch.no_grad():
         batched = median_seconds("library.forward_population(x, paths)", env, cfg)
@@ -174,7 +185,10 @@ def main(cfg: BenchLibraryConfig) -> dict[str, Any]:
     torch.manual_seed(cfg.seed)
     torch.set_num_threads(cfg.threads)
     console = Console()
-    results: dict[str, Any] = {"active": cfg.active, "population": cfg.population, "settings": {}}
+    results: dict[str, Any] = {
+        "active": cfg.active, "population": cfg.population,
+        "device": str(resolve_device(cfg.device)), "settings": {},
+    }  # fmt: skip
     for name in cfg.settings:
         setting = SETTINGS[name]
         rows = time_path_vs_dense(setting, cfg)

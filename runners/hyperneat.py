@@ -48,7 +48,7 @@ from evolution.neat_evolution import NeatState, initial_state, next_generation
 from evolution.toolbox import make_neat_toolbox
 from modules.cppn import CPPNGraph
 from runners import run_dir as rd
-from runners.cli import choice_of, run_cli
+from runners.cli import choice_of, resolve_device, run_cli
 from runners.figures import plot_learning_curves
 from runners.hybrid import HybridConfig, check_hybrid, fine_tune
 from runners.neat_figures import plot_cppn, plot_fitness, weight_image
@@ -81,6 +81,9 @@ class HyperNEATRunConfig:
     """Processes of the `processes` backend (CPUs of a local Ray instance)."""
     ray_address: str | None = None
     """Ray cluster to join (host:port, ray://host:port, or auto); None starts a local one."""
+    device: str = "cpu"
+    """Where the serial backend's CPPNs paint the substrate weights and its policies run: cpu,
+    cuda, cuda:N or auto (the processes and ray backends evaluate on CPU workers)."""
     target_fitness: float | None = 195.0
     """Stop once the best genome, whose fitness reached this, also averages it over
     `eval-episodes` unseen episodes (None: run every generation). 195 is CartPole's classic
@@ -108,6 +111,9 @@ class HyperNEATRunConfig:
                 raise ValueError(f"{name.replace('_', '-')} must be positive")
         get_agent(self.agent, trainer="neuroevolution")
         check_backend(self.backend, self.ray_address)  # Ray: installed, the address answers
+        if resolve_device(self.device).type != "cpu" and self.backend != "serial":
+            raise ValueError(f"the {self.backend!r} backend evaluates on CPU workers; use "
+                             "--backend serial with --device cuda")  # fmt: skip
 
 
 def main(cfg: HyperNEATRunConfig) -> dict[str, Any]:
@@ -129,7 +135,8 @@ def main(cfg: HyperNEATRunConfig) -> dict[str, Any]:
     neat_cfg = cfg.neat
     rng = random.Random(cfg.seed)
     agent = get_agent(cfg.agent, trainer="neuroevolution")
-    task = FitnessTask(cfg.env_id, obs_shape, num_actions, cfg.hyperneat, cfg.seed)
+    device = str(resolve_device(cfg.device))
+    task = FitnessTask(cfg.env_id, obs_shape, num_actions, cfg.hyperneat, cfg.seed, device=device)
     history: list[dict[str, Any]] = []
     best: dict[str, Any] | None = None  # {"graph", "fitness", "generation", "eval_mean"}
     checked: dict[int, float] = {}  # genome key -> eval mean, for champions that hit the target

@@ -47,7 +47,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from modules.gating import cv_squared  # noqa: E402
 from modules.moe import DEFAULT_TASK, MoEModuleLayer  # noqa: E402
 from runners import run_dir as rd  # noqa: E402
-from runners.cli import run_cli  # noqa: E402
+from runners.cli import resolve_device, run_cli  # noqa: E402
 
 RUNNER = "moe_capacity"
 FIGURE = "moe_capacity.png"
@@ -97,6 +97,9 @@ class MoECapacityConfig:
     """Steps between TensorBoard training scalars (means over the interval)."""
     threads: int = 1
     """Torch intra-op threads (1 measured fastest on a 2-core CPU; see docs/moe_capacity.md)."""
+    device: str = "cpu"
+    """Where the models train and are evaluated: cpu, cuda, cuda:N or auto (the task's batches
+    are drawn on the CPU, from the same streams, and moved there)."""
     run_dir: str | None = None
     """Where to write the run (default: runs/moe_capacity-<time>-s<seed>)."""
     resume: str | None = None
@@ -138,6 +141,7 @@ class MoECapacityConfig:
             raise ValueError(f"sizes must be positive, got {', '.join(bad)}")
         if not self.lr > 0:
             raise ValueError(f"lr must be positive, got {self.lr}")
+        resolve_device(self.device)  # CUDA asked for and absent: a one-line error
         if self.capacity_factor is not None and not self.capacity_factor > 0:
             raise ValueError(
                 f"capacity_factor must be positive or None, got {self.capacity_factor}"
@@ -293,7 +297,8 @@ def train_one(
     """Train the model with ``experts`` experts; its result row and final state dict."""
     torch.manual_seed(stream_seed(cfg.seed, f"init/E={experts}"))  # initialisation, gate noise
     data = torch.Generator().manual_seed(stream_seed(cfg.seed, "data"))  # the same for every E
-    model = MoERegressor(cfg, experts)
+    device = resolve_device(cfg.device)
+    model = MoERegressor(cfg, experts).to(device)
     optimiser = torch.optim.Adam(model.parameters(), lr=cfg.lr, foreach=True)
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimiser,
@@ -305,6 +310,7 @@ def train_one(
     progress.update(bar, description=f"E={experts:<4} k={model.k}", completed=0, loss=float("nan"))
     for step in range(1, cfg.steps + 1):
         x, y = task.sample(cfg.batch_size, data)  # x: [B, d], y: [B, o]
+        x, y = x.to(device), y.to(device)
         tick = time.perf_counter()
         prediction, aux = model(x)  # prediction: [B, o]
         mse = F.mse_loss(prediction, y)
@@ -312,8 +318,10 @@ def train_one(
         (mse + aux).backward()
         optimiser.step()
         schedule.step()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)  # the step's kernels are done: its time is measured
         train_seconds += time.perf_counter() - tick
-        sums += torch.stack([mse.detach(), aux.detach()])
+        sums += torch.stack([mse.detach(), aux.detach()]).cpu()
         if step % cfg.log_every == 0:
             mean_mse, mean_aux = (sums / cfg.log_every).tolist()
             writer.add_scalar(f"{tag}/train_loss", mean_mse, step)
@@ -337,7 +345,7 @@ def train_one(
         "seconds": time.perf_counter() - started,
         "curve": curve,
     }
-    return result, model.state_dict()
+    return result, model.cpu().state_dict()  # the checkpoint holds CPU tensors
 
 
 # --- run ---------------------------------------------------------------------------------
@@ -367,6 +375,7 @@ def main(cfg: MoECapacityConfig) -> dict[str, Any]:
     heldout = task.sample(
         cfg.heldout, torch.Generator().manual_seed(stream_seed(cfg.seed, "heldout"))
     )
+    heldout = tuple(part.to(resolve_device(cfg.device)) for part in heldout)  # x: [N, d], y
 
     writer = rd.segment_writer(run_path, "")  # config and summary: every session writes all
     writer.add_text("config", f"```\n{json.dumps(dataclasses.asdict(cfg), indent=2)}\n```")

@@ -75,7 +75,7 @@ ASYNC = {
 
 SLOW_ASYNC = {
     "labyrinth_transfer": [
-        "--workers", "2", "--steps", "400", "--checkpoint-every", "100", "--a3c.t-max", "5",
+        "--workers", "2", "--steps", "1000", "--checkpoint-every", "100", "--a3c.t-max", "5",
         "--a3c.hidden", "16", "--pathnet.layers", "2", "--pathnet.modules", "4",
         "--pathnet.active", "2", "--pathnet.units", "16", "--lstm-units", "16",
         "--pathnet.episodes-per-evaluation", "1",
@@ -84,6 +84,7 @@ SLOW_ASYNC = {
         "--envs", "MinAtar/Breakout-v1", "MinAtar/SpaceInvaders-v1",
         "--transfer.workers", "2", "--transfer.steps", "600",
         "--transfer.checkpoint-every", "150", "--transfer.a3c.t-max", "5",
+        "--transfer.a3c.log-every", "1",
         "--transfer.a3c.hidden", "16", "--transfer.pathnet.layers", "2",
         "--transfer.pathnet.modules", "4", "--transfer.pathnet.active", "2",
         "--transfer.pathnet.units", "16", "--transfer.pathnet.episodes-per-evaluation", "1",
@@ -92,7 +93,8 @@ SLOW_ASYNC = {
 
 
 def command(runner: str, *args: str) -> list[str]:
-    return [sys.executable, f"runners/{runner}.py", *args, "--no-progress"]
+    quiet = "--transfer.no-progress" if runner == "transfer_matrix" else "--no-progress"
+    return [sys.executable, f"runners/{runner}.py", *args, quiet]
 
 
 def run_to_the_end(runner: str, *args: str) -> None:
@@ -245,7 +247,7 @@ def check_async_resume(runner: str, args: list[str], tmp_path: Path, monkeypatch
         torch.testing.assert_close(starts[0][key], saved[key], rtol=0, atol=0,
                                    equal_nan=True, msg=key)  # fmt: skip
     assert int(starts[0]["steps"].sum()) > 0
-    assert (run / rd.SUMMARY).exists()
+    assert (run / ("matrix.json" if runner == "transfer_matrix" else rd.SUMMARY)).exists()
     assert_curves_continue(run)
 
 
