@@ -65,7 +65,8 @@ ASYNC = {
     ],
     "atari_transfer": [
         "--env-a", "MinAtar/Breakout-v1", "--env-b", "MinAtar/SpaceInvaders-v1",
-        "--workers", "2", "--steps", "1200", "--checkpoint-every", "300", "--a3c.t-max", "5",
+        "--workers", "2", "--steps", "1600", "--checkpoint-every", "200", "--a3c.t-max", "5",
+        "--a3c.log-every", "1",
         "--a3c.hidden", "16", "--pathnet.layers", "2", "--pathnet.modules", "4",
         "--pathnet.active", "2", "--pathnet.units", "16",
         "--pathnet.episodes-per-evaluation", "1",
@@ -82,7 +83,7 @@ SLOW_ASYNC = {
     ],
     "transfer_matrix": [
         "--envs", "MinAtar/Breakout-v1", "MinAtar/SpaceInvaders-v1",
-        "--transfer.workers", "2", "--transfer.steps", "600",
+        "--transfer.workers", "2", "--transfer.steps", "1500",
         "--transfer.checkpoint-every", "150", "--transfer.a3c.t-max", "5",
         "--transfer.a3c.log-every", "1",
         "--transfer.a3c.hidden", "16", "--transfer.pathnet.layers", "2",
