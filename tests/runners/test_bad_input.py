@@ -15,6 +15,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+import torch
 
 from runners import labyrinth_transfer, transfer_matrix
 from runners import run_dir as rd
@@ -72,6 +73,11 @@ SPECIFIC = {
     ],
     "moe_capacity": [(["--k", "0"], "k must be")],
 }
+
+if not torch.cuda.is_available():  # where there is a GPU, --device cuda is good input
+    for runner in ("binary_digits", "hyperneat", "moe_capacity"):
+        SPECIFIC[runner].append((["--device", "cuda"], "CUDA is not available"))
+SPECIFIC["hyperneat"].append((["--device", "gpu"], "unknown device 'gpu'"))
 
 SHARED = [
     ("missing run dir", lambda cwd: ["--resume", str(cwd / "nowhere")], "no such run directory"),
