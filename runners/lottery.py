@@ -108,15 +108,26 @@ class LotteryConfig:
     run_dir: str | None = None
     """Where to write the run (default: runs/lottery-<time>-s<seed>)."""
     resume: str | None = None
-    """Continue the run in this directory: finished trainings are not redone."""
+    """Continue the run in this directory: finished trainings are not redone, an RL training
+    goes on from its last checkpoint (a digit training, seconds long, starts again)."""
+    checkpoint_every: int = 20_000
+    """Environment steps between checkpoints inside an RL training."""
+    checkpoint_minutes: float = 5.0
+    """Minutes between checkpoints inside an RL training (whichever of this and
+    checkpoint-every comes first)."""
     progress: bool = True
     """Show a progress display."""
 
     def __post_init__(self) -> None:
         if not 0.0 < self.prune_fraction < 1.0:
             raise ValueError(f"prune_fraction must lie in (0, 1), got {self.prune_fraction}")
-        if min(self.rounds, self.steps, self.workers, self.repeats) <= 0:
-            raise ValueError("rounds, steps, workers and repeats must be positive")
+        sizes = (self.rounds, self.steps, self.workers, self.repeats, self.checkpoint_every,
+                 self.checkpoint_minutes)  # fmt: skip
+        if min(sizes) <= 0:
+            raise ValueError(
+                "rounds, steps, workers, repeats, checkpoint_every and checkpoint_minutes must "
+                "be positive"
+            )
         if self.rewind_steps >= self.steps:
             raise ValueError(f"rewind_to {self.rewind_to} must be below steps {self.steps}")
         agent = get_agent(self.agent, trainer="a3c")
@@ -154,21 +165,27 @@ def build_model(
 
 def train(
     cfg: LotteryConfig, model: nn.Module, *, name: str, start: int, run_path: Path,
-    progress: Any, on_rewind_point: Any = None,
+    progress: Any, on_rewind_point: Any = None, resume: dict[str, Any] | None = None,
+    save_inside: Any = None,
 ) -> dict[str, Any]:  # fmt: skip
     """Train ``model`` from step ``start`` to ``cfg.steps``; its final mean return and curve.
 
-    ``on_rewind_point()`` is called once the model has done ``cfg.rewind_steps`` steps. Its
-    TensorBoard events go to ``run_path/<name>``; a training a killed run left unfinished is
-    done again from ``start``, its earlier events purged.
+    ``on_rewind_point()`` is called once the model has done ``cfg.rewind_steps`` steps. An RL
+    training hands ``save_inside`` its state (model, optimiser, counters, population, log)
+    every ``checkpoint_every`` steps or ``checkpoint_minutes``, and goes on from ``resume``,
+    such a state; a digit training a killed run left unfinished is done again from ``start``.
+    Its TensorBoard events go to ``run_path/<name>``, a killed session's later ones purged.
     """
-    with rd.segment_writer(run_path, name, start) as writer:
-        return train_logged(cfg, model, name, start, writer, progress, on_rewind_point)
+    rl = digits_task(cfg.env_id) is None
+    first = int(resume["steps"].sum()) + 1 if rl and resume is not None else start
+    with rd.segment_writer(run_path, name, first) as writer:
+        return train_logged(cfg, model, name, start, writer, progress, on_rewind_point,
+                            resume, save_inside)  # fmt: skip
 
 
 def train_logged(
     cfg: LotteryConfig, model: nn.Module, name: str, start: int, writer: SummaryWriter,
-    progress: Any, on_rewind_point: Any,
+    progress: Any, on_rewind_point: Any, resume: dict[str, Any] | None, save_inside: Any,
 ) -> dict[str, Any]:  # fmt: skip
     """:func:`train`, writing to ``writer``."""
     log, prefix, began = PhaseLog(), f"{name}/", time.monotonic()
@@ -207,8 +224,28 @@ def train_logged(
     budgets = [cfg.steps]
     if on_rewind_point is not None and cfg.rewind_steps > 0:
         budgets = [cfg.rewind_steps, cfg.steps]  # stop at k for the snapshot, then go on
-    elif on_rewind_point is not None:
+    elif on_rewind_point is not None and resume is None:
         on_rewind_point()
+    if resume is not None:  # inside this training: go on from its checkpoint
+        model.load_state_dict(resume["model"])
+        optimizer.load_state_dict(resume["optimizer"])
+        optimizer.share_memory()
+        steps.copy_(resume["steps"])
+        log = PhaseLog(**resume["log"])
+        if population is not None:
+            population.genomes.copy_(resume["genomes"])
+            population.fitness.copy_(resume["fitness"])
+        budgets = [b for b in budgets if b > int(steps.sum())]  # k passed: rewind point kept
+
+    def save() -> None:
+        if save_inside is None:
+            return
+        state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                 "steps": steps.clone(), "log": dataclasses.asdict(log)}  # fmt: skip
+        if population is not None:
+            state.update(genomes=population.genomes.clone(), fitness=population.fitness.clone())
+        save_inside(state)
+
     worker = functools.partial(keep_zero_worker, worker=agent.worker)
     for budget in budgets:
 
@@ -224,7 +261,8 @@ def train_logged(
 
         run_phase(
             worker, build_args, steps=steps, budget=budget, log=log, writer=writer,
-            prefix=prefix, progress=progress, checkpoint=lambda: None, checkpoint_every=cfg.steps,
+            prefix=prefix, progress=progress, checkpoint=save,
+            checkpoint_every=cfg.checkpoint_every, checkpoint_minutes=cfg.checkpoint_minutes,
             population=population, frozen=frozen,
         )  # fmt: skip
         if budget < cfg.steps and on_rewind_point is not None:
@@ -298,8 +336,24 @@ def run_rounds(
     cfg: LotteryConfig, run: dict[str, Any], shapes: tuple[str, tuple[int, ...], int],
     run_path: Path, writer: SummaryWriter, progress: Any, *, save: Any,
 ) -> None:  # fmt: skip
-    """:func:`run_repeat`, its rounds' figures on ``writer``."""
+    """:func:`run_repeat`, its rounds' figures on ``writer``. ``run["current"]``: the RL
+    training in progress at the last checkpoint (its name and state), if any."""
     results, tag = run["results"], f"s{cfg.seed}"
+
+    def inside(name: str) -> dict[str, Any]:
+        """The checkpoint hooks of training ``name``: its saved state, and how to save it."""
+        current = run.get("current")
+        resume = current["state"] if current is not None and current["name"] == name else None
+
+        def save_inside(partial: dict[str, Any]) -> None:
+            run["current"] = {"name": name, "state": partial}
+            save()
+
+        return {"resume": resume, "save_inside": save_inside}
+
+    def finished(name: str, outcome: dict[str, Any]) -> None:
+        results[name] = outcome
+        run["current"] = None
 
     def fresh(seed: int = cfg.seed) -> tuple[nn.Module, list[pruning.PruneTarget]]:
         torch.manual_seed(seed)  # cfg.seed: θ0, the same initial weights in every build
@@ -312,10 +366,10 @@ def run_rounds(
         def snapshot_rewind() -> None:
             run["rewind"] = copy.deepcopy(model.state_dict())
 
-        results["dense"] = train(
+        finished("dense", train(
             cfg, model, name=f"{tag}/dense", start=0, run_path=run_path, progress=progress,
-            on_rewind_point=snapshot_rewind,
-        )  # fmt: skip
+            on_rewind_point=snapshot_rewind, **inside("dense"),
+        ))  # fmt: skip
         results["dense"]["sparsity"] = pruning.sparsity(targets)
         run["trained"] = copy.deepcopy(model.state_dict())
         save()
@@ -331,8 +385,9 @@ def run_rounds(
             if name in results:
                 continue
             model, targets = start_model(cfg, fresh, run, level, condition)
-            results[name] = train(cfg, model, name=f"{tag}/{name}", start=cfg.rewind_steps,
-                                  run_path=run_path, progress=progress)  # fmt: skip
+            finished(name, train(cfg, model, name=f"{tag}/{name}", start=cfg.rewind_steps,
+                                 run_path=run_path, progress=progress,
+                                 **inside(name)))  # fmt: skip
             results[name]["sparsity"] = pruning.sparsity(targets)
             if condition == "ticket":
                 run["trained"] = copy.deepcopy(model.state_dict())

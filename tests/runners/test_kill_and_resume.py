@@ -71,8 +71,12 @@ ASYNC = {
         "--pathnet.active", "2", "--pathnet.units", "16",
         "--pathnet.episodes-per-evaluation", "1",
     ],
+    "lottery": [
+        "--env-id", "CartPole-v1", "--rounds", "1", "--steps", "3000", "--workers", "2",
+        "--checkpoint-every", "500", "--a3c.hidden", "16", "--a3c.log-every", "1",
+    ],
 }  # fmt: skip
-"""Runner → CLI arguments of an A3C run with mid-phase checkpoints."""
+"""Runner → CLI arguments of an A3C run with checkpoints inside its phases (trainings)."""
 
 SLOW_ASYNC = {
     "labyrinth_transfer": [
@@ -210,11 +214,10 @@ def sessions_start(monkeypatch, modules: list[Any]) -> list[dict[str, torch.Tens
         real = module.run_phase
 
         def recording(*args, real=real, **kwargs):
-            population = kwargs["population"]
-            starts.append({
-                "genomes": population.genomes.clone(), "fitness": population.fitness.clone(),
-                "steps": kwargs["steps"].clone(),
-            })  # fmt: skip
+            start, population = {"steps": kwargs["steps"].clone()}, kwargs.get("population")
+            if population is not None:  # path agents
+                start.update(genomes=population.genomes.clone(), fitness=population.fitness.clone())
+            starts.append(start)
             return real(*args, **kwargs)
 
         monkeypatch.setattr(module, "run_phase", recording)
@@ -226,25 +229,28 @@ def phase_in_progress(state: dict[str, Any]) -> dict[str, torch.Tensor] | None:
     was taken inside one."""
     if "population" in state:  # runners/a3c.py
         return {**state["population"], "steps": state["steps"]}
+    if "runs" in state:  # runners/lottery.py: the training in progress of the latest repeat
+        current = [run.get("current") for run in state["runs"].values()][-1]
+        return None if current is None else current["state"]
     current = state.get("current")
     if current is None:  # between two phases: the next one starts afresh
         return None
-    return {key: current[key] for key in ("genomes", "fitness", "steps")}
+    return {key: current[key] for key in ("genomes", "fitness", "steps") if key in current}
 
 
 def check_async_resume(runner: str, args: list[str], tmp_path: Path, monkeypatch) -> None:
-    from runners import a3c, atari_transfer
+    from runners import a3c, atari_transfer, lottery
     from tests.runners.test_cli import RUNNERS, config_type
 
     run = tmp_path / "killed"
     kill_after_checkpoints(runner, args, run, writes=3)
     (latest,) = [path for path in checkpoints(run) if not (path.parent / rd.SUMMARY).exists()]
     saved = phase_in_progress(rd.load_checkpoint(latest.parent))
-    starts = sessions_start(monkeypatch, [a3c, atari_transfer])
+    starts = sessions_start(monkeypatch, [a3c, atari_transfer, lottery])
     monkeypatch.chdir(ROOT)
     RUNNERS[runner].main(config_type(runner)(resume=str(run)))
     assert saved is not None, "killed between two phases: the test should kill inside one"
-    for key in ("genomes", "fitness", "steps"):  # bit for bit (NaN: a slot not yet scored)
+    for key in set(starts[0]) & {"genomes", "fitness", "steps"}:  # bit for bit (NaN: unscored)
         torch.testing.assert_close(starts[0][key], saved[key], rtol=0, atol=0,
                                    equal_nan=True, msg=key)  # fmt: skip
     assert int(starts[0]["steps"].sum()) > 0
