@@ -404,9 +404,9 @@ class WorkerSpec:
     def session_seed(self, rank: int, done: int = 0) -> int:
         """The seed of worker ``rank``'s random streams (its actions, environments and
         tournaments) in a session that starts after it did ``done`` environment steps:
-        ``seed + rank`` on a fresh run; else one drawn from (seed, rank, done), so a resumed or
-        restarted worker never replays an earlier session's episodes and draws, and two
-        resumes from one checkpoint draw alike."""
+        ``seed + rank`` for a worker that has done none (a fresh run); else one drawn from
+        (seed, rank, done), so a resumed or restarted worker never replays an earlier
+        session's episodes and draws, and two resumes from one checkpoint draw alike."""
         if done == 0:
             return self.seed + rank
         entropy = [self.seed & 0xFFFFFFFF, rank, done]

@@ -171,8 +171,7 @@ def time_population(setting: Setting, cfg: BenchLibraryConfig) -> dict[str, floa
     device = resolve_device(cfg.device)
     library, x = build(setting, max(cfg.library_sizes[0], cfg.active), device)
     modules = library.modules_per_layer[0]
-    paths = torch.randint(0, modules, (cfg.population, library.num_layers, cfg.active))
-    paths = paths.to(device)
+    paths = torch.randint(0, modules, (cfg.population, library.num_layers, cfg.active))  # CPU
     env = {"library": library, "x": x, "paths": paths, "torch": torch}
     with torch.no_grad():
         batched = median_seconds("library.forward_population(x, paths)", env, cfg)

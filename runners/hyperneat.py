@@ -111,7 +111,8 @@ class HyperNEATRunConfig:
                 raise ValueError(f"{name.replace('_', '-')} must be positive")
         get_agent(self.agent, trainer="neuroevolution")
         check_backend(self.backend, self.ray_address)  # Ray: installed, the address answers
-        if resolve_device(self.device).type != "cpu" and self.backend != "serial":
+        parallel = self.backend != "serial"  # auto: the GPU if serial, else the CPU workers
+        if resolve_device(self.device).type != "cpu" and parallel and self.device != "auto":
             raise ValueError(f"the {self.backend!r} backend evaluates on CPU workers; use "
                              "--backend serial with --device cuda")  # fmt: skip
 
@@ -135,7 +136,7 @@ def main(cfg: HyperNEATRunConfig) -> dict[str, Any]:
     neat_cfg = cfg.neat
     rng = random.Random(cfg.seed)
     agent = get_agent(cfg.agent, trainer="neuroevolution")
-    device = str(resolve_device(cfg.device))
+    device = "cpu" if cfg.backend != "serial" else str(resolve_device(cfg.device))
     task = FitnessTask(cfg.env_id, obs_shape, num_actions, cfg.hyperneat, cfg.seed, device=device)
     history: list[dict[str, Any]] = []
     best: dict[str, Any] | None = None  # {"graph", "fitness", "generation", "eval_mean"}

@@ -222,10 +222,19 @@ def train_logged(
         lrs = cfg.pathnet.learning_rates(cfg.workers, a3c.lr, cfg.seed)
     frozen = model.library.frozen_mask() if population is not None else None
     budgets = [cfg.steps]
-    if on_rewind_point is not None and cfg.rewind_steps > 0:
+    pending = [on_rewind_point is not None and cfg.rewind_steps > 0]  # θk not yet taken
+    if pending[0]:
         budgets = [cfg.rewind_steps, cfg.steps]  # stop at k for the snapshot, then go on
     elif on_rewind_point is not None and resume is None:
         on_rewind_point()
+
+    def take_rewind_point() -> None:
+        """θk, once the training has done k steps (at most once; before any checkpoint
+        past k, so a resumed training past k always finds it)."""
+        if pending[0] and int(steps.sum()) >= cfg.rewind_steps:
+            pending[0] = False
+            on_rewind_point()
+
     if resume is not None:  # inside this training: go on from its checkpoint
         model.load_state_dict(resume["model"])
         optimizer.load_state_dict(resume["optimizer"])
@@ -235,11 +244,14 @@ def train_logged(
         if population is not None:
             population.genomes.copy_(resume["genomes"])
             population.fitness.copy_(resume["fitness"])
-        budgets = [b for b in budgets if b > int(steps.sum())]  # k passed: rewind point kept
+        if int(steps.sum()) >= cfg.rewind_steps:  # k passed: θk is in the checkpoint
+            pending[0] = False
+        budgets = [b for b in budgets if b > int(steps.sum())]
 
     def save() -> None:
         if save_inside is None:
             return
+        take_rewind_point()
         state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                  "steps": steps.clone(), "log": dataclasses.asdict(log)}  # fmt: skip
         if population is not None:
@@ -265,8 +277,7 @@ def train_logged(
             checkpoint_every=cfg.checkpoint_every, checkpoint_minutes=cfg.checkpoint_minutes,
             population=population, frozen=frozen,
         )  # fmt: skip
-        if budget < cfg.steps and on_rewind_point is not None:
-            on_rewind_point()
+        take_rewind_point()
     return result(log, int(steps.sum()), time.monotonic() - began)
 
 

@@ -132,6 +132,10 @@ def run(runner: str, args: list[str], monkeypatch) -> tuple[object, str]:
 
 
 CASES = [(r, f"shared: {name}", make, text) for r in TRAINING for name, make, text in SHARED]
+CASES.append((
+    "continual", "corrupt checkpoint with --grow (which would rewrite config.json)",
+    lambda cwd: ["--resume", str(cwd / "corrupt"), "--grow"], "unreadable checkpoint",
+))  # fmt: skip
 CASES += [
     (r, " ".join(args), (lambda _, a=args: a), text)
     for r, cases in SPECIFIC.items()

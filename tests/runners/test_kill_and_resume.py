@@ -73,7 +73,8 @@ ASYNC = {
     ],
     "lottery": [
         "--env-id", "CartPole-v1", "--rounds", "1", "--steps", "3000", "--workers", "2",
-        "--checkpoint-every", "500", "--a3c.hidden", "16", "--a3c.log-every", "1",
+        "--checkpoint-every", "500", "--rewind-to", "1000", "--a3c.hidden", "16",
+        "--a3c.log-every", "1",
     ],
 }  # fmt: skip
 """Runner → CLI arguments of an A3C run with checkpoints inside its phases (trainings)."""
