@@ -123,6 +123,9 @@ class ContinualConfig:
     checkpoint_every: int = 100_000
     """RL: environment steps between checkpoints inside a task (one is also written after every
     task of every condition)."""
+    checkpoint_minutes: float = 5.0
+    """RL: minutes between checkpoints inside a task (whichever of this and checkpoint-every
+    comes first)."""
     image_every: int = 10
     """Digits: generations between TensorBoard images of module usage."""
     threads: int = 1
@@ -149,8 +152,13 @@ class ContinualConfig:
         check_worker_backend(self.backend, self.ray_address)  # Ray: installed, address answers
         if min(self.max_generations, self.resolution, self.hidden, self.steps) <= 0:
             raise ValueError("max_generations, resolution, hidden and steps must be positive")
-        if min(self.checkpoint_every, self.eval_max_steps, self.probe_size) <= 0:
-            raise ValueError("checkpoint_every, eval_max_steps and probe_size must be positive")
+        sizes = (self.checkpoint_every, self.checkpoint_minutes, self.eval_max_steps,
+                 self.probe_size)  # fmt: skip
+        if min(sizes) <= 0:
+            raise ValueError(
+                "checkpoint_every, checkpoint_minutes, eval_max_steps and probe_size must be "
+                "positive"
+            )
         if min(self.eval_episodes, self.image_every) <= 0:
             raise ValueError("eval_episodes and image_every must be positive")
         if self.workers < 2 or self.threads <= 0:

@@ -256,7 +256,8 @@ class Games:
         run_phase(
             get_agent(cfg.agent).worker, build_args, steps=steps, budget=cfg.steps, log=log,
             writer=writer, prefix=f"{condition}/task{step.index}/", progress=step.progress,
-            checkpoint=save, checkpoint_every=cfg.checkpoint_every, population=population,
+            checkpoint=save, checkpoint_every=cfg.checkpoint_every,
+            checkpoint_minutes=cfg.checkpoint_minutes, population=population,
             frozen=model.library.frozen_mask(), backend=cfg.backend, ray_address=cfg.ray_address,
         )  # fmt: skip
         writer.close()

@@ -40,6 +40,7 @@ SPECIFIC = {
         (["--prune-fraction", "1.5"], "prune_fraction"),
         (["--agent", "pathnet", "--pathnet.active", "11"], "active N=11"),
         (["--steps", "0"], "must be positive"),
+        (["--checkpoint-minutes", "0"], "must be positive"),
     ],
     "binary_digits": [
         (["--tasks", "1v3:1v33"], "1v33"),
@@ -70,6 +71,7 @@ SPECIFIC = {
         (["--tasks", "digits/0v1", "digits/2v33"], "2v33"),
         (["--evo.active", "11"], "active N=11"),
         (["--backend", "rayy"], "did you mean: ray"),
+        (["--checkpoint-minutes", "0"], "must be positive"),
     ],
     "moe_capacity": [(["--k", "0"], "k must be")],
 }
