@@ -11,6 +11,7 @@ every TensorBoard curve of every event directory continues without a duplicated 
 
 from __future__ import annotations
 
+import copy
 import json
 import signal
 import subprocess
@@ -207,36 +208,67 @@ def test_a_killed_deterministic_run_resumes_to_the_uninterrupted_result(runner, 
     assert_curves_continue(tmp_path / "killed")
 
 
-def sessions_start(monkeypatch, modules: list[Any]) -> list[dict[str, torch.Tensor]]:
-    """Record, at the start of every training phase of this process, its population, fitness
-    and step counters (``run_phase`` as each runner module imported it)."""
-    starts: list[dict[str, torch.Tensor]] = []
+def sessions_start(monkeypatch, modules: list[Any]) -> list[dict[str, Any]]:
+    """Record, at the start of every training phase of this process, its population, fitness,
+    step counters, network and shared optimiser state (``run_phase`` as each runner module
+    imported it; the network and optimiser from the workers' arguments)."""
+    starts: list[dict[str, Any]] = []
     for module in modules:
         real = module.run_phase
 
-        def recording(*args, real=real, **kwargs):
+        def recording(target, build_args, *args, real=real, **kwargs):
             start, population = {"steps": kwargs["steps"].clone()}, kwargs.get("population")
             if population is not None:  # path agents
                 start.update(genomes=population.genomes.clone(), fitness=population.fitness.clone())
+
+            def building(group):
+                built = build_args(group)
+                base = getattr(built[0][1], "a3c", built[0][1])  # PathNet's spec holds A3C's
+                if "model" not in start:  # the first budget of the phase
+                    start["model"] = copy.deepcopy(base.model.state_dict())
+                    start["optimizer"] = copy.deepcopy(base.optimizer.state_dict())
+                return built
+
             starts.append(start)
-            return real(*args, **kwargs)
+            return real(target, building, *args, **kwargs)
 
         monkeypatch.setattr(module, "run_phase", recording)
     return starts
 
 
-def phase_in_progress(state: dict[str, Any]) -> dict[str, torch.Tensor] | None:
-    """The population and counters a checkpoint holds for the phase it was taken in, if it
-    was taken inside one."""
+TRAINING = ("steps", "model", "optimizer")
+"""What every A3C checkpoint holds of the phase it was taken in (path agents: and genomes,
+fitness)."""
+
+
+def assert_bitwise(started: Any, saved: Any, where: str) -> None:
+    """Tensors (in nested dicts and lists) equal bit for bit, NaN where NaN."""
+    if isinstance(saved, torch.Tensor):
+        torch.testing.assert_close(started, saved, rtol=0, atol=0, equal_nan=True, msg=where)
+    elif isinstance(saved, dict):
+        assert set(started) == set(saved), where
+        for key, value in saved.items():
+            assert_bitwise(started[key], value, f"{where}/{key}")
+    elif isinstance(saved, list | tuple):
+        assert len(started) == len(saved), where
+        for index, value in enumerate(saved):
+            assert_bitwise(started[index], value, f"{where}/{index}")
+    else:
+        assert started == saved, where
+
+
+def phase_in_progress(state: dict[str, Any]) -> dict[str, Any] | None:
+    """What a checkpoint holds of the phase it was taken in (network, optimiser, counters,
+    population, log), if it was taken inside one."""
     if "population" in state:  # runners/a3c.py
-        return {**state["population"], "steps": state["steps"]}
+        return {**state["population"], **{key: state[key] for key in TRAINING}}
     if "runs" in state:  # runners/lottery.py: the training in progress of the latest repeat
         current = [run.get("current") for run in state["runs"].values()][-1]
         return None if current is None else current["state"]
     current = state.get("current")
     if current is None:  # between two phases: the next one starts afresh
         return None
-    return {key: current[key] for key in ("genomes", "fitness", "steps") if key in current}
+    return {key: current[key] for key in ("genomes", "fitness", *TRAINING)}
 
 
 def check_async_resume(runner: str, args: list[str], tmp_path: Path, monkeypatch) -> None:
@@ -251,9 +283,9 @@ def check_async_resume(runner: str, args: list[str], tmp_path: Path, monkeypatch
     monkeypatch.chdir(ROOT)
     RUNNERS[runner].main(config_type(runner)(resume=str(run)))
     assert saved is not None, "killed between two phases: the test should kill inside one"
-    for key in set(starts[0]) & {"genomes", "fitness", "steps"}:  # bit for bit (NaN: unscored)
-        torch.testing.assert_close(starts[0][key], saved[key], rtol=0, atol=0,
-                                   equal_nan=True, msg=key)  # fmt: skip
+    assert set(TRAINING) <= set(starts[0]) <= set(saved)
+    for key in starts[0]:  # population, counters, network (frozen masks included), optimiser
+        assert_bitwise(starts[0][key], saved[key], key)
     assert int(starts[0]["steps"].sum()) > 0
     assert (run / ("matrix.json" if runner == "transfer_matrix" else rd.SUMMARY)).exists()
     assert_curves_continue(run)
