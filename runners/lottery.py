@@ -54,7 +54,15 @@ from modules import pruning
 from runners import run_dir as rd
 from runners.cli import choice_of, run_cli
 from runners.lottery_figures import plot_lottery
-from runners.phase import PhaseLog, env_spaces, make_progress, new_population, run_phase
+from runners.phase import (
+    PhaseLog,
+    env_spaces,
+    make_progress,
+    new_population,
+    phase_state,
+    restore_phase,
+    run_phase,
+)
 from runners.stats import mean_interval
 
 AgentName = choice_of(agent_names(trainer="a3c"))
@@ -237,13 +245,7 @@ def train_logged(
 
     if resume is not None:  # inside this training: go on from its checkpoint
         model.load_state_dict(resume["model"])
-        optimizer.load_state_dict(resume["optimizer"])
-        optimizer.share_memory()
-        steps.copy_(resume["steps"])
-        log = PhaseLog(**resume["log"])
-        if population is not None:
-            population.genomes.copy_(resume["genomes"])
-            population.fitness.copy_(resume["fitness"])
+        log = restore_phase(resume, optimizer, steps, population)
         if int(steps.sum()) >= cfg.rewind_steps:  # k passed: θk is in the checkpoint
             pending[0] = False
         budgets = [b for b in budgets if b > int(steps.sum())]
@@ -252,11 +254,7 @@ def train_logged(
         if save_inside is None:
             return
         take_rewind_point()
-        state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                 "steps": steps.clone(), "log": dataclasses.asdict(log)}  # fmt: skip
-        if population is not None:
-            state.update(genomes=population.genomes.clone(), fitness=population.fitness.clone())
-        save_inside(state)
+        save_inside({"model": model.state_dict(), **phase_state(optimizer, steps, population, log)})
 
     worker = functools.partial(keep_zero_worker, worker=agent.worker)
     for budget in budgets:

@@ -61,28 +61,30 @@ class PhaseLog:
 
 
 def phase_state(
-    optimizer: torch.optim.Optimizer, steps: torch.Tensor, population: SharedPopulation,
+    optimizer: torch.optim.Optimizer, steps: torch.Tensor, population: SharedPopulation | None,
     log: PhaseLog,
 ) -> dict[str, Any]:  # fmt: skip
-    """A path phase's checkpoint besides its model: optimiser, step counters, population, log."""
-    return {
-        "optimizer": optimizer.state_dict(), "steps": steps.clone(),
-        "genomes": population.genomes.clone(), "fitness": population.fitness.clone(),
-        "log": dataclasses.asdict(log),
-    }  # fmt: skip
+    """A phase's checkpoint besides its model: optimiser, step counters, log and (path agents)
+    the population."""
+    state = {"optimizer": optimizer.state_dict(), "steps": steps.clone(),
+             "log": dataclasses.asdict(log)}  # fmt: skip
+    if population is not None:
+        state.update(genomes=population.genomes.clone(), fitness=population.fitness.clone())
+    return state
 
 
 def restore_phase(
     state: dict[str, Any], optimizer: torch.optim.Optimizer, steps: torch.Tensor,
-    population: SharedPopulation,
+    population: SharedPopulation | None,
 ) -> PhaseLog:  # fmt: skip
     """Load :func:`phase_state` ``state`` into the (shared) optimiser, counters and population;
     the phase's log."""
     optimizer.load_state_dict(state["optimizer"])
     optimizer.share_memory()
     steps.copy_(state["steps"])
-    population.genomes.copy_(state["genomes"])
-    population.fitness.copy_(state["fitness"])
+    if population is not None:
+        population.genomes.copy_(state["genomes"])
+        population.fitness.copy_(state["fitness"])
     return PhaseLog(**state["log"])
 
 

@@ -58,19 +58,22 @@ EXACT = {
 }  # fmt: skip
 """Runner → CLI arguments of a run lasting a few seconds with a checkpoint every few steps."""
 
+TINY_PATHNET = [
+    "--a3c.hidden", "16", "--pathnet.layers", "2", "--pathnet.modules", "4",
+    "--pathnet.active", "2", "--pathnet.units", "16",
+]  # fmt: skip
+"""A small PathNet-A3C network (a runner's flags; transfer_matrix's under --transfer.)."""
+TINY_TRANSFER = [*TINY_PATHNET, "--a3c.t-max", "5", "--pathnet.episodes-per-evaluation", "1"]
+
 ASYNC = {
     "a3c": [
         "--env-id", "CartPole-v1", "--agent", "pathnet", "--workers", "2", "--steps", "12000",
-        "--checkpoint-every", "1500", "--a3c.hidden", "16", "--pathnet.layers", "2",
-        "--pathnet.modules", "4", "--pathnet.active", "2", "--pathnet.units", "16",
+        "--checkpoint-every", "1500", *TINY_PATHNET,
     ],
     "atari_transfer": [
         "--env-a", "MinAtar/Breakout-v1", "--env-b", "MinAtar/SpaceInvaders-v1",
-        "--workers", "2", "--steps", "1600", "--checkpoint-every", "200", "--a3c.t-max", "5",
-        "--a3c.log-every", "1",
-        "--a3c.hidden", "16", "--pathnet.layers", "2", "--pathnet.modules", "4",
-        "--pathnet.active", "2", "--pathnet.units", "16",
-        "--pathnet.episodes-per-evaluation", "1",
+        "--workers", "2", "--steps", "1600", "--checkpoint-every", "200", "--a3c.log-every", "1",
+        *TINY_TRANSFER,
     ],
     "lottery": [
         "--env-id", "CartPole-v1", "--rounds", "1", "--steps", "3000", "--workers", "2",
@@ -82,19 +85,15 @@ ASYNC = {
 
 SLOW_ASYNC = {
     "labyrinth_transfer": [
-        "--workers", "2", "--steps", "1000", "--checkpoint-every", "100", "--a3c.t-max", "5",
-        "--a3c.hidden", "16", "--pathnet.layers", "2", "--pathnet.modules", "4",
-        "--pathnet.active", "2", "--pathnet.units", "16", "--lstm-units", "16",
-        "--pathnet.episodes-per-evaluation", "1",
+        "--workers", "2", "--steps", "1000", "--checkpoint-every", "100", "--lstm-units", "16",
+        *TINY_TRANSFER,
     ],
     "transfer_matrix": [
         "--envs", "MinAtar/Breakout-v1", "MinAtar/SpaceInvaders-v1",
         "--transfer.workers", "2", "--transfer.steps", "1500",
-        "--transfer.checkpoint-every", "150", "--transfer.a3c.t-max", "5",
-        "--transfer.a3c.log-every", "1",
-        "--transfer.a3c.hidden", "16", "--transfer.pathnet.layers", "2",
-        "--transfer.pathnet.modules", "4", "--transfer.pathnet.active", "2",
-        "--transfer.pathnet.units", "16", "--transfer.pathnet.episodes-per-evaluation", "1",
+        "--transfer.checkpoint-every", "150", "--transfer.a3c.log-every", "1",
+        *(arg.replace("--", "--transfer.", 1) if arg.startswith("--") else arg
+          for arg in TINY_TRANSFER),
     ],
 }  # fmt: skip
 

@@ -68,6 +68,23 @@ def spawned_workers(pids: set[int]) -> set[int]:
     return workers
 
 
+def wait_for_first_checkpoint(runner: subprocess.Popen, run: Path, seconds: float) -> None:
+    """Until ``run`` has a checkpoint: the workers have done some work by then."""
+    deadline = time.monotonic() + seconds
+    while not (run / "checkpoint.pt").exists():
+        assert runner.poll() is None, "the runner ended before its first checkpoint"
+        assert time.monotonic() < deadline, "the workers never got going"
+        time.sleep(0.2)
+
+
+def still_running_after(pids: set[int], seconds: float) -> set[int]:
+    """Those of ``pids`` that still run (not zombies) ``seconds`` from now, or sooner if none."""
+    deadline = time.monotonic() + seconds
+    while running(pids) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return running(pids)
+
+
 @pytest.mark.skipif(sys.platform != "linux", reason="reads /proc")
 @pytest.mark.parametrize("run", sorted(RUNS))
 def test_sigkilled_runner_leaves_no_process(run: str, tmp_path: Path) -> None:
@@ -76,20 +93,14 @@ def test_sigkilled_runner_leaves_no_process(run: str, tmp_path: Path) -> None:
         command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
     try:
-        deadline = time.monotonic() + 180
-        while not (tmp_path / "run" / "checkpoint.pt").exists():
-            assert runner.poll() is None, "the runner ended before its first checkpoint"
-            assert time.monotonic() < deadline, "the workers never got going"
-            time.sleep(0.2)
+        wait_for_first_checkpoint(runner, tmp_path / "run", 180)
         children = descendants(runner.pid)  # workers and multiprocessing's resource tracker
         assert len(spawned_workers(children)) >= 2
     finally:
         runner.send_signal(signal.SIGKILL)
         runner.wait()
-    deadline = time.monotonic() + 10
-    while running(children) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert not running(children), f"left behind: {sorted(running(children))}"
+    left = still_running_after(children, 10)
+    assert not left, f"left behind: {sorted(left)}"
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="reads /proc")
@@ -103,11 +114,7 @@ def test_a_sigkilled_worker_is_restarted_and_the_run_completes(tmp_path: Path) -
         command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
     )
     try:
-        deadline = time.monotonic() + 180
-        while not (run / "checkpoint.pt").exists():
-            assert runner.poll() is None, "the runner ended before its first checkpoint"
-            assert time.monotonic() < deadline, "the workers never got going"
-            time.sleep(0.2)
+        wait_for_first_checkpoint(runner, run, 180)
         workers = spawned_workers(descendants(runner.pid))
         assert len(workers) == 2
         os.kill(min(workers), signal.SIGKILL)
@@ -153,19 +160,12 @@ def test_ray_actors_die_with_a_sigkilled_runner(tmp_path: Path) -> None:
         command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
     try:
-        deadline = time.monotonic() + 240
-        while not (run / "checkpoint.pt").exists():
-            assert runner.poll() is None, "the runner ended before its first checkpoint"
-            assert time.monotonic() < deadline, "the actors never got going"
-            time.sleep(0.2)
+        wait_for_first_checkpoint(runner, run, 240)
         owned = ray_processes(descendants(runner.pid))
         kinds = " ".join(owned.values())
         assert kinds.count("ray::WorkerActor") == 2 and "ray::ParameterServer" in kinds, kinds
     finally:
         runner.send_signal(signal.SIGKILL)
         runner.wait()
-    deadline = time.monotonic() + 15
-    while running(set(owned)) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    left = {pid: owned[pid] for pid in running(set(owned))}
+    left = {pid: owned[pid] for pid in still_running_after(set(owned), 15)}
     assert not left, f"left behind: {left}"
