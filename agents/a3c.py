@@ -28,13 +28,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from agents.env_batch import EnvBatchLike, make_env_batch
-from agents.processes import worker_process
-from agents.returns import a3c_loss, gae_advantages, n_step_returns
-from agents.shared_optim import apply_gradients
-from modules.actor_critic import CORES, ActorCriticHead, Core, HeadFactory, LSTMState
-from modules.gating import sum_aux_losses
-from modules.moe import take_routing
+from pathevo.agents.env_batch import EnvBatchLike, make_env_batch
+from pathevo.agents.processes import worker_process
+from pathevo.agents.returns import a3c_loss, gae_advantages, n_step_returns
+from pathevo.agents.shared_optim import apply_gradients
+from pathevo.modules.actor_critic import CORES, ActorCriticHead, Core, HeadFactory, LSTMState
+from pathevo.modules.gating import sum_aux_losses
+from pathevo.modules.moe import take_routing
 
 Forward = Callable[
     [torch.Tensor, torch.Tensor, LSTMState | None],

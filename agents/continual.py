@@ -15,11 +15,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from agents.pathnet_a3c import PathNetA3C
-from envs import make_env
-from envs.digits import BinaryTask, salt_and_pepper
-from modules.heads import TaskHeads
-from modules.library import PathLibrary
+from pathevo.agents.pathnet_a3c import PathNetA3C
+from pathevo.envs import make_env
+from pathevo.envs.digits import BinaryTask, salt_and_pepper
+from pathevo.modules.heads import TaskHeads
+from pathevo.modules.library import PathLibrary
 
 
 class PathClassifier(nn.Module):

@@ -22,8 +22,8 @@ from typing import NamedTuple, Protocol
 import numpy as np
 import torch
 
-from envs import make_env
-from envs.atari import make_atari_vector_env
+from pathevo.envs import make_env
+from pathevo.envs.atari import make_atari_vector_env
 
 Finished = list[tuple[int, float, int]]
 """Episodes that ended in a step: (env index, return, length)."""

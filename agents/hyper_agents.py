@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from modules.hyper_layer import hyper_layer_factory
-from modules.library import LayerFactory
+from pathevo.modules.hyper_layer import hyper_layer_factory
+from pathevo.modules.library import LayerFactory
 
 
 @dataclass

@@ -24,10 +24,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from agents.a3c import WorkerSpec
-from agents.pathnet_a3c import PathNetA3C, PathNetWorkerSpec
-from envs.digits import BinaryTask, parse_task, sample_batch
-from modules import pruning
+from pathevo.agents.a3c import WorkerSpec
+from pathevo.agents.pathnet_a3c import PathNetA3C, PathNetWorkerSpec
+from pathevo.envs.digits import BinaryTask, parse_task, sample_batch
+from pathevo.modules import pruning
 
 Scope = Literal["heads", "network", "library"]
 Ranking = Literal["layer", "global"]

@@ -16,10 +16,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from modules.actor_critic import HeadFactory
-from modules.library import LayerFactory
-from modules.moe import moe_layer_factory
-from modules.moe_head import moe_head_factory
+from pathevo.modules.actor_critic import HeadFactory
+from pathevo.modules.library import LayerFactory
+from pathevo.modules.moe import moe_layer_factory
+from pathevo.modules.moe_head import moe_head_factory
 
 
 @dataclass

@@ -27,11 +27,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from envs import make_env
-from modules.cppn import CPPNGraph
-from modules.cppn_layer import CPPNLinearLayer
-from modules.library import PathLibrary
-from modules.substrate import QUERY_SIZE
+from pathevo.envs import make_env
+from pathevo.modules.cppn import CPPNGraph
+from pathevo.modules.cppn_layer import CPPNLinearLayer
+from pathevo.modules.library import PathLibrary
+from pathevo.modules.substrate import QUERY_SIZE
 
 WEIGHT_LAYERS = 2
 """Input -> hidden and hidden -> actions: the CPPN has one (weight, bias) output pair each."""

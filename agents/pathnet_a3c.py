@@ -24,7 +24,7 @@ from typing import Any, Literal, Protocol
 import torch
 from torch import nn
 
-from agents.a3c import (
+from pathevo.agents.a3c import (
     Hub,
     Precision,
     Rollout,
@@ -34,16 +34,16 @@ from agents.a3c import (
     scale_obs,
     torso_precision,
 )
-from agents.processes import worker_process
-from evolution.async_tournament import SharedPopulation, async_tournament
-from evolution.config import EvoConfig
-from evolution.operators import genome_to_path
-from evolution.toolbox import make_toolbox
-from modules.actor_critic import ActorCriticHead, HeadFactory, LSTMState
-from modules.gating import sum_aux_losses
-from modules.heads import TaskHeads
-from modules.layers import LinearModuleLayer
-from modules.library import LayerFactory, PathLibrary, conv_library, linear_library
+from pathevo.agents.processes import worker_process
+from pathevo.evolution.async_tournament import SharedPopulation, async_tournament
+from pathevo.evolution.config import EvoConfig
+from pathevo.evolution.operators import genome_to_path
+from pathevo.evolution.toolbox import make_toolbox
+from pathevo.modules.actor_critic import ActorCriticHead, HeadFactory, LSTMState
+from pathevo.modules.gating import sum_aux_losses
+from pathevo.modules.heads import TaskHeads
+from pathevo.modules.layers import LinearModuleLayer
+from pathevo.modules.library import LayerFactory, PathLibrary, conv_library, linear_library
 
 ATARI_CONVS = ((8, 4), (4, 2), (3, 1))
 """PathNet's Atari conv modules: (kernel, stride) of the first three layers."""

@@ -28,7 +28,7 @@ from typing import Any
 import torch
 import torch.multiprocessing as mp
 
-from evolution.lifetime import die_with_parent
+from pathevo.evolution.lifetime import die_with_parent
 
 
 class WorkerError(RuntimeError):

@@ -34,11 +34,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from agents.processes import WorkerError, check_restart_budget
-from agents.shared_optim import apply_gradients
-from evolution.async_tournament import SharedPopulation, async_tournament
-from evolution.ray_backend import ray_session
-from evolution.toolbox import make_toolbox
+from pathevo.agents.processes import WorkerError, check_restart_budget
+from pathevo.agents.shared_optim import apply_gradients
+from pathevo.evolution.async_tournament import SharedPopulation, async_tournament
+from pathevo.evolution.ray_backend import ray_session
+from pathevo.evolution.toolbox import make_toolbox
 
 
 class ParameterServer:

@@ -27,16 +27,16 @@ from typing import Any, Protocol
 
 from torch import nn
 
-from agents.a3c import A3CConfig, A3CNet, a3c_worker
-from agents.hyper_agents import HyperConfig
-from agents.moe_agents import MoEConfig
-from agents.neuroevolution import SubstratePolicy, genome_fitness
-from agents.pathnet_a3c import PathNetA3C, PathNetA3CConfig, pathnet_library, pathnet_worker
-from modules.actor_critic import HeadFactory
-from modules.cppn_layer import cppn_layer_factory
-from modules.layers import LinearModuleLayer
-from modules.library import LayerFactory
-from modules.pruning import pruned_head_factory
+from pathevo.agents.a3c import A3CConfig, A3CNet, a3c_worker
+from pathevo.agents.hyper_agents import HyperConfig
+from pathevo.agents.moe_agents import MoEConfig
+from pathevo.agents.neuroevolution import SubstratePolicy, genome_fitness
+from pathevo.agents.pathnet_a3c import PathNetA3C, PathNetA3CConfig, pathnet_library, pathnet_worker
+from pathevo.modules.actor_critic import HeadFactory
+from pathevo.modules.cppn_layer import cppn_layer_factory
+from pathevo.modules.layers import LinearModuleLayer
+from pathevo.modules.library import LayerFactory
+from pathevo.modules.pruning import pruned_head_factory
 
 
 class LayerSettings(Protocol):

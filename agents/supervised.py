@@ -16,10 +16,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from envs.digits import BinaryTask, sample_batch
-from evolution.operators import genome_to_path
-from evolution.tournament import SearchState, TournamentOutcome
-from modules.library import PathLibrary
+from pathevo.envs.digits import BinaryTask, sample_batch
+from pathevo.evolution.operators import genome_to_path
+from pathevo.evolution.tournament import SearchState, TournamentOutcome
+from pathevo.modules.library import PathLibrary
 
 
 @dataclass

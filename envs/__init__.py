@@ -4,10 +4,10 @@ Importing `envs` registers every pathevo id with gymnasium (`MinAtar/<Game>-v1` 
 `pathevo/Labyrinth-<Level>-v0`), so `gymnasium.make` serves them after `import envs`, and
 `gymnasium.make("envs:pathevo/Labyrinth-NavMaze-v0")` imports it by itself. Registration is cheap:
 nothing heavy is imported (no torch, ale-py, minatar or ViZDoom); each family loads its engine
-when one of its environments is first made. `python -m envs` lists the ids.
+when one of its environments is first made. `python -m pathevo.envs` lists the ids.
 """
 
-import envs.labyrinth  # noqa: F401  (registers the Labyrinth ids)
-from envs.registry import list_env_ids, make_env
+import pathevo.envs.labyrinth  # noqa: F401  (registers the Labyrinth ids)
+from pathevo.envs.registry import list_env_ids, make_env
 
 __all__ = ["list_env_ids", "make_env"]

@@ -1,10 +1,10 @@
-"""`python -m envs [FAMILY]`: print the registered environment ids, grouped by family."""
+"""`python -m pathevo.envs [FAMILY]`: print the registered environment ids, grouped by family."""
 
 from __future__ import annotations
 
 import argparse
 
-from envs.registry import FAMILIES, list_env_ids
+from pathevo.envs.registry import FAMILIES, list_env_ids
 
 TITLES = {
     "ale": "ALE: Atari 2600 via ale-py (84x84 gray, frame skip 4, 4 stacked frames, sticky 0.25)",
@@ -16,7 +16,7 @@ TITLES = {
 
 def main(argv: list[str] | None = None) -> None:
     """Print each requested family's ids, one per line under a header."""
-    parser = argparse.ArgumentParser(prog="python -m envs", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m pathevo.envs", description=__doc__)
     parser.add_argument("family", nargs="?", choices=FAMILIES, help="list only this family")
     args = parser.parse_args(argv)
     for family in [args.family] if args.family else FAMILIES:

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from envs.mnist_idx import load_mnist
+from pathevo.envs.mnist_idx import load_mnist
 
 _TASK = re.compile(r"^(\d)v(\d)$")
 

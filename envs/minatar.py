@@ -98,7 +98,7 @@ def register_minatar_envs() -> None:
     for name, game in GAMES.items():
         gym.register(
             id=f"MinAtar/{name}-v1",
-            entry_point="envs.minatar:MinAtarEnv",
+            entry_point="pathevo.envs.minatar:MinAtarEnv",
             kwargs={"game": game},
             max_episode_steps=MAX_EPISODE_STEPS,
         )

@@ -16,7 +16,7 @@ from typing import Any
 
 import gymnasium as gym
 
-from envs.minatar import minatar_ids
+from pathevo.envs.minatar import minatar_ids
 
 FAMILIES: tuple[str, ...] = ("ale", "minatar", "labyrinth", "control")
 """Families `list_env_ids` knows, in listing order."""
@@ -46,7 +46,7 @@ def _gymnasium_ids() -> list[str]:
 def _family_ids(family: str) -> list[str]:
     """Ids of one family (or of the gymnasium fallback); ImportError if ale-py cannot load."""
     if family == "ale":
-        from envs.atari import ale_ids
+        from pathevo.envs.atari import ale_ids
 
         return ale_ids()
     if family == "minatar":
@@ -91,7 +91,7 @@ def _unknown_id_message(env_id: str) -> str:
     close = [known[i] for i in difflib.get_close_matches(env_id.lower(), known, n=3)]
     if close:
         return f"unknown environment id {env_id!r}; did you mean: {', '.join(close)}?"
-    return f"unknown environment id {env_id!r}; run `python -m envs` to list the known ids"
+    return f"unknown environment id {env_id!r}; run `python -m pathevo.envs` to list the known ids"
 
 
 def _seed(env: gym.Env, seed: int) -> None:
@@ -122,11 +122,11 @@ def make_env(env_id: str, seed: int, **kwargs: Any) -> gym.Env:
     if env_id not in _family_ids(family):
         raise ValueError(_unknown_id_message(env_id))
     if family == "ale":
-        from envs.atari import make_atari_env
+        from pathevo.envs.atari import make_atari_env
 
         env = make_atari_env(env_id, **kwargs)
     elif family == "labyrinth":
-        from envs.labyrinth import make_labyrinth_env
+        from pathevo.envs.labyrinth import make_labyrinth_env
 
         env = make_labyrinth_env(env_id, seed, **kwargs)
     else:

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 import torch
 from deap import base
 
-from evolution.operators import genome_to_path
-from evolution.toolbox import PathGenome
+from pathevo.evolution.operators import genome_to_path
+from pathevo.evolution.toolbox import PathGenome
 
 
 @dataclass

@@ -20,9 +20,9 @@ from contextlib import contextmanager
 import torch
 import torch.multiprocessing as mp
 
-from evolution.lifetime import die_with_parent
-from evolution.ray_backend import check_ray, ray_map
-from evolution.toolbox import MapFn
+from pathevo.evolution.lifetime import die_with_parent
+from pathevo.evolution.ray_backend import check_ray, ray_map
+from pathevo.evolution.toolbox import MapFn
 
 BACKENDS = ("serial", "processes", "ray")
 

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 
 import torch
 
-from evolution.operators import path_modules
+from pathevo.evolution.operators import path_modules
 
 Matrix = Sequence[Sequence[float]]
 

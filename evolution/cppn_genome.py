@@ -33,7 +33,7 @@ from neat.genome import DefaultGenome, DefaultGenomeConfig
 from neat.graphs import creates_cycle
 from neat.innovation import InnovationTracker
 
-from evolution.neat_config import NeatConfig
+from pathevo.evolution.neat_config import NeatConfig
 
 
 def _is_output(key: int, config: DefaultGenomeConfig) -> bool:

@@ -18,9 +18,9 @@ from typing import Any
 
 from deap import base
 
-from evolution.cppn_genome import NeatTracker, seeded_random
-from evolution.neat_config import NeatConfig
-from evolution.speciation import (
+from pathevo.evolution.cppn_genome import NeatTracker, seeded_random
+from pathevo.evolution.neat_config import NeatConfig
+from pathevo.evolution.speciation import (
     Species,
     adjust_threshold,
     allocate_offspring,

@@ -14,18 +14,18 @@ from typing import Any
 from deap import base, creator, tools
 from neat.genome import DefaultGenome, DefaultGenomeConfig
 
-from evolution.config import EvoConfig
-from evolution.cppn_genome import (
+from pathevo.evolution.config import EvoConfig
+from pathevo.evolution.cppn_genome import (
     crossover_genomes,
     make_genome_config,
     mutate_genome,
     new_cppn_genome,
     seeded_random,
 )
-from evolution.neat_config import NeatConfig
-from evolution.neat_evolution import species_sizes
-from evolution.operators import layer_sizes, mutate_path, random_genome
-from evolution.speciation import compatibility_distance
+from pathevo.evolution.neat_config import NeatConfig
+from pathevo.evolution.neat_evolution import species_sizes
+from pathevo.evolution.operators import layer_sizes, mutate_path, random_genome
+from pathevo.evolution.speciation import compatibility_distance
 
 if not hasattr(creator, "PathFitness"):
     creator.create("PathFitness", base.Fitness, weights=(1.0,))

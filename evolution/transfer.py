@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import torch
 
-from evolution.operators import path_modules
-from modules.library import PathLibrary
+from pathevo.evolution.operators import path_modules
+from pathevo.modules.library import PathLibrary
 
 
 def begin_transfer(library: PathLibrary, best_path: torch.Tensor, task: str | None = None) -> None:

@@ -1,8 +1,8 @@
 """The one module library: path layers, heads, freezing."""
 
-from modules.heads import TaskHeads
-from modules.layers import Conv2dModuleLayer, LinearModuleLayer, ModuleLayer
-from modules.library import PathLibrary, conv_library, linear_library
+from pathevo.modules.heads import TaskHeads
+from pathevo.modules.layers import Conv2dModuleLayer, LinearModuleLayer, ModuleLayer
+from pathevo.modules.library import PathLibrary, conv_library, linear_library
 
 __all__ = [
     "Conv2dModuleLayer",

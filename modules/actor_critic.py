@@ -16,7 +16,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from modules.hyper_lstm import HyperLSTMCell
+from pathevo.modules.hyper_lstm import HyperLSTMCell
 
 LSTMState = tuple[torch.Tensor, torch.Tensor]
 """A recurrent core's (h, c), each [B, state width]; a HyperLSTM's holds its hyper LSTM's too."""

@@ -22,9 +22,9 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from modules.cppn import CompiledCPPN, CPPNGraph, compile_cppn, random_cppn
-from modules.layers import Conv2dModuleLayer, LinearModuleLayer
-from modules.substrate import QUERY_SIZE, conv_weights, grid_positions, linear_weights
+from pathevo.modules.cppn import CompiledCPPN, CPPNGraph, compile_cppn, random_cppn
+from pathevo.modules.layers import Conv2dModuleLayer, LinearModuleLayer
+from pathevo.modules.substrate import QUERY_SIZE, conv_weights, grid_positions, linear_weights
 
 
 class _CPPNModules:

@@ -56,7 +56,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from modules.layers import (
+from pathevo.modules.layers import (
     ModuleLayer,
     conv_modules,
     conv_population,

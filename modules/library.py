@@ -16,8 +16,13 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import nn
 
-from modules.gating import AuxLosses
-from modules.layers import Conv2dModuleLayer, LinearModuleLayer, ModuleLayer, duplicate_weights
+from pathevo.modules.gating import AuxLosses
+from pathevo.modules.layers import (
+    Conv2dModuleLayer,
+    LinearModuleLayer,
+    ModuleLayer,
+    duplicate_weights,
+)
 
 
 class PathLibrary(nn.Module):

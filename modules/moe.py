@@ -30,8 +30,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from modules.gating import balance_losses, cv_squared, noisy_top_k
-from modules.layers import ModuleLayer, distinct, unique_weights
+from pathevo.modules.gating import balance_losses, cv_squared, noisy_top_k
+from pathevo.modules.layers import ModuleLayer, distinct, unique_weights
 
 DEFAULT_TASK = "default"
 

@@ -13,9 +13,16 @@ import functools
 import torch
 from torch import nn
 
-from modules.actor_critic import Core, HeadFactory, LSTMState, make_core, unroll_lstm, zero_state
-from modules.gating import AuxLosses
-from modules.moe import MoEModuleLayer
+from pathevo.modules.actor_critic import (
+    Core,
+    HeadFactory,
+    LSTMState,
+    make_core,
+    unroll_lstm,
+    zero_state,
+)
+from pathevo.modules.gating import AuxLosses
+from pathevo.modules.moe import MoEModuleLayer
 
 
 class MoEActorCriticHead(nn.Module):

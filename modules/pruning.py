@@ -58,11 +58,11 @@ import torch
 from torch import nn
 from torch.nn.utils import prune
 
-from modules.actor_critic import ActorCriticHead, HeadFactory
-from modules.heads import TaskHeads
-from modules.hyper_lstm import HyperLSTMCell
-from modules.layers import distinct
-from modules.library import PathLibrary
+from pathevo.modules.actor_critic import ActorCriticHead, HeadFactory
+from pathevo.modules.heads import TaskHeads
+from pathevo.modules.hyper_lstm import HyperLSTMCell
+from pathevo.modules.layers import distinct
+from pathevo.modules.library import PathLibrary
 
 PruneTarget = tuple[nn.Module, str]
 """``(module, parameter name)``, e.g. ``(head.policy, "weight")`` or ``(layer.weights, "3")``."""

@@ -4,13 +4,12 @@ Mnih et al. 2016, arXiv:1602.01783 (A3C); with ``--agent pathnet``, PathNet-A3C 
 2017, arXiv:1701.08734): every worker evolves its own path through a shared module library.
 Any id ``envs.make_env`` knows works: ``ALE/Pong-v5``, ``MinAtar/Breakout-v1``, ``CartPole-v1``.
 
-Run ``python runners/a3c.py --help`` for the options; ``tensorboard --logdir runs``.
+Run ``pathevo a3c --help`` for the options; ``tensorboard --logdir runs``.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,22 +20,12 @@ from rich.table import Table
 from torch import nn
 from torch.utils.tensorboard import SummaryWriter
 
-if __package__ in (None, ""):  # run as a script: make the project importable
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from agents.a3c import A3CConfig, WorkerSpec
-from agents.curves import final_mean_return, learning_curve
-from agents.hyper_agents import HyperConfig
-from agents.moe_agents import MoEConfig
-from agents.pathnet_a3c import PathNetA3CConfig, PathNetWorkerSpec
-from agents.processes import WorkerGroup
-from agents.registry import agent_names, get_agent
-from agents.shared_optim import make_shared_optimizer
-from evolution.async_tournament import SharedPopulation
-from runners import run_dir as rd
-from runners.cli import choice_of, run_cli
-from runners.figures import plot_learning_curves
-from runners.phase import (
+from pathevo.agents.a3c import A3CConfig, WorkerSpec
+from pathevo.agents.curves import final_mean_return, learning_curve
+from pathevo.agents.hyper_agents import HyperConfig
+from pathevo.agents.moe_agents import MoEConfig
+from pathevo.agents.pathnet_a3c import PathNetA3CConfig, PathNetWorkerSpec
+from pathevo.agents.phase import (
     WORKER_BACKENDS,
     PhaseLog,
     check_worker_backend,
@@ -46,6 +35,13 @@ from runners.phase import (
     new_population,
     run_phase,
 )
+from pathevo.agents.processes import WorkerGroup
+from pathevo.agents.registry import agent_names, get_agent
+from pathevo.agents.shared_optim import make_shared_optimizer
+from pathevo.evolution.async_tournament import SharedPopulation
+from pathevo.runners.plumbing import run_dir as rd
+from pathevo.runners.plumbing.cli import choice_of, run_cli
+from pathevo.runners.plumbing.plots import plot_learning_curves
 
 AgentName = choice_of(agent_names(trainer="a3c"))
 WorkerBackend = choice_of(list(WORKER_BACKENDS))
@@ -56,7 +52,7 @@ class A3CRunConfig:
     """A3C (or PathNet-A3C) on one environment, workers in parallel processes or Ray actors."""
 
     env_id: str = "MinAtar/Breakout-v1"
-    """Environment id (see `python -m envs`)."""
+    """Environment id (see `python -m pathevo.envs`)."""
     agent: AgentName = "a3c"
     """Agent from the registry: a3c (standard network), pathnet (PathNet-A3C), moe (MoE head),
     pathnet-moe (PathNet-A3C with an MoE last layer)."""

@@ -12,14 +12,13 @@ arXiv:1602.01783). Four training phases of ``--steps`` environment steps each:
 
 Speed-up = steps the control needs to reach a return threshold on B / steps PathNet needs.
 Games with different channel counts (MinAtar) share the library by zero-padding channels.
-Run ``python runners/atari_transfer.py --help``; ``tensorboard --logdir runs``.
+Run ``pathevo atari_transfer --help``; ``tensorboard --logdir runs``.
 """
 
 from __future__ import annotations
 
 import copy
 import dataclasses
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,29 +28,17 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
-if __package__ in (None, ""):  # run as a script: make the project importable
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from agents.a3c import A3CConfig, WorkerSpec
-from agents.curves import curve_auc, final_mean_return, learning_curve, steps_to_threshold
-from agents.hyper_agents import HyperConfig
-from agents.moe_agents import MoEConfig
-from agents.pathnet_a3c import (
+from pathevo.agents.a3c import A3CConfig, WorkerSpec
+from pathevo.agents.curves import curve_auc, final_mean_return, learning_curve, steps_to_threshold
+from pathevo.agents.hyper_agents import HyperConfig
+from pathevo.agents.moe_agents import MoEConfig
+from pathevo.agents.pathnet_a3c import (
     PathNetA3C,
     PathNetA3CConfig,
     PathNetWorkerSpec,
     common_input_shape,
 )
-from agents.processes import WorkerGroup
-from agents.registry import agent_names, get_agent
-from agents.shared_optim import make_shared_optimizer
-from evolution.async_tournament import SharedPopulation
-from evolution.operators import genome_to_path
-from evolution.transfer import begin_transfer, module_reuse, reused_modules
-from runners import run_dir as rd
-from runners.cli import choice_of, run_cli
-from runners.figures import path_grid, plot_learning_curves, plot_transfer_paths
-from runners.phase import (
+from pathevo.agents.phase import (
     WORKER_BACKENDS,
     PhaseLog,
     check_worker_backend,
@@ -63,6 +50,15 @@ from runners.phase import (
     restore_phase,
     run_phase,
 )
+from pathevo.agents.processes import WorkerGroup
+from pathevo.agents.registry import agent_names, get_agent
+from pathevo.agents.shared_optim import make_shared_optimizer
+from pathevo.evolution.async_tournament import SharedPopulation
+from pathevo.evolution.operators import genome_to_path
+from pathevo.evolution.transfer import begin_transfer, module_reuse, reused_modules
+from pathevo.runners.plumbing import run_dir as rd
+from pathevo.runners.plumbing.cli import choice_of, run_cli
+from pathevo.runners.plumbing.plots import path_grid, plot_learning_curves, plot_transfer_paths
 
 AgentName = choice_of(agent_names(evolves_paths=True))
 WorkerBackend = choice_of(list(WORKER_BACKENDS))

@@ -14,7 +14,7 @@ threshold on B, three ways:
 Defaults follow the paper (threshold 0.998, population 64, ...); ``--preset fast`` is the quick
 setting for smoke runs. docs/reproduction.md has the ablation behind every default.
 
-Run ``python runners/binary_digits.py --help`` for the options; ``tensorboard --logdir runs``.
+Run ``pathevo binary_digits --help`` for the options; ``tensorboard --logdir runs``.
 """
 
 from __future__ import annotations
@@ -25,7 +25,6 @@ import json
 import math
 import random
 import statistics
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -36,33 +35,31 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from torch import nn
 
-if __package__ in (None, ""):  # run as a script: make the project importable
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from agents.hyper_agents import HyperConfig
-from agents.moe_agents import MoEConfig
-from agents.registry import LAYER_KINDS, layer_kind
-from agents.supervised import (
+from pathevo.agents.hyper_agents import HyperConfig
+from pathevo.agents.images import usage_image
+from pathevo.agents.moe_agents import MoEConfig
+from pathevo.agents.phase import PhaseLog, log_routing, moe_load_cv2
+from pathevo.agents.registry import LAYER_KINDS, layer_kind
+from pathevo.agents.supervised import (
     PathTrainer,
     SupervisedConfig,
     train_fixed_path,
     train_path,
     trained_by_name,
 )
-from envs.digits import BinaryTask, all_tasks, make_binary_task, parse_task, salt_and_pepper
-from evolution.backends import BACKENDS, check_backend, map_backend
-from evolution.config import EvoConfig
-from evolution.operators import genome_to_path, module_usage
-from evolution.toolbox import PathGenome, make_toolbox
-from evolution.tournament import SearchState, TournamentOutcome, evolve
-from evolution.transfer import begin_transfer, module_reuse, reused_modules
-from modules.library import PathLibrary, linear_library
-from modules.moe import take_routing
-from runners import run_dir as rd
-from runners.cli import choice_of, resolve_device, run_cli
-from runners.figures import path_grid, plot_transfer_paths, usage_image
-from runners.phase import PhaseLog, log_routing, moe_load_cv2
-from runners.stats import mean_interval
+from pathevo.envs.digits import BinaryTask, all_tasks, make_binary_task, parse_task, salt_and_pepper
+from pathevo.evolution.backends import BACKENDS, check_backend, map_backend
+from pathevo.evolution.config import EvoConfig
+from pathevo.evolution.operators import genome_to_path, module_usage
+from pathevo.evolution.toolbox import PathGenome, make_toolbox
+from pathevo.evolution.tournament import SearchState, TournamentOutcome, evolve
+from pathevo.evolution.transfer import begin_transfer, module_reuse, reused_modules
+from pathevo.modules.library import PathLibrary, linear_library
+from pathevo.modules.moe import take_routing
+from pathevo.runners.plumbing import run_dir as rd
+from pathevo.runners.plumbing.cli import choice_of, resolve_device, run_cli
+from pathevo.runners.plumbing.plots import path_grid, plot_transfer_paths
+from pathevo.runners.plumbing.stats import mean_interval
 
 LayerKindName = choice_of(sorted(LAYER_KINDS))
 Backend = choice_of(list(BACKENDS))

@@ -14,7 +14,7 @@ by ACC, BWT (backward transfer; negative = forgetting) and FWT (forward transfer
 
 Tasks are binary digit tasks (``digits/3v5``: supervised, serial binary tournament) or RL env ids
 of one family (MinAtar games, Labyrinth levels: PathNet-A3C). Run
-``python runners/continual.py --help``; ``tensorboard --logdir runs``.
+``pathevo continual --help``; ``tensorboard --logdir runs``.
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import random
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -33,24 +32,21 @@ from rich.table import Table
 from torch import nn
 from torch.utils.tensorboard import SummaryWriter
 
-if __package__ in (None, ""):  # run as a script: make the project importable
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from agents.a3c import A3CConfig
-from agents.hyper_agents import HyperConfig
-from agents.moe_agents import MoEConfig
-from agents.pathnet_a3c import PathNetA3CConfig
-from agents.registry import LAYER_KINDS, agent_names, get_agent, layer_kind
-from agents.supervised import SupervisedConfig
-from envs.digits import parse_task
-from evolution import continual as cl
-from evolution.config import EvoConfig
-from evolution.operators import genome_to_path
-from runners import run_dir as rd
-from runners.cli import choice_of, run_cli
-from runners.continual_figures import matrix_figure, plot
-from runners.continual_tasks import DIGITS, Digits, Games, Step, load_family
-from runners.phase import WORKER_BACKENDS, check_worker_backend
+from pathevo.agents.a3c import A3CConfig
+from pathevo.agents.hyper_agents import HyperConfig
+from pathevo.agents.moe_agents import MoEConfig
+from pathevo.agents.pathnet_a3c import PathNetA3CConfig
+from pathevo.agents.phase import WORKER_BACKENDS, check_worker_backend
+from pathevo.agents.registry import LAYER_KINDS, agent_names, get_agent, layer_kind
+from pathevo.agents.supervised import SupervisedConfig
+from pathevo.envs.digits import parse_task
+from pathevo.evolution import continual as cl
+from pathevo.evolution.config import EvoConfig
+from pathevo.evolution.operators import genome_to_path
+from pathevo.runners.figures.continual import matrix_figure, plot
+from pathevo.runners.plumbing import run_dir as rd
+from pathevo.runners.plumbing.cli import choice_of, run_cli
+from pathevo.runners.tasks.continual import DIGITS, Digits, Games, Step, load_family
 
 CONDITIONS = ("pathnet", "finetune", "scratch")
 Condition = Literal["pathnet", "finetune", "scratch"]

@@ -8,14 +8,13 @@ the map backend (serial, processes), a seed per genome. ``--mode hybrid`` then l
 CPPN initialise a path's modules and fine-tunes them with A3C, beside the same run from a random
 initialisation.
 
-Run ``python runners/hyperneat.py --help``; ``tensorboard --logdir runs``.
+Run ``pathevo hyperneat --help``; ``tensorboard --logdir runs``.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import random
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,11 +27,9 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from torch.utils.tensorboard import SummaryWriter
 
-if __package__ in (None, ""):  # run as a script: make the project importable
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from agents.a3c import A3CConfig
-from agents.neuroevolution import (
+from pathevo.agents.a3c import A3CConfig
+from pathevo.agents.hybrid import HybridConfig, check_hybrid, fine_tune
+from pathevo.agents.neuroevolution import (
     CPPN_INPUTS,
     CPPN_OUTPUTS,
     FitnessTask,
@@ -41,18 +38,17 @@ from agents.neuroevolution import (
     clear_worker_cache,
     evaluate_graph,
 )
-from agents.registry import agent_names, get_agent
-from evolution.backends import BACKENDS, check_backend, map_backend
-from evolution.neat_config import NeatConfig
-from evolution.neat_evolution import NeatState, initial_state, next_generation
-from evolution.toolbox import make_neat_toolbox
-from modules.cppn import CPPNGraph
-from runners import run_dir as rd
-from runners.cli import choice_of, resolve_device, run_cli
-from runners.figures import plot_learning_curves
-from runners.hybrid import HybridConfig, check_hybrid, fine_tune
-from runners.neat_figures import plot_cppn, plot_fitness, weight_image
-from runners.phase import env_spaces
+from pathevo.agents.phase import env_spaces
+from pathevo.agents.registry import agent_names, get_agent
+from pathevo.evolution.backends import BACKENDS, check_backend, map_backend
+from pathevo.evolution.neat_config import NeatConfig
+from pathevo.evolution.neat_evolution import NeatState, initial_state, next_generation
+from pathevo.evolution.toolbox import make_neat_toolbox
+from pathevo.modules.cppn import CPPNGraph
+from pathevo.runners.figures.neat import plot_cppn, plot_fitness, weight_image
+from pathevo.runners.plumbing import run_dir as rd
+from pathevo.runners.plumbing.cli import choice_of, resolve_device, run_cli
+from pathevo.runners.plumbing.plots import plot_learning_curves
 
 Backend = choice_of(list(BACKENDS))
 AgentName = choice_of(agent_names(trainer="neuroevolution"))
@@ -63,7 +59,8 @@ class HyperNEATRunConfig:
     """HyperNEAT on one environment: NEAT-evolved CPPNs generate a policy's weights."""
 
     env_id: str = "CartPole-v1"
-    """Environment id (CartPole-v1, MinAtar/…, ALE/…, pathevo/Labyrinth-…; `python -m envs`)."""
+    """Environment id (CartPole-v1, MinAtar/…, ALE/…, pathevo/Labyrinth-…; see
+    `python -m pathevo.envs`)."""
     agent: AgentName = "hyperneat"
     """Neuroevolution agent from the registry (hyperneat: a CPPN paints a substrate policy)."""
     mode: Literal["evolve", "hybrid"] = "evolve"

@@ -4,23 +4,18 @@ Fernando et al. 2017, arXiv:1701.08734, section 3.4 (Labyrinth) with A3C workers
 core (Mnih et al. 2016, arXiv:1602.01783). The phases, controls, figures and summary.json are
 those of :mod:`runners.atari_transfer`; this runner only sets Labyrinth defaults and the LSTM
 switch. Every level gives [4, 84, 84] observations, so one conv library serves both tasks.
-Run ``python runners/labyrinth_transfer.py --help``; ``tensorboard --logdir runs``.
+Run ``pathevo labyrinth_transfer --help``; ``tensorboard --logdir runs``.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import sys
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-if __package__ in (None, ""):  # run as a script: make the project importable
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from runners import atari_transfer
-from runners.atari_transfer import TransferConfig
-from runners.cli import run_cli
+from pathevo.runners import atari_transfer
+from pathevo.runners.atari_transfer import TransferConfig
+from pathevo.runners.plumbing.cli import run_cli
 
 
 @dataclass

@@ -10,7 +10,7 @@ with the ticket's per-layer sparsity), each with the same budget and seed.
 
 A3C agents (``--agent a3c``, ``pathnet``, …) on any id ``envs.make_env`` knows; ``--env-id
 digits/3v5`` trains the same network as a classifier (returns are training accuracies).
-Run ``python runners/lottery.py --help``; ``tensorboard --logdir runs``.
+Run ``pathevo lottery --help``; ``tensorboard --logdir runs``.
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import functools
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,13 +29,10 @@ from rich.table import Table
 from torch import nn
 from torch.utils.tensorboard import SummaryWriter
 
-if __package__ in (None, ""):  # run as a script: make the project importable
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from agents.a3c import A3CConfig, WorkerSpec
-from agents.curves import curve_auc, final_mean_return, learning_curve
-from agents.hyper_agents import HyperConfig
-from agents.lottery_agents import (
+from pathevo.agents.a3c import A3CConfig, WorkerSpec
+from pathevo.agents.curves import curve_auc, final_mean_return, learning_curve
+from pathevo.agents.hyper_agents import HyperConfig
+from pathevo.agents.lottery_agents import (
     DigitsConfig,
     PruneConfig,
     digits_task,
@@ -44,17 +40,9 @@ from agents.lottery_agents import (
     prune_targets,
     train_classifier,
 )
-from agents.moe_agents import MoEConfig
-from agents.pathnet_a3c import PathNetA3CConfig, PathNetWorkerSpec
-from agents.processes import WorkerGroup
-from agents.registry import agent_names, get_agent
-from agents.shared_optim import make_shared_optimizer
-from envs.digits import make_binary_task
-from modules import pruning
-from runners import run_dir as rd
-from runners.cli import choice_of, run_cli
-from runners.lottery_figures import plot_lottery
-from runners.phase import (
+from pathevo.agents.moe_agents import MoEConfig
+from pathevo.agents.pathnet_a3c import PathNetA3CConfig, PathNetWorkerSpec
+from pathevo.agents.phase import (
     PhaseLog,
     env_spaces,
     make_progress,
@@ -63,7 +51,15 @@ from runners.phase import (
     restore_phase,
     run_phase,
 )
-from runners.stats import mean_interval
+from pathevo.agents.processes import WorkerGroup
+from pathevo.agents.registry import agent_names, get_agent
+from pathevo.agents.shared_optim import make_shared_optimizer
+from pathevo.envs.digits import make_binary_task
+from pathevo.modules import pruning
+from pathevo.runners.figures.lottery import plot_lottery
+from pathevo.runners.plumbing import run_dir as rd
+from pathevo.runners.plumbing.cli import choice_of, run_cli
+from pathevo.runners.plumbing.stats import mean_interval
 
 AgentName = choice_of(agent_names(trainer="a3c"))
 CONDITIONS = ("ticket", "reinit", "random_mask")
@@ -74,7 +70,7 @@ class LotteryConfig:
     """Iterative magnitude pruning with rewinding; defaults: CartPole to 87.5% head sparsity."""
 
     env_id: str = "CartPole-v1"
-    """Environment id (see `python -m envs`), or a binary digit task such as digits/3v5."""
+    """Environment id (see `python -m pathevo.envs`), or a binary digit task such as digits/3v5."""
     agent: AgentName = "a3c"
     """Agent from the registry (A3C-trained: a3c, pathnet, moe, a3c-pruned, …)."""
     rounds: int = 3

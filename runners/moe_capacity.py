@@ -13,7 +13,7 @@ a fixed held-out set measures the result. The student is an input projection, on
 to the training loss) and a linear output layer. E = 1 is the dense baseline: one expert of k
 times the hidden width, k = 1, so every example uses the same expert parameters for every E.
 
-Run ``python runners/moe_capacity.py --help`` for the options; ``tensorboard --logdir runs``.
+Run ``pathevo moe_capacity --help`` for the options; ``tensorboard --logdir runs``.
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ import dataclasses
 import hashlib
 import json
 import math
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,24 +29,18 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from matplotlib.figure import Figure
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from torch import nn
 from torch.utils.tensorboard import SummaryWriter
 
-if __package__ in (None, ""):  # run as a script: make the project importable
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-import matplotlib  # noqa: E402
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-
-from modules.gating import cv_squared  # noqa: E402
-from modules.moe import DEFAULT_TASK, MoEModuleLayer  # noqa: E402
-from runners import run_dir as rd  # noqa: E402
-from runners.cli import resolve_device, run_cli  # noqa: E402
+from pathevo.modules.gating import cv_squared
+from pathevo.modules.moe import DEFAULT_TASK, MoEModuleLayer
+from pathevo.runners.plumbing import run_dir as rd
+from pathevo.runners.plumbing.cli import resolve_device, run_cli
+from pathevo.runners.plumbing.plots import save_figure
 
 RUNNER = "moe_capacity"
 FIGURE = "moe_capacity.png"
@@ -440,7 +433,8 @@ def plot(out: Path, summary: dict[str, Any]) -> None:
     experts = [row["experts"] for row in rows]
     r2 = [row["heldout_r2"] for row in rows]
     params = [row["params"] for row in rows]
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
+    fig = Figure(figsize=(13, 3.8))
+    axes = fig.subplots(1, 3)
     for ax, xs, label in ((axes[0], experts, "experts E"), (axes[1], params, "parameters")):
         order = sorted(range(len(xs)), key=xs.__getitem__)
         ax.plot([xs[i] for i in order], [r2[i] for i in order], "o-", color="tab:green")
@@ -462,10 +456,7 @@ def plot(out: Path, summary: dict[str, Any]) -> None:
     axes[2].legend(fontsize=8)
     axes[2].grid(alpha=0.3)
     fig.tight_layout()
-    tmp = out.with_name(f".{out.name}.tmp.png")
-    fig.savefig(tmp, dpi=120)
-    plt.close(fig)
-    tmp.replace(out)
+    save_figure(fig, out)
 
 
 def print_table(console: Console, summary: dict[str, Any], run_path: Path) -> None:

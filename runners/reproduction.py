@@ -12,8 +12,8 @@ checkpoint. Variants are run one after another; to use two cores run two process
 different ``--variants`` and the same ``--out`` (each run is single-threaded).
 
 Example:
-    python runners/reproduction.py --variants landed evolve-finetune --out runs/reproduction
-    python runners/reproduction.py --report-only --out runs/reproduction
+    pathevo reproduction --variants landed evolve-finetune --out runs/reproduction
+    pathevo reproduction --report-only --out runs/reproduction
 """
 
 from __future__ import annotations
@@ -21,17 +21,13 @@ from __future__ import annotations
 import json
 import math
 import shlex
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-if __package__ in (None, ""):  # run as a script: make the project importable
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from runners import binary_digits
-from runners import run_dir as rd
-from runners.cli import parse_config, run_cli
+from pathevo.runners import binary_digits
+from pathevo.runners.plumbing import run_dir as rd
+from pathevo.runners.plumbing.cli import parse_config, run_cli
 
 PAIRS = (
     "1v3:1v2", "1v2:1v3", "4v5:6v7", "6v7:4v5", "3v5:3v8", "0v8:3v7",
@@ -117,7 +113,7 @@ def command(cfg: ReproductionConfig, name: str) -> str:
     if config.exists():  # its own pairs, which may be another --pairs than this call's
         tasks = json.loads(config.read_text())["tasks"]
         args = args[: args.index("--tasks") + 1] + list(tasks)
-    return "python runners/binary_digits.py " + shlex.join(args)
+    return "pathevo binary_digits " + shlex.join(args)
 
 
 def run_variant(cfg: ReproductionConfig, name: str) -> dict[str, Any]:

@@ -6,7 +6,7 @@ sub-directory; ``matrix.json`` holds, per source row A and target column B, Path
 over learning B from scratch and fine-tuning's speed-up over scratch (``null`` on the diagonal
 and for pairs not yet run), and ``matrix.png`` draws both as annotated heat maps.
 Works for any family of ids whose observations share a library (Labyrinth, MinAtar, ALE, ...).
-Run ``python runners/transfer_matrix.py --envs ID ID ID``; ``--resume RUN_DIR`` skips the pairs
+Run ``pathevo transfer_matrix --envs ID ID ID``; ``--resume RUN_DIR`` skips the pairs
 that already have a summary.json.
 """
 
@@ -15,26 +15,21 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import matplotlib
+import numpy as np
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-if __package__ in (None, ""):  # run as a script: make the project importable
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from agents.pathnet_a3c import common_input_shape  # noqa: E402
-from runners import atari_transfer  # noqa: E402
-from runners import run_dir as rd  # noqa: E402
-from runners.atari_transfer import TransferConfig  # noqa: E402
-from runners.cli import run_cli  # noqa: E402
-from runners.phase import env_spaces  # noqa: E402
+from pathevo.agents.pathnet_a3c import common_input_shape
+from pathevo.agents.phase import env_spaces
+from pathevo.runners import atari_transfer
+from pathevo.runners.atari_transfer import TransferConfig
+from pathevo.runners.plumbing import run_dir as rd
+from pathevo.runners.plumbing.cli import run_cli
+from pathevo.runners.plumbing.plots import save_figure
 
 MATRIX = "matrix.json"
 FIGURE = "matrix.png"
@@ -131,7 +126,8 @@ def plot_matrix(out: Path, matrix: dict[str, Any]) -> None:
     """Two annotated heat maps (PathNet, fine-tuning) of log2 speed-up; PNG written atomically."""
     names = [env_id.split("/")[-1] for env_id in matrix["envs"]]
     size = 1.0 + 0.8 * len(names)
-    fig, axes = plt.subplots(1, len(PANELS), figsize=(2 * size + 1.5, size + 0.8))
+    fig = Figure(figsize=(2 * size + 1.5, size + 0.8))
+    axes = fig.subplots(1, len(PANELS))
     values = {
         key: np.array([[np.nan if v is None else v for v in row] for row in matrix[key]], float)
         for key in PANELS
@@ -139,7 +135,7 @@ def plot_matrix(out: Path, matrix: dict[str, Any]) -> None:
     logs = {key: np.log2(v) for key, v in values.items()}
     finite = np.concatenate([v[np.isfinite(v)] for v in logs.values()])
     limit = max(float(np.abs(finite).max()) if finite.size else 0.0, 1.0)
-    cmap = plt.get_cmap("RdYlGn").with_extremes(bad="0.85")
+    cmap = matplotlib.colormaps["RdYlGn"].with_extremes(bad="0.85")
     for ax, (key, title) in zip(axes, PANELS.items(), strict=True):
         image = ax.imshow(logs[key], cmap=cmap, vmin=-limit, vmax=limit)
         for (row, column), value in np.ndenumerate(values[key]):
@@ -154,10 +150,7 @@ def plot_matrix(out: Path, matrix: dict[str, Any]) -> None:
         else:
             ax.set_yticks(range(len(names)), [])
     fig.colorbar(image, ax=list(axes), label="log2 speed-up", shrink=0.8)
-    tmp = out.with_name(f".{out.name}.tmp.png")
-    fig.savefig(tmp, dpi=120, bbox_inches="tight")
-    plt.close(fig)
-    tmp.replace(out)
+    save_figure(fig, out, bbox_inches="tight")
 
 
 def main(cfg: MatrixConfig) -> dict[str, Any]:

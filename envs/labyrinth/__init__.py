@@ -28,7 +28,7 @@ for _task, _env_id in zip(LABYRINTH_TASKS, LABYRINTH_IDS, strict=True):
     if _env_id not in gym.registry:
         gym.register(
             id=_env_id,
-            entry_point="envs.labyrinth.doom:make_doom_env",
+            entry_point="pathevo.envs.labyrinth.doom:make_doom_env",
             kwargs={"task": _task},
             max_episode_steps=MAX_EPISODE_STEPS,
         )

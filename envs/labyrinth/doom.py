@@ -30,7 +30,7 @@ os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")  # vizdoom's wrapper im
 import vizdoom as vzd  # noqa: E402
 from vizdoom.gymnasium_wrapper.base_gymnasium_env import VizdoomEnv  # noqa: E402
 
-from envs.labyrinth.reaper import ensure_reaper  # noqa: E402
+from pathevo.envs.labyrinth.reaper import ensure_reaper  # noqa: E402
 
 SCENARIOS = Path(__file__).with_name("scenarios")
 # ZDoom writes its own ini at exit; by default into the working directory.

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from agents.a3c import (
+from pathevo.agents.a3c import (
     A3CConfig,
     A3CNet,
     WorkerSpec,
@@ -17,9 +17,9 @@ from agents.a3c import (
     run_worker,
     scale_obs,
 )
-from agents.env_batch import EnvBatch
-from agents.pathnet_a3c import PathNetA3C, PathNetA3CConfig, pathnet_library
-from agents.shared_optim import make_shared_optimizer
+from pathevo.agents.env_batch import EnvBatch
+from pathevo.agents.pathnet_a3c import PathNetA3C, PathNetA3CConfig, pathnet_library
+from pathevo.agents.shared_optim import make_shared_optimizer
 
 
 @pytest.mark.parametrize(
@@ -181,7 +181,7 @@ def test_a_resumed_or_restarted_worker_gets_new_random_streams_that_a_resume_rep
 def test_a_non_finite_loss_skips_the_update_and_is_counted(monkeypatch):
     """Every other update's loss is NaN: the shared parameters move only on the finite ones,
     the skipped updates are reported, and the reported losses stay finite."""
-    import agents.a3c as a3c_module
+    import pathevo.agents.a3c as a3c_module
 
     torch.manual_seed(0)
     cfg = A3CConfig(t_max=10, envs_per_worker=1, hidden=16, log_every=4)

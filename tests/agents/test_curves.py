@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from agents.curves import curve_auc, final_mean_return, learning_curve, steps_to_threshold
+from pathevo.agents.curves import curve_auc, final_mean_return, learning_curve, steps_to_threshold
 
 
 def test_running_mean_over_the_window_in_step_order():

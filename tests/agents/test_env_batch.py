@@ -3,7 +3,7 @@
 import numpy as np
 import torch
 
-from agents.env_batch import AtariVectorBatch, EnvBatch, EpisodeTracker, make_env_batch
+from pathevo.agents.env_batch import AtariVectorBatch, EnvBatch, EpisodeTracker, make_env_batch
 
 
 def test_episode_tracker_reports_and_restarts_ended_episodes():

@@ -7,17 +7,17 @@ import pickle
 import pytest
 import torch
 
-from agents.a3c import A3CConfig, A3CNet, a3c_gradients, collect_rollout
-from agents.env_batch import EnvBatch
-from agents.moe_agents import MoEConfig
-from agents.pathnet_a3c import PathNetA3CConfig
-from agents.registry import get_agent
-from modules.actor_critic import ActorCriticHead
-from modules.hyper_lstm import HyperLSTMCell
-from runners import a3c as a3c_runner
-from runners import labyrinth_transfer
-from runners import run_dir as rd
-from runners.cli import parse_config
+from pathevo.agents.a3c import A3CConfig, A3CNet, a3c_gradients, collect_rollout
+from pathevo.agents.env_batch import EnvBatch
+from pathevo.agents.moe_agents import MoEConfig
+from pathevo.agents.pathnet_a3c import PathNetA3CConfig
+from pathevo.agents.registry import get_agent
+from pathevo.modules.actor_critic import ActorCriticHead
+from pathevo.modules.hyper_lstm import HyperLSTMCell
+from pathevo.runners import a3c as a3c_runner
+from pathevo.runners import labyrinth_transfer
+from pathevo.runners.plumbing import run_dir as rd
+from pathevo.runners.plumbing.cli import parse_config
 
 HYPER = A3CConfig(
     hidden=16, lstm=8, core="hyperlstm", hyper_units=6, hyper_embedding=3, hyper_layer_norm=False

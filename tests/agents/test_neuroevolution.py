@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from agents.neuroevolution import (
+from pathevo.agents.neuroevolution import (
     CPPN_INPUTS,
     CPPN_OUTPUTS,
     FitnessTask,
@@ -19,11 +19,11 @@ from agents.neuroevolution import (
     observation_features,
     substrate_shape,
 )
-from agents.registry import agent_names, get_agent
-from evolution.neat_config import NeatConfig
-from evolution.toolbox import make_neat_toolbox
-from modules.cppn import compile_cppn, random_cppn
-from modules.substrate import grid_positions, linear_weights
+from pathevo.agents.registry import agent_names, get_agent
+from pathevo.evolution.neat_config import NeatConfig
+from pathevo.evolution.toolbox import make_neat_toolbox
+from pathevo.modules.cppn import compile_cppn, random_cppn
+from pathevo.modules.substrate import grid_positions, linear_weights
 
 
 def test_substrate_shapes_follow_the_observation():

@@ -8,8 +8,8 @@ import queue
 import pytest
 import torch
 
-from agents.a3c import A3CConfig, WorkerSpec
-from agents.pathnet_a3c import (
+from pathevo.agents.a3c import A3CConfig, WorkerSpec
+from pathevo.agents.pathnet_a3c import (
     PathNetA3C,
     PathNetA3CConfig,
     PathNetWorkerSpec,
@@ -17,11 +17,11 @@ from agents.pathnet_a3c import (
     pathnet_library,
     pathnet_worker,
 )
-from agents.shared_optim import make_shared_optimizer
-from envs.labyrinth import LABYRINTH_IDS
-from envs.labyrinth.doom import TASKS
-from evolution.async_tournament import SharedPopulation
-from evolution.transfer import begin_transfer
+from pathevo.agents.shared_optim import make_shared_optimizer
+from pathevo.envs.labyrinth import LABYRINTH_IDS
+from pathevo.envs.labyrinth.doom import TASKS
+from pathevo.evolution.async_tournament import SharedPopulation
+from pathevo.evolution.transfer import begin_transfer
 
 SMALL = PathNetA3CConfig(layers=2, modules=4, active=2, units=16, episodes_per_evaluation=2)
 

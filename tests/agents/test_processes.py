@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from agents.processes import WorkerError, WorkerGroup, keep_freed_memory, worker_process
+from pathevo.agents.processes import WorkerError, WorkerGroup, keep_freed_memory, worker_process
 
 
 def crashing_worker(rank: int, worker_queue) -> None:

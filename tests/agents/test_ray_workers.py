@@ -17,14 +17,14 @@ import torch
 from rich.console import Console
 from torch.utils.tensorboard import SummaryWriter
 
-from agents.a3c import A3CConfig, WorkerSpec, a3c_worker
-from agents.pathnet_a3c import PathNetA3C, PathNetA3CConfig, pathnet_library
-from agents.processes import WorkerError
-from agents.ray_workers import ParameterServer
-from agents.shared_optim import apply_gradients, make_shared_optimizer
-from runners import a3c as runner
-from runners import run_dir as rd
-from runners.phase import PhaseLog, make_progress, run_phase
+from pathevo.agents.a3c import A3CConfig, WorkerSpec, a3c_worker
+from pathevo.agents.pathnet_a3c import PathNetA3C, PathNetA3CConfig, pathnet_library
+from pathevo.agents.phase import PhaseLog, make_progress, run_phase
+from pathevo.agents.processes import WorkerError
+from pathevo.agents.ray_workers import ParameterServer
+from pathevo.agents.shared_optim import apply_gradients, make_shared_optimizer
+from pathevo.runners import a3c as runner
+from pathevo.runners.plumbing import run_dir as rd
 from tests.ray_cluster import needs_ray_cli
 
 if os.environ.get("CI") == "true":
@@ -151,7 +151,7 @@ def always_failing(rank: int, spec: WorkerSpec, hub) -> None:
 
 def run_ray_phase(tmp_path: Path, target, budget: int = 3000) -> tuple[PhaseLog, torch.Tensor]:
     """A plain A3C phase on CartPole with 2 Ray actors running ``target``."""
-    from agents.a3c import A3CNet
+    from pathevo.agents.a3c import A3CNet
 
     cfg = A3CConfig(t_max=5, hidden=16, envs_per_worker=2, log_every=1)
     model = A3CNet((4,), 2, hidden=16)

@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from agents.a3c import A3CConfig
-from agents.moe_agents import MoEConfig
-from agents.pathnet_a3c import PathNetA3C, PathNetA3CConfig
-from agents.registry import agent_names, get_agent
-from modules.moe import MoEModuleLayer
+from pathevo.agents.a3c import A3CConfig
+from pathevo.agents.moe_agents import MoEConfig
+from pathevo.agents.pathnet_a3c import PathNetA3C, PathNetA3CConfig
+from pathevo.agents.registry import agent_names, get_agent
+from pathevo.modules.moe import MoEModuleLayer
 
 
 class Settings:

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from agents.returns import a3c_loss, gae_advantages, n_step_returns
+from pathevo.agents.returns import a3c_loss, gae_advantages, n_step_returns
 
 
 def test_n_step_returns_bootstrap_and_episode_end():

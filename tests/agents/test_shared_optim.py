@@ -5,7 +5,7 @@ import copy
 import pytest
 import torch
 
-from agents.a3c import (
+from pathevo.agents.a3c import (
     A3CConfig,
     A3CNet,
     WorkerSpec,
@@ -13,9 +13,14 @@ from agents.a3c import (
     a3c_worker,
     collect_rollout,
 )
-from agents.env_batch import EnvBatch
-from agents.processes import WorkerGroup
-from agents.shared_optim import SharedAdam, SharedRMSprop, apply_gradients, make_shared_optimizer
+from pathevo.agents.env_batch import EnvBatch
+from pathevo.agents.processes import WorkerGroup
+from pathevo.agents.shared_optim import (
+    SharedAdam,
+    SharedRMSprop,
+    apply_gradients,
+    make_shared_optimizer,
+)
 
 
 def test_shared_rmsprop_follows_the_paper_rule_with_fresh_gradients():

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from envs import make_env
-from envs.atari import make_atari_env, make_atari_vector_env, rom_name
+from pathevo.envs import make_env
+from pathevo.envs.atari import make_atari_env, make_atari_vector_env, rom_name
 
 
 def test_pong_preprocessing() -> None:

@@ -6,8 +6,14 @@ import numpy as np
 import pytest
 import torch
 
-from envs.digits import all_tasks, make_binary_task, parse_task, salt_and_pepper, sample_batch
-from envs.mnist_idx import load_mnist, read_idx, write_idx
+from pathevo.envs.digits import (
+    all_tasks,
+    make_binary_task,
+    parse_task,
+    salt_and_pepper,
+    sample_batch,
+)
+from pathevo.envs.mnist_idx import load_mnist, read_idx, write_idx
 
 
 def test_sklearn_task_holds_the_two_digits_as_binary_labels():

@@ -10,7 +10,7 @@ import gymnasium as gym
 import pytest
 from gymnasium.utils.env_checker import check_env
 
-import envs  # noqa: F401  (registers every pathevo id)
+import pathevo.envs  # noqa: F401  (registers every pathevo id)
 
 ROOT = Path(__file__).resolve().parents[2]
 PATHEVO_IDS = sorted(

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
 
-from envs.labyrinth import LABYRINTH_IDS, MAX_EPISODE_STEPS, make_labyrinth_env
+from pathevo.envs.labyrinth import LABYRINTH_IDS, MAX_EPISODE_STEPS, make_labyrinth_env
 
 FORWARD, STRAFE_RIGHT, TURN_LEFT, TURN_RIGHT = 0, 3, 4, 5  # envs.labyrinth.doom.NAVIGATION
 
@@ -180,7 +180,7 @@ def test_time_limit_truncates() -> None:
 @pytest.mark.parametrize("level", ["stairway_to_melon", "nav_maze", "seekavoid_arena"])
 def test_shipped_wad_matches_its_generator(level: str, tmp_path: Path) -> None:
     pytest.importorskip("omg")
-    from envs.labyrinth.textmap import build_wad
+    from pathevo.envs.labyrinth.textmap import build_wad
 
     scenarios = Path(__file__).parents[2] / "envs" / "labyrinth" / "scenarios"
     path = scenarios / f"build_{level}.py"

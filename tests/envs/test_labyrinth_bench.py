@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from runners.bench_envs import BenchConfig, main
+from pathevo.runners.bench.envs import BenchConfig, main
 
 
 def test_bench_prints_and_writes_steps_per_second(

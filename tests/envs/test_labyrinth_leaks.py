@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from envs.labyrinth import make_labyrinth_env
-from envs.labyrinth.reaper import OWNER_ENV, SHM_DIR, SHM_PREFIXES, engines_of
+from pathevo.envs.labyrinth import make_labyrinth_env
+from pathevo.envs.labyrinth.reaper import OWNER_ENV, SHM_DIR, SHM_PREFIXES, engines_of
 
 REPO = Path(__file__).parents[2]
 ENV_ID = "pathevo/Labyrinth-NavMaze-v0"
@@ -65,8 +65,8 @@ def test_close_stops_the_engine_and_frees_shared_memory() -> None:
 CHILD = textwrap.dedent(
     """
     import json, os, sys, time
-    from envs.labyrinth import make_labyrinth_env
-    from envs.labyrinth.reaper import OWNER_ENV, engines_of
+    from pathevo.envs.labyrinth import make_labyrinth_env
+    from pathevo.envs.labyrinth.reaper import OWNER_ENV, engines_of
     envs = [make_labyrinth_env(i, seed=0) for i in sys.argv[2:]]
     print(json.dumps(engines_of(os.environ[OWNER_ENV])), flush=True)
     if sys.argv[1] == "raise":

@@ -1,4 +1,4 @@
-"""make_env dispatch, seeding, unknown-id errors and the `python -m envs` listing."""
+"""make_env dispatch, seeding, unknown-id errors and the `python -m pathevo.envs` listing."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-import envs.labyrinth
-from envs import list_env_ids, make_env
+import pathevo.envs.labyrinth
+from pathevo.envs import list_env_ids, make_env
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -129,22 +129,22 @@ def test_labyrinth_ids_route_to_their_factory(monkeypatch: pytest.MonkeyPatch) -
         calls.append((env_id, seed, kwargs))
         return gym.make("CartPole-v1")
 
-    monkeypatch.setattr(envs.labyrinth, "make_labyrinth_env", make_labyrinth_env)
+    monkeypatch.setattr(pathevo.envs.labyrinth, "make_labyrinth_env", make_labyrinth_env)
     make_env("pathevo/Labyrinth-NavMaze-v0", seed=5, frame_size=42)
     assert calls == [("pathevo/Labyrinth-NavMaze-v0", 5, {"frame_size": 42})]
-    assert list_env_ids("labyrinth") == sorted(envs.labyrinth.LABYRINTH_IDS)
+    assert list_env_ids("labyrinth") == sorted(pathevo.envs.labyrinth.LABYRINTH_IDS)
     with pytest.raises(ValueError, match="did you mean: pathevo/Labyrinth-NavMaze-v0"):
         make_env("pathevo/Labyrinth-NavMase-v0", seed=0)
 
 
 def test_cli_lists_ids() -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "envs"], cwd=ROOT, capture_output=True, text=True, check=True
+        [sys.executable, "-m", "pathevo.envs"], cwd=ROOT, capture_output=True, text=True, check=True
     )
     lines = result.stdout.split()
     assert {"ALE/Pong-v5", "MinAtar/Breakout-v1", "CartPole-v1"} <= set(lines)
     only = subprocess.run(
-        [sys.executable, "-m", "envs", "minatar"], cwd=ROOT, capture_output=True, text=True
+        [sys.executable, "-m", "pathevo.envs", "minatar"], cwd=ROOT, capture_output=True, text=True
     )
     assert only.returncode == 0 and "MinAtar/Seaquest-v1" in only.stdout
     assert "ALE/Pong-v5" not in only.stdout

@@ -6,9 +6,9 @@ import random
 import pytest
 import torch
 
-from evolution.async_tournament import SharedPopulation, async_tournament
-from evolution.config import EvoConfig
-from evolution.toolbox import make_toolbox
+from pathevo.evolution.async_tournament import SharedPopulation, async_tournament
+from pathevo.evolution.config import EvoConfig
+from pathevo.evolution.toolbox import make_toolbox
 
 EVO = EvoConfig(layers=2, modules=10, active=2, population=3)
 

@@ -5,13 +5,13 @@ import random
 import pytest
 import torch
 
-from agents.supervised import PathTrainer, SupervisedConfig
-from envs.digits import make_binary_task
-from evolution.backends import map_backend
-from evolution.config import EvoConfig
-from evolution.toolbox import make_toolbox
-from evolution.tournament import SearchState, evolve
-from modules import linear_library
+from pathevo.agents.supervised import PathTrainer, SupervisedConfig
+from pathevo.envs.digits import make_binary_task
+from pathevo.evolution.backends import map_backend
+from pathevo.evolution.config import EvoConfig
+from pathevo.evolution.toolbox import make_toolbox
+from pathevo.evolution.tournament import SearchState, evolve
+from pathevo.modules import linear_library
 
 
 def square(value: int) -> int:

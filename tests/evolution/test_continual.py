@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from evolution import continual as cl
+from pathevo.evolution import continual as cl
 
 # R[i][j]: accuracy on task j after learning task i (3 tasks).
 R = [

@@ -10,7 +10,7 @@ from neat.genes import DefaultConnectionGene
 from neat.genome import DefaultGenome
 from neat.nn import FeedForwardNetwork
 
-from evolution.cppn_genome import (
+from pathevo.evolution.cppn_genome import (
     CPPNNodeGene,
     crossover_genomes,
     is_acyclic,
@@ -20,8 +20,8 @@ from evolution.cppn_genome import (
     new_cppn_genome,
     seeded_random,
 )
-from evolution.neat_config import BOUNDED_ACTIVATIONS, NeatConfig
-from evolution.speciation import compatibility_distance
+from pathevo.evolution.neat_config import BOUNDED_ACTIVATIONS, NeatConfig
+from pathevo.evolution.speciation import compatibility_distance
 
 
 def outputs(genome, config, inputs):

@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from evolution.lifetime import die_with_parent
+from pathevo.evolution.lifetime import die_with_parent
 
 PARENT = textwrap.dedent(
     """
     import multiprocessing, sys, time
-    from evolution import lifetime
+    from pathevo.evolution import lifetime
 
     def worker(kernel: bool) -> None:
         if not kernel:  # the portable path: a thread polling the parent's pid

@@ -9,10 +9,15 @@ from types import SimpleNamespace
 import pytest
 from neat.nn import FeedForwardNetwork
 
-from evolution.backends import map_backend
-from evolution.neat_config import NeatConfig
-from evolution.neat_evolution import NeatState, current_species, initial_state, next_generation
-from evolution.toolbox import CPPNGenome, make_neat_toolbox
+from pathevo.evolution.backends import map_backend
+from pathevo.evolution.neat_config import NeatConfig
+from pathevo.evolution.neat_evolution import (
+    NeatState,
+    current_species,
+    initial_state,
+    next_generation,
+)
+from pathevo.evolution.toolbox import CPPNGenome, make_neat_toolbox
 
 GRID = [(x / 3, y / 3) for x in range(-3, 4) for y in range(-3, 4)]
 

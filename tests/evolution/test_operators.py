@@ -6,9 +6,9 @@ from collections import Counter
 import pytest
 import torch
 
-from evolution.config import EvoConfig
-from evolution.operators import genome_to_path, module_usage, mutate_path, random_genome
-from evolution.toolbox import PathGenome, make_toolbox
+from pathevo.evolution.config import EvoConfig
+from pathevo.evolution.operators import genome_to_path, module_usage, mutate_path, random_genome
+from pathevo.evolution.toolbox import PathGenome, make_toolbox
 
 
 def test_mutation_rate_is_one_over_n_times_l():

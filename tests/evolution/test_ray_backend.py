@@ -11,13 +11,13 @@ import pytest
 import torch
 from torch import nn
 
-from agents.supervised import PathTrainer, SupervisedConfig
-from envs.digits import make_binary_task
-from evolution import ray_backend
-from evolution.backends import map_backend
-from evolution.config import EvoConfig
-from modules.library import linear_library
-from runners import hyperneat as runner
+from pathevo.agents.supervised import PathTrainer, SupervisedConfig
+from pathevo.envs.digits import make_binary_task
+from pathevo.evolution import ray_backend
+from pathevo.evolution.backends import map_backend
+from pathevo.evolution.config import EvoConfig
+from pathevo.modules.library import linear_library
+from pathevo.runners import hyperneat as runner
 from tests.ray_cluster import free_port, needs_ray_cli
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -142,7 +142,7 @@ def test_the_binary_tournament_trains_on_ray_and_the_driver_gets_both_contenders
 
 
 def test_the_binary_digits_runner_learns_on_ray_as_it_does_serially(local_ray, tmp_path):
-    from runners.binary_digits import BinaryDigitsConfig, main
+    from pathevo.runners.binary_digits import BinaryDigitsConfig, main
 
     def generations(backend: str) -> list[int]:
         cfg = BinaryDigitsConfig(

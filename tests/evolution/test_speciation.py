@@ -7,9 +7,9 @@ from types import SimpleNamespace
 
 from neat.nn import FeedForwardNetwork
 
-from evolution.neat_config import NeatConfig
-from evolution.neat_evolution import current_species, initial_state, next_generation
-from evolution.speciation import (
+from pathevo.evolution.neat_config import NeatConfig
+from pathevo.evolution.neat_evolution import current_species, initial_state, next_generation
+from pathevo.evolution.speciation import (
     Species,
     adjust_threshold,
     allocate_offspring,
@@ -17,7 +17,7 @@ from evolution.speciation import (
     surviving_species,
     update_stagnation,
 )
-from evolution.toolbox import make_neat_toolbox
+from pathevo.evolution.toolbox import make_neat_toolbox
 
 
 def gap(a: float, b: float) -> float:

@@ -2,9 +2,9 @@
 
 import random
 
-from evolution.config import EvoConfig
-from evolution.toolbox import PathGenome, make_toolbox
-from evolution.tournament import SearchState, binary_tournament, evolve
+from pathevo.evolution.config import EvoConfig
+from pathevo.evolution.toolbox import PathGenome, make_toolbox
+from pathevo.evolution.tournament import SearchState, binary_tournament, evolve
 
 
 def toolbox_with(fitness_of, seed=0, **cfg):

@@ -2,8 +2,8 @@
 
 import torch
 
-from evolution.transfer import begin_transfer, module_reuse, reused_modules
-from modules import linear_library
+from pathevo.evolution.transfer import begin_transfer, module_reuse, reused_modules
+from pathevo.modules import linear_library
 
 
 def test_begin_transfer_freezes_the_path_and_reinitialises_the_rest():

@@ -13,7 +13,7 @@ import torch
 from neat.genome import DefaultGenome
 from neat.innovation import InnovationTracker
 
-from modules.cppn import (
+from pathevo.modules.cppn import (
     ACTIVATIONS,
     AGGREGATIONS,
     CPPN_ACTIVATIONS,

@@ -10,11 +10,11 @@ import pytest
 import torch
 from torch import nn
 
-from modules.cppn import compile_cppn, random_cppn
-from modules.cppn_layer import CPPNConv2dLayer, CPPNLinearLayer, cppn_layer_factory
-from modules.layers import Conv2dModuleLayer, LinearModuleLayer
-from modules.library import PathLibrary, linear_library
-from modules.substrate import QUERY_SIZE, conv_weights, grid_positions, linear_weights
+from pathevo.modules.cppn import compile_cppn, random_cppn
+from pathevo.modules.cppn_layer import CPPNConv2dLayer, CPPNLinearLayer, cppn_layer_factory
+from pathevo.modules.layers import Conv2dModuleLayer, LinearModuleLayer
+from pathevo.modules.library import PathLibrary, linear_library
+from pathevo.modules.substrate import QUERY_SIZE, conv_weights, grid_positions, linear_weights
 
 
 def cppn_library(seed: int = 0) -> PathLibrary:

@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from modules import linear_library
+from pathevo.modules import linear_library
 
 
 def snapshot(library, path):

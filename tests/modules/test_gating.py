@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from modules.gating import AuxLosses, balance_losses, cv_squared, noisy_top_k
+from pathevo.modules.gating import AuxLosses, balance_losses, cv_squared, noisy_top_k
 
 
 def test_top_k_keeps_k_largest_and_softmaxes_over_them() -> None:

@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from modules import TaskHeads
+from pathevo.modules import TaskHeads
 
 
 def test_heads_are_kept_per_task_even_with_dots_and_slashes_in_names():

@@ -11,16 +11,16 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from agents.hyper_agents import HyperConfig
-from agents.registry import layer_kind
-from modules.hyper_layer import (
+from pathevo.agents.hyper_agents import HyperConfig
+from pathevo.agents.registry import layer_kind
+from pathevo.modules.hyper_layer import (
     HyperConv2dLayer,
     HyperLinearLayer,
     HyperModuleLayer,
     hyper_layer_factory,
 )
-from modules.layers import LinearModuleLayer
-from modules.library import PathLibrary, linear_library
+from pathevo.modules.layers import LinearModuleLayer
+from pathevo.modules.library import PathLibrary, linear_library
 
 
 def small_layer(**overrides) -> HyperLinearLayer:

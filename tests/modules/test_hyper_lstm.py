@@ -7,9 +7,9 @@ import pytest
 import torch
 from torch import nn
 
-from modules.actor_critic import ActorCriticHead, make_core, unroll_lstm, zero_state
-from modules.hyper_lstm import HyperLSTMCell
-from modules.moe_head import MoEActorCriticHead
+from pathevo.modules.actor_critic import ActorCriticHead, make_core, unroll_lstm, zero_state
+from pathevo.modules.hyper_lstm import HyperLSTMCell
+from pathevo.modules.moe_head import MoEActorCriticHead
 
 IN, HIDDEN, HYPER, EMBED = 5, 6, 7, 3
 

@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from modules import Conv2dModuleLayer, LinearModuleLayer, conv_library, linear_library
+from pathevo.modules import Conv2dModuleLayer, LinearModuleLayer, conv_library, linear_library
 
 
 def naive_linear(layer: LinearModuleLayer, x: torch.Tensor, ids: list[int]) -> torch.Tensor:

@@ -4,11 +4,11 @@ import pytest
 import torch
 from torch import nn
 
-from agents.hyper_agents import HyperConfig
-from agents.moe_agents import MoEConfig
-from modules.cppn_layer import cppn_layer_factory
-from modules.layers import LinearModuleLayer, ModuleLayer
-from modules.library import LayerFactory, conv_library, linear_library
+from pathevo.agents.hyper_agents import HyperConfig
+from pathevo.agents.moe_agents import MoEConfig
+from pathevo.modules.cppn_layer import cppn_layer_factory
+from pathevo.modules.layers import LinearModuleLayer, ModuleLayer
+from pathevo.modules.library import LayerFactory, conv_library, linear_library
 
 LAST_LAYERS: dict[str, LayerFactory] = {
     "linear": LinearModuleLayer,

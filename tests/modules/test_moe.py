@@ -8,9 +8,9 @@ import io
 import pytest
 import torch
 
-from modules.layers import LinearModuleLayer
-from modules.library import PathLibrary
-from modules.moe import MoEModuleLayer
+from pathevo.modules.layers import LinearModuleLayer
+from pathevo.modules.library import PathLibrary
+from pathevo.modules.moe import MoEModuleLayer
 
 
 def expert(layer: MoEModuleLayer, m: int, x: torch.Tensor) -> torch.Tensor:

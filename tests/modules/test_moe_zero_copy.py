@@ -13,7 +13,7 @@ import copy
 import pytest
 import torch
 
-from modules.moe import MoEModuleLayer
+from pathevo.modules.moe import MoEModuleLayer
 
 EXPERTS, SIZE = 64, 64  # 64 experts of 64x64: 2^18 weights per kind, the zero-copy threshold
 

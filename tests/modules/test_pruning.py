@@ -8,12 +8,12 @@ import pytest
 import torch
 from torch import nn
 
-from agents.a3c import A3CConfig, A3CNet, WorkerSpec, a3c_worker
-from agents.pathnet_a3c import PathNetA3C, PathNetA3CConfig, pathnet_library
-from agents.processes import WorkerGroup, worker_process
-from agents.shared_optim import apply_gradients, make_shared_optimizer
-from modules.actor_critic import ActorCriticHead
-from modules.pruning import (
+from pathevo.agents.a3c import A3CConfig, A3CNet, WorkerSpec, a3c_worker
+from pathevo.agents.pathnet_a3c import PathNetA3C, PathNetA3CConfig, pathnet_library
+from pathevo.agents.processes import WorkerGroup, worker_process
+from pathevo.agents.shared_optim import apply_gradients, make_shared_optimizer
+from pathevo.modules.actor_critic import ActorCriticHead
+from pathevo.modules.pruning import (
     attach_for_state_dict,
     attach_masks,
     effective_weight,

@@ -7,8 +7,8 @@ import random
 import pytest
 import torch
 
-from modules.cppn import compile_cppn, random_cppn, reference_cppn
-from modules.substrate import (
+from pathevo.modules.cppn import compile_cppn, random_cppn, reference_cppn
+from pathevo.modules.substrate import (
     QUERY_SIZE,
     axis,
     bias_queries,

@@ -8,11 +8,11 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from agents.a3c import A3CConfig
-from agents.pathnet_a3c import PathNetA3CConfig
-from envs import make_env
-from runners import a3c as runner
-from runners import run_dir as rd
+from pathevo.agents.a3c import A3CConfig
+from pathevo.agents.pathnet_a3c import PathNetA3CConfig
+from pathevo.envs import make_env
+from pathevo.runners import a3c as runner
+from pathevo.runners.plumbing import run_dir as rd
 
 CARTPOLE_A3C = A3CConfig(optimizer="adam", lr=2e-3, t_max=5, envs_per_worker=4, hidden=64)
 """Measured on a loaded 2-core machine: solved in 24k-35k steps, 27-73 s (docs/a3c.md)."""

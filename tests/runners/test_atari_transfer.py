@@ -6,10 +6,10 @@ import math
 import pytest
 import torch
 
-from agents.a3c import A3CConfig
-from agents.pathnet_a3c import PathNetA3CConfig
-from runners import atari_transfer as runner
-from runners import run_dir as rd
+from pathevo.agents.a3c import A3CConfig
+from pathevo.agents.pathnet_a3c import PathNetA3CConfig
+from pathevo.runners import atari_transfer as runner
+from pathevo.runners.plumbing import run_dir as rd
 
 TINY = PathNetA3CConfig(layers=2, modules=4, active=2, units=16, episodes_per_evaluation=1)
 

@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from runners import labyrinth_transfer, transfer_matrix
-from runners import run_dir as rd
-from runners.cli import run_cli
+from pathevo.runners import labyrinth_transfer, transfer_matrix
+from pathevo.runners.plumbing import run_dir as rd
+from pathevo.runners.plumbing.cli import run_cli
 from tests.runners.test_cli import RUNNERS, config_type
 
 TRAINING = [

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-import runners.binary_digits as runner
-from evolution.config import EvoConfig
-from runners.binary_digits import BinaryDigitsConfig, main
-from runners.cli import parse_config
+import pathevo.runners.binary_digits as runner
+from pathevo.evolution.config import EvoConfig
+from pathevo.runners.binary_digits import BinaryDigitsConfig, main
+from pathevo.runners.plumbing.cli import parse_config
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -186,8 +186,8 @@ def after_task_a(cfg: BinaryDigitsConfig):
 
     import torch
 
-    from agents.supervised import SupervisedConfig, train_path
-    from evolution.toolbox import make_toolbox
+    from pathevo.agents.supervised import SupervisedConfig, train_path
+    from pathevo.evolution.toolbox import make_toolbox
 
     task = runner.make_binary_task("3v5", resolution=8)
     library = runner.fresh_library(cfg, task.input_size, torch.device("cpu"))

@@ -9,7 +9,7 @@ import statistics
 
 import pytest
 
-from runners.binary_digits import BinaryDigitsConfig, main
+from pathevo.runners.binary_digits import BinaryDigitsConfig, main
 
 JSIKYOON_PAIRS = ("1v3:1v2", "1v2:1v3")  # the ablation's first two pairs, with the same seeds
 

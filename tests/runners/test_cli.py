@@ -18,20 +18,22 @@ from types import ModuleType
 import pytest
 import tyro
 
-from runners.cli import parse_config, parse_error_line
+from pathevo.runners.__main__ import BENCH, PACKAGE, recipes
+from pathevo.runners.plumbing.cli import parse_config, parse_error_line
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCUMENTS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 
 
 def runner_modules() -> dict[str, ModuleType]:
-    """Every script in runners/ with a ``main(cfg: SomeConfig)``."""
+    """Every recipe and benchmark the ``pathevo`` command lists (``a3c``, ``bench moe``), each
+    with a ``main(cfg: SomeConfig)``."""
     found = {}
-    for path in sorted((ROOT / "runners").glob("*.py")):
-        module = importlib.import_module(f"runners.{path.stem}")
-        main = getattr(module, "main", None)
-        if main is not None and "cfg" in typing.get_type_hints(main):
-            found[path.stem] = module
+    for prefix, package in (("", PACKAGE), ("bench ", BENCH)):
+        for name in recipes(package):
+            module = importlib.import_module(f"{package}.{name}")
+            assert "cfg" in typing.get_type_hints(module.main), name
+            found[prefix + name] = module
     return found
 
 
@@ -43,7 +45,7 @@ def config_type(runner: str) -> type:
 
 
 def documented_commands() -> list[tuple[str, str, list[str]]]:
-    """(where, runner, arguments) of each `python runners/<name>.py …` in the README and docs/.
+    """(where, runner, arguments) of each `pathevo RECIPE …` in the README and docs/.
 
     A command ends at a closing backtick or the end of its line (``\\`` continues it); a usage
     synopsis with ``[optional]`` parts is not a command.
@@ -51,7 +53,7 @@ def documented_commands() -> list[tuple[str, str, list[str]]]:
     commands = []
     for document in DOCUMENTS:
         text = document.read_text()
-        for match in re.finditer(r"python runners/(\w+)\.py", text):
+        for match in re.finditer(r"(?m)(?:^|`|\$ |&& )pathevo ((?:bench )?\w+)", text):
             rest, position = "", match.end()
             while True:
                 end = min(
@@ -62,8 +64,9 @@ def documented_commands() -> list[tuple[str, str, list[str]]]:
                 if not (text.startswith("\n", end) and rest.rstrip().endswith("\\")):
                     break
                 rest, position = rest.rstrip()[:-1] + " ", end + 1
-            if "[" in rest:
-                continue
+            fenced = text.count("```", 0, match.start()) % 2 == 1
+            if "[" in rest or (match.group(0).startswith("pathevo") and not fenced):
+                continue  # a synopsis, or prose that starts a line with the project's name
             line = text.count("\n", 0, match.start()) + 1
             commands.append(
                 (f"{document.name}:{line}", match.group(1), shlex.split(rest, comments=True))
@@ -193,7 +196,7 @@ def test_parse_error_line_relies_on_structure_not_wording() -> None:
 )
 def test_runner_parse_error_exits_2_with_one_line(args: list[str], flag: str) -> None:
     result = subprocess.run(
-        [sys.executable, "runners/binary_digits.py", *args],
+        [str(Path(sys.executable).with_name("pathevo")), "binary_digits", *args],
         capture_output=True,
         text=True,
         timeout=120,

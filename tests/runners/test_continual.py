@@ -11,15 +11,15 @@ import pytest
 import torch
 from rich.console import Console
 
-from agents.a3c import A3CConfig
-from agents.pathnet_a3c import PathNetA3CConfig
-from agents.supervised import SupervisedConfig
-from evolution.config import EvoConfig
-from evolution.operators import genome_to_path
-from runners import continual as runner
-from runners import continual_tasks
-from runners import run_dir as rd
-from runners.cli import run_cli
+from pathevo.agents.a3c import A3CConfig
+from pathevo.agents.pathnet_a3c import PathNetA3CConfig
+from pathevo.agents.supervised import SupervisedConfig
+from pathevo.evolution.config import EvoConfig
+from pathevo.evolution.operators import genome_to_path
+from pathevo.runners import continual as runner
+from pathevo.runners.plumbing import run_dir as rd
+from pathevo.runners.plumbing.cli import run_cli
+from pathevo.runners.tasks import continual as continual_tasks
 
 TASKS = ("digits/0v1", "digits/2v3", "digits/4v5")
 

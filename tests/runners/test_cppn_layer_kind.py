@@ -4,10 +4,10 @@ import math
 
 import torch
 
-import runners.binary_digits as runner
-from modules.cppn_layer import CPPNLinearLayer
-from runners.binary_digits import BinaryDigitsConfig, main
-from runners.cli import parse_config
+import pathevo.runners.binary_digits as runner
+from pathevo.modules.cppn_layer import CPPNLinearLayer
+from pathevo.runners.binary_digits import BinaryDigitsConfig, main
+from pathevo.runners.plumbing.cli import parse_config
 from tests.runners.test_binary_digits import tiny
 
 

@@ -4,7 +4,7 @@ says so in one line where there is none."""
 
 import pytest
 
-from runners import binary_digits, hyperneat, moe_capacity
+from pathevo.runners import binary_digits, hyperneat, moe_capacity
 from tests.devices import needs_cuda, without_cuda
 from tests.runners import test_binary_digits, test_hyperneat, test_moe_capacity
 

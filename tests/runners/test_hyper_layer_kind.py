@@ -6,11 +6,11 @@ import random
 
 import torch
 
-import runners.binary_digits as runner
-from agents.hyper_agents import HyperConfig
-from modules.hyper_layer import HyperLinearLayer
-from runners.binary_digits import BinaryDigitsConfig, main
-from runners.cli import parse_config
+import pathevo.runners.binary_digits as runner
+from pathevo.agents.hyper_agents import HyperConfig
+from pathevo.modules.hyper_layer import HyperLinearLayer
+from pathevo.runners.binary_digits import BinaryDigitsConfig, main
+from pathevo.runners.plumbing.cli import parse_config
 from tests.runners.test_binary_digits import tiny
 
 

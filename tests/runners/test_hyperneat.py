@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 import torch
 
-from agents.neuroevolution import HyperNEATConfig
-from envs import make_env
-from evolution.neat_config import NeatConfig
-from runners import hyperneat as runner
-from runners import run_dir as rd
-from runners.hybrid import HybridConfig
+from pathevo.agents.hybrid import HybridConfig
+from pathevo.agents.neuroevolution import HyperNEATConfig
+from pathevo.envs import make_env
+from pathevo.evolution.neat_config import NeatConfig
+from pathevo.runners import hyperneat as runner
+from pathevo.runners.plumbing import run_dir as rd
 
 
 def tiny(tmp_path, **overrides):
@@ -100,7 +100,7 @@ def test_screen_ids_run_on_a_downsampled_substrate(tmp_path):
 
 
 def test_hyperneat_solves_cartpole_with_the_defaults(tmp_path):
-    """`python runners/hyperneat.py` as it is (measured: solved in generation 1, 10 s)."""
+    """`pathevo hyperneat` as it is (measured: solved in generation 1, 10 s)."""
     cfg = runner.HyperNEATRunConfig(run_dir=str(tmp_path / "run"), progress=False)
     summary = runner.main(cfg)
     assert summary["solved"] and summary["best_eval_mean_return"] >= 195.0, summary

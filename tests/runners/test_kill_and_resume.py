@@ -26,7 +26,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
 from tensorboard.compat.proto.event_pb2 import SessionLog
 
-from runners import run_dir as rd
+from pathevo.runners.plumbing import run_dir as rd
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -100,7 +100,7 @@ SLOW_ASYNC = {
 
 def command(runner: str, *args: str) -> list[str]:
     quiet = "--transfer.no-progress" if runner == "transfer_matrix" else "--no-progress"
-    return [sys.executable, f"runners/{runner}.py", *args, quiet]
+    return [sys.executable, "-m", f"pathevo.runners.{runner}", *args, quiet]
 
 
 def run_to_the_end(runner: str, *args: str) -> None:
@@ -271,7 +271,7 @@ def phase_in_progress(state: dict[str, Any]) -> dict[str, Any] | None:
 
 
 def check_async_resume(runner: str, args: list[str], tmp_path: Path, monkeypatch) -> None:
-    from runners import a3c, atari_transfer, lottery
+    from pathevo.runners import a3c, atari_transfer, lottery
     from tests.runners.test_cli import RUNNERS, config_type
 
     run = tmp_path / "killed"

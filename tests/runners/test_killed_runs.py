@@ -16,15 +16,15 @@ ROOT = Path(__file__).resolve().parents[2]
 
 RUNS = {
     "a3c-workers": [
-        "runners/a3c.py", "--env-id", "CartPole-v1", "--workers", "2", "--steps", "150000",
+        "-m", "pathevo.runners.a3c", "--env-id", "CartPole-v1", "--workers", "2", "--steps", "150000",
         "--checkpoint-every", "2000",
     ],
     "pathnet-workers": [
-        "runners/a3c.py", "--env-id", "CartPole-v1", "--agent", "pathnet", "--workers", "2",
+        "-m", "pathevo.runners.a3c", "--env-id", "CartPole-v1", "--agent", "pathnet", "--workers", "2",
         "--steps", "150000", "--checkpoint-every", "2000",
     ],
     "process-pool": [
-        "runners/binary_digits.py", "--backend", "processes", "--workers", "2",
+        "-m", "pathevo.runners.binary_digits", "--backend", "processes", "--workers", "2",
         "--checkpoint-every", "1",
     ],
 }  # fmt: skip
@@ -107,7 +107,7 @@ def test_sigkilled_runner_leaves_no_process(run: str, tmp_path: Path) -> None:
 def test_a_sigkilled_worker_is_restarted_and_the_run_completes(tmp_path: Path) -> None:
     run = tmp_path / "run"
     command = [
-        sys.executable, "runners/a3c.py", "--env-id", "CartPole-v1", "--workers", "2",
+        sys.executable, "-m", "pathevo.runners.a3c", "--env-id", "CartPole-v1", "--workers", "2",
         "--steps", "30000", "--checkpoint-every", "2000", "--no-progress", "--run-dir", str(run),
     ]  # fmt: skip
     runner = subprocess.Popen(
@@ -152,7 +152,7 @@ def test_ray_actors_die_with_a_sigkilled_runner(tmp_path: Path) -> None:
         pytest.importorskip("ray")
     run = tmp_path / "run"
     command = [
-        sys.executable, "runners/a3c.py", "--env-id", "CartPole-v1", "--agent", "pathnet",
+        sys.executable, "-m", "pathevo.runners.a3c", "--env-id", "CartPole-v1", "--agent", "pathnet",
         "--workers", "2", "--steps", "500000", "--checkpoint-every", "2000", "--backend", "ray",
         "--no-progress", "--run-dir", str(run),
     ]  # fmt: skip

@@ -7,10 +7,10 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from agents.a3c import A3CConfig
-from agents.lottery_agents import PruneConfig
-from runners import lottery as runner
-from runners import run_dir as rd
+from pathevo.agents.a3c import A3CConfig
+from pathevo.agents.lottery_agents import PruneConfig
+from pathevo.runners import lottery as runner
+from pathevo.runners.plumbing import run_dir as rd
 
 REAL_TRAIN = runner.train
 FAST_A3C = A3CConfig(optimizer="adam", lr=2e-3, t_max=5, envs_per_worker=2, hidden=16)

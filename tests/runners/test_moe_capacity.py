@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import torch
 
-import runners.moe_capacity as runner
-from runners.cli import parse_config
-from runners.moe_capacity import MoECapacityConfig, MoERegressor, RegionTeacherTask, main
+import pathevo.runners.moe_capacity as runner
+from pathevo.runners.moe_capacity import MoECapacityConfig, MoERegressor, RegionTeacherTask, main
+from pathevo.runners.plumbing.cli import parse_config
 
 ROOT = Path(__file__).resolve().parents[2]
 

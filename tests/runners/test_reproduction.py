@@ -4,9 +4,9 @@ import json
 
 import pytest
 
-import runners.reproduction as reproduction
-from runners.cli import parse_config
-from runners.reproduction import ReproductionConfig, main
+import pathevo.runners.reproduction as reproduction
+from pathevo.runners.plumbing.cli import parse_config
+from pathevo.runners.reproduction import ReproductionConfig, main
 
 TINY = "--max-generations 1 --evo.population 3 --resolution 8 --train.minibatches 4"
 
@@ -23,7 +23,7 @@ def test_variants_run_once_and_the_tables_cover_every_finished_variant(tmp_path,
     row = report["evolve-finetune"]
     assert row["pairs"] == [["1v3", "1v2"], ["4v5", "6v7"]]
     assert set(row["statistics"]) == {"all", "related", "unrelated"}
-    assert row["command"].startswith("python runners/binary_digits.py --threshold 0.99")
+    assert row["command"].startswith("pathevo binary_digits --threshold 0.99")
     assert "--tasks 1v3:1v2 4v5:6v7" in row["command"]
     on_disk = json.loads((tmp_path / "abl" / "ablation.json").read_text())
     assert on_disk == json.loads(json.dumps(report))

@@ -4,11 +4,11 @@ import json
 
 import pytest
 
-from agents.a3c import A3CConfig
-from agents.pathnet_a3c import PathNetA3CConfig
-from runners import atari_transfer
-from runners import run_dir as rd
-from runners import transfer_matrix as runner
+from pathevo.agents.a3c import A3CConfig
+from pathevo.agents.pathnet_a3c import PathNetA3CConfig
+from pathevo.runners import atari_transfer
+from pathevo.runners import transfer_matrix as runner
+from pathevo.runners.plumbing import run_dir as rd
 
 TINY = PathNetA3CConfig(layers=2, modules=4, active=2, units=16, episodes_per_evaluation=1)
 ENVS = ("CartPole-v1", "Acrobot-v1")

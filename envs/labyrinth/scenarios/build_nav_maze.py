@@ -11,18 +11,14 @@ in Lab; two dead ends branch off, one holding apples as a lure.
 The map is a text grid (:mod:`envs.labyrinth.textmap`). Rewards are the armor points the
 DECORATE items give; the environment reads them from the ARMOR game variable.
 
-Run ``python envs/labyrinth/scenarios/build_nav_maze.py`` to rewrite the shipped file.
+Run ``python -m pathevo.envs.labyrinth.scenarios.build_nav_maze`` to rewrite the shipped file.
 """
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
-if __package__ in (None, ""):  # run as a script: make the project importable
-    sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
-
-from envs.labyrinth.textmap import TextLevel, build_wad
+from pathevo.envs.labyrinth.textmap import TextLevel, build_wad
 
 # '#' is solid, '.' floor; P player start (facing east), a apple, g goal.
 GRID = """\

@@ -10,18 +10,14 @@ The map is a text grid (:mod:`envs.labyrinth.textmap`). An apple is an armor bon
 armor point, a lemon a clip worth one bullet (with the health-bonus sprite, so it looks unlike
 an apple); the environment pays the armor gained and charges the bullets gained.
 
-Run ``python envs/labyrinth/scenarios/build_seekavoid_arena.py`` to rewrite the shipped file.
+Run ``python -m pathevo.envs.labyrinth.scenarios.build_seekavoid_arena`` to rewrite the shipped file.
 """
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
-if __package__ in (None, ""):  # run as a script: make the project importable
-    sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
-
-from envs.labyrinth.textmap import TextLevel, build_wad
+from pathevo.envs.labyrinth.textmap import TextLevel, build_wad
 
 # '#' is solid, '.' floor; P player start (facing east), a apple, l lemon.
 GRID = """\

@@ -10,18 +10,14 @@ and the far large one it has to turn away to find.
 The map is a text grid (:mod:`envs.labyrinth.textmap`). Rewards are the armor points the two
 DECORATE items give; the environment reads them from the ARMOR game variable.
 
-Run ``python envs/labyrinth/scenarios/build_stairway_to_melon.py`` to rewrite the shipped file.
+Run ``python -m pathevo.envs.labyrinth.scenarios.build_stairway_to_melon`` to rewrite the shipped file.
 """
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
-if __package__ in (None, ""):  # run as a script: make the project importable
-    sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
-
-from envs.labyrinth.textmap import TextLevel, build_wad
+from pathevo.envs.labyrinth.textmap import TextLevel, build_wad
 
 # '#' is solid; a digit is a floor at that many steps up; P player start, a apple, m melon (on
 # the top floor).

@@ -4,8 +4,8 @@ import random
 
 import torch
 
-from modules.cppn import CPPNGraph, CPPNNode, random_cppn
-from runners.neat_figures import depths, plot_cppn, plot_fitness, weight_image
+from pathevo.modules.cppn import CPPNGraph, CPPNNode, random_cppn
+from pathevo.runners.figures.neat import depths, plot_cppn, plot_fitness, weight_image
 
 
 def test_depths_put_nodes_after_their_deepest_source_and_outputs_last():

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from runners.bench_prune import BenchPruneConfig, crossover, main
+from pathevo.runners.bench.prune import BenchPruneConfig, crossover, main
 
 
 def test_bench_prune_reports_times_and_crossover(tmp_path):

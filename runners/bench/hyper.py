@@ -16,47 +16,42 @@ side in one run,
    backend with 1 and with 2 processes (pool start-up excluded: one warm-up generation first).
 
 ``--json PATH`` writes the figures, among them ``vectorised_speedup`` (conv module) and
-``process_speedup`` (2 processes over 1). Run ``python runners/bench_hyper.py --json
+``process_speedup`` (2 processes over 1). Run ``pathevo bench hyper --json
 hyper_bench.json`` (figures: README, "HyperNEAT").
 """
 
 from __future__ import annotations
 
 import random
-import sys
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
 from rich.console import Console
 from rich.table import Table
 
-if __package__ in (None, ""):  # run as a script: make the project importable
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from agents.neuroevolution import (
+from pathevo.agents.neuroevolution import (
     CPPN_INPUTS,
     CPPN_OUTPUTS,
     FitnessTask,
     HyperNEATConfig,
     genome_fitness,
 )
-from evolution.backends import map_backend
-from evolution.neat_config import NeatConfig
-from evolution.toolbox import make_neat_toolbox
-from modules.cppn import CPPNGraph, compile_cppn, random_cppn, reference_cppn
-from modules.substrate import (
+from pathevo.agents.phase import env_spaces
+from pathevo.evolution.backends import map_backend
+from pathevo.evolution.neat_config import NeatConfig
+from pathevo.evolution.toolbox import make_neat_toolbox
+from pathevo.modules.cppn import CPPNGraph, compile_cppn, random_cppn, reference_cppn
+from pathevo.modules.substrate import (
     connection_queries,
     conv_queries,
     conv_weights,
     grid_positions,
     linear_weights,
 )
-from runners import run_dir as rd
-from runners.cli import run_cli
-from runners.phase import env_spaces
+from pathevo.runners.plumbing import run_dir as rd
+from pathevo.runners.plumbing.cli import run_cli
 
 
 @dataclass

@@ -16,9 +16,7 @@ Timings are medians of ``torch.utils.benchmark`` (one thread; it synchronises CU
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Literal
 
 import torch
@@ -28,12 +26,9 @@ from rich.table import Table
 from torch import nn
 from torch.utils import benchmark
 
-if __package__ in (None, ""):  # run as a script: make the project importable
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from modules.library import PathLibrary, conv_library, linear_library
-from runners import run_dir as rd
-from runners.cli import resolve_device, run_cli
+from pathevo.modules.library import PathLibrary, conv_library, linear_library
+from pathevo.runners.plumbing import run_dir as rd
+from pathevo.runners.plumbing.cli import resolve_device, run_cli
 
 ATARI_CONVS = ((8, 8, 4), (8, 4, 2), (8, 3, 1))
 

@@ -8,10 +8,8 @@ import torch
 from rich.console import Console
 from torch.utils.tensorboard import SummaryWriter
 
-from agents.pathnet_a3c import PathNetA3CConfig
-from agents.processes import worker_process
-from agents.shared_optim import make_shared_optimizer
-from runners.phase import (
+from pathevo.agents.pathnet_a3c import PathNetA3CConfig
+from pathevo.agents.phase import (
     PhaseLog,
     make_progress,
     new_population,
@@ -19,6 +17,8 @@ from runners.phase import (
     restore_phase,
     run_phase,
 )
+from pathevo.agents.processes import worker_process
+from pathevo.agents.shared_optim import make_shared_optimizer
 
 
 def slow_worker(rank: int, steps: torch.Tensor, queue, updates: int) -> None:

@@ -2,8 +2,8 @@
 
 import pytest
 
-from agents.a3c import A3CConfig
-from runners import bench_a3c as bench
+from pathevo.agents.a3c import A3CConfig
+from pathevo.runners.bench import a3c as bench
 
 
 def test_bad_settings():

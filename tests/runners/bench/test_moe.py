@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from runners.bench_moe import CATEGORIES, BenchMoEConfig, main
+from pathevo.runners.bench.moe import CATEGORIES, BenchMoEConfig, main
 
 
 def test_bench_moe_reports_growth_and_dense_ratio(tmp_path):

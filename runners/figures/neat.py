@@ -6,14 +6,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import matplotlib
+import numpy as np
+import torch
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-
-from modules.cppn import CPPNGraph  # noqa: E402
+from pathevo.modules.cppn import CPPNGraph
+from pathevo.runners.plumbing.plots import save_figure
 
 INPUT_NAMES = ("x1", "y1", "z1", "x2", "y2", "z2", "d")
 
@@ -63,9 +61,8 @@ def plot_cppn(out: Path, graph: CPPNGraph, title: str) -> None:
         for row, key in enumerate(keys)
     }
     activation = {node.key: node.activation for node in graph.nodes}
-    fig, ax = plt.subplots(
-        figsize=(2 + 1.6 * len(columns), 1 + 0.6 * max(map(len, columns.values())))
-    )
+    fig = Figure(figsize=(2 + 1.6 * len(columns), 1 + 0.6 * max(map(len, columns.values()))))
+    ax = fig.subplots()
     largest = max([abs(w) for _, _, w in graph.connections] + [1e-9])
     for src, dst, weight in graph.connections:
         (x0, y0), (x1, y1) = position[src], position[dst]
@@ -87,12 +84,13 @@ def plot_cppn(out: Path, graph: CPPNGraph, title: str) -> None:
     ax.set_title(title, fontsize=9)
     ax.axis("off")
     ax.margins(0.15)
-    _save(fig, out)
+    save_figure(fig, out)
 
 
 def plot_fitness(out: Path, history: Sequence[dict[str, Any]], title: str) -> None:
     """Max and mean fitness and the species count per generation. PNG written atomically."""
-    fig, ax = plt.subplots(figsize=(6, 3.8))
+    fig = Figure(figsize=(6, 3.8))
+    ax = fig.subplots()
     generations = range(len(history))
     ax.plot(generations, [r["max"] for r in history], label="max fitness")
     ax.plot(generations, [r["mean"] for r in history], label="mean fitness")
@@ -104,15 +102,8 @@ def plot_fitness(out: Path, history: Sequence[dict[str, Any]], title: str) -> No
     ax.set_title(title, fontsize=10)
     ax.legend(fontsize=8, loc="upper left")
     fig.tight_layout()
-    _save(fig, out)
+    save_figure(fig, out)
 
 
 def _input_name(index: int) -> str:
     return INPUT_NAMES[index] if index < len(INPUT_NAMES) else f"in{index}"
-
-
-def _save(fig: plt.Figure, out: Path) -> None:
-    tmp = out.with_name(f".{out.name}.tmp.png")
-    fig.savefig(tmp, dpi=120)
-    plt.close(fig)
-    tmp.replace(out)

@@ -1,8 +1,8 @@
-"""runners/figures.py: the module-usage image, for equal and for grown (ragged) layers."""
+"""agents/images.py: the module-usage image, for equal and for grown (ragged) layers."""
 
 import torch
 
-from runners.figures import CELL, usage_image
+from pathevo.agents.images import CELL, usage_image
 
 
 def cell(image, layer: int, module: int) -> list[int]:

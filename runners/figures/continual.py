@@ -5,20 +5,19 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import matplotlib
+import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from runners import run_dir as rd  # noqa: E402
+from pathevo.runners.plumbing.plots import save_figure
 
 Matrix = list[list[float | None]]
 
 
-def matrix_figure(matrix: Matrix, title: str, tasks: tuple[str, ...]) -> plt.Figure:
+def matrix_figure(matrix: Matrix, title: str, tasks: tuple[str, ...]) -> Figure:
     """One R matrix (for TensorBoard's ``add_figure``)."""
-    fig, ax = plt.subplots(figsize=(3.6, 3.2))
+    fig = Figure(figsize=(3.6, 3.2))
+    ax = fig.subplots()
     draw_matrix(ax, matrix, title, tasks, value_range([matrix]))
     fig.tight_layout()
     return fig
@@ -32,7 +31,7 @@ def value_range(matrices: list[Matrix]) -> tuple[float, float]:
 
 
 def draw_matrix(
-    ax: plt.Axes, matrix: Matrix, title: str, tasks: tuple[str, ...], scale: tuple[float, float]
+    ax: Axes, matrix: Matrix, title: str, tasks: tuple[str, ...], scale: tuple[float, float]
 ) -> None:
     """R as an annotated heat map: rows = after learning task i, columns = evaluated task j."""
     values = np.array([[np.nan if v is None else v for v in row] for row in matrix], dtype=float)
@@ -54,7 +53,8 @@ def plot(out: Path, summary: dict[str, Any]) -> None:
     """R of every condition side by side, then PathNet's occupancy per layer after each task."""
     conditions = summary["conditions"]
     panels = len(conditions) + ("occupancy" in summary)
-    fig, axes = plt.subplots(1, panels, figsize=(3.6 * panels, 3.4), squeeze=False)
+    fig = Figure(figsize=(3.6 * panels, 3.4))
+    axes = fig.subplots(1, panels, squeeze=False)
     tasks = tuple(summary["tasks"])
     scale = value_range([condition["R"] for condition in conditions.values()])
     for ax, (name, condition) in zip(axes[0], conditions.items(), strict=False):
@@ -72,5 +72,4 @@ def plot(out: Path, summary: dict[str, Any]) -> None:
         ax.set_title("PathNet library occupancy", fontsize=9)
         ax.legend(fontsize=7)
     fig.tight_layout()
-    rd.atomic_write(out, lambda handle: fig.savefig(handle, format="png", dpi=120))
-    plt.close(fig)
+    save_figure(fig, out)

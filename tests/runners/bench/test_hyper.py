@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from runners.bench_hyper import BenchHyperConfig, main
+from pathevo.runners.bench.hyper import BenchHyperConfig, main
 
 
 def test_bench_hyper_reports_vectorised_and_process_speedups(tmp_path):

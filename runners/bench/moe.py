@@ -15,16 +15,14 @@ Goal (reported, not asserted): from the first to the last E of ``--experts`` (4 
 default) the parameters grow >= 64x while the time per batch grows <= 1.5x.
 Parameters counted: the layer's experts and its gate (clean and noise weights); the baseline's
 two linear layers. ``--json PATH`` writes the figures; ``--profile`` adds where a step's time
-goes at the first and last E. Run ``python runners/bench_moe.py --profile --json moe_bench.json``
+goes at the first and last E. Run ``pathevo bench moe --profile --json moe_bench.json``
 (figures and analysis: docs/moe_bench.md).
 """
 
 from __future__ import annotations
 
 import statistics
-import sys
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -33,12 +31,9 @@ from rich.table import Table
 from torch import nn, profiler
 from torch.utils import benchmark
 
-if __package__ in (None, ""):  # run as a script: make the project importable
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from modules.moe import MoEModuleLayer
-from runners import run_dir as rd
-from runners.cli import run_cli
+from pathevo.modules.moe import MoEModuleLayer
+from pathevo.runners.plumbing import run_dir as rd
+from pathevo.runners.plumbing.cli import run_cli
 
 PARAM_GROWTH_GOAL = 64.0
 """Parameters at the last E over the first must be at least this (4 -> 256 experts)."""

@@ -24,17 +24,17 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from torch.utils.tensorboard import SummaryWriter
 
-from agents.curves import final_mean_return
-from agents.pathnet_a3c import PathNetA3CConfig
-from agents.processes import WorkerGroup
-from agents.ray_workers import RayWorkerGroup
-from envs import make_env
-from evolution.async_tournament import SharedPopulation
-from evolution.backends import check_backend
-from evolution.operators import module_usage
-from evolution.toolbox import make_toolbox
-from modules.moe import Routing
-from runners.figures import routing_image, usage_image
+from pathevo.agents.curves import final_mean_return
+from pathevo.agents.images import routing_image, usage_image
+from pathevo.agents.pathnet_a3c import PathNetA3CConfig
+from pathevo.agents.processes import WorkerGroup
+from pathevo.agents.ray_workers import RayWorkerGroup
+from pathevo.envs import make_env
+from pathevo.evolution.async_tournament import SharedPopulation
+from pathevo.evolution.backends import check_backend
+from pathevo.evolution.operators import module_usage
+from pathevo.evolution.toolbox import make_toolbox
+from pathevo.modules.moe import Routing
 
 
 @dataclass

@@ -7,10 +7,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import matplotlib
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+from pathevo.runners.plumbing.plots import save_figure
 
 STYLES = {"ticket": ("tab:blue", "o"), "reinit": ("tab:orange", "s"),
           "random_mask": ("tab:green", "^")}  # fmt: skip
@@ -22,7 +21,8 @@ def plot_lottery(out: Path, summary: dict[str, Any], title: str) -> None:
 
     summary: runners/lottery.py's summary (``dense`` and ``levels``).
     """
-    fig, ax = plt.subplots(figsize=(6, 3.8))
+    fig = Figure(figsize=(6, 3.8))
+    ax = fig.subplots()
     sparsity = [100 * level["sparsity"] for level in summary["levels"]]
     for condition, (colour, marker) in STYLES.items():
         values = [level[condition] for level in summary["levels"]]
@@ -37,7 +37,4 @@ def plot_lottery(out: Path, summary: dict[str, Any], title: str) -> None:
     ax.set_title(title, fontsize=10)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    tmp = out.with_name(f".{out.name}.tmp.png")
-    fig.savefig(tmp, dpi=120)
-    plt.close(fig)
-    tmp.replace(out)
+    save_figure(fig, out)

@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from runners.stats import mean_interval
+from pathevo.runners.plumbing.stats import mean_interval
 
 
 def test_interval_of_three_values_uses_student_t_with_two_degrees_of_freedom():

@@ -18,16 +18,21 @@ import torch
 from rich.console import Console
 from torch.utils.tensorboard import SummaryWriter
 
-from agents.a3c import A3CConfig, WorkerSpec
-from agents.curves import final_mean_return, learning_curve
-from agents.neuroevolution import HyperNEATConfig, SubstratePolicy, is_screen
-from agents.pathnet_a3c import PathNetA3C, PathNetA3CConfig, PathNetWorkerSpec, pathnet_worker
-from agents.processes import WorkerGroup
-from agents.shared_optim import make_shared_optimizer
-from modules.cppn import CPPNGraph
-from modules.layers import LinearModuleLayer
-from modules.library import PathLibrary
-from runners.phase import PhaseLog, make_progress, new_population, run_phase
+from pathevo.agents.a3c import A3CConfig, WorkerSpec
+from pathevo.agents.curves import final_mean_return, learning_curve
+from pathevo.agents.neuroevolution import HyperNEATConfig, SubstratePolicy, is_screen
+from pathevo.agents.pathnet_a3c import (
+    PathNetA3C,
+    PathNetA3CConfig,
+    PathNetWorkerSpec,
+    pathnet_worker,
+)
+from pathevo.agents.phase import PhaseLog, make_progress, new_population, run_phase
+from pathevo.agents.processes import WorkerGroup
+from pathevo.agents.shared_optim import make_shared_optimizer
+from pathevo.modules.cppn import CPPNGraph
+from pathevo.modules.layers import LinearModuleLayer
+from pathevo.modules.library import PathLibrary
 
 SINGLE_PATH = PathNetA3CConfig(layers=1, modules=1, active=1)
 """One layer, one module, every worker on it: the path the CPPN initialises."""

@@ -5,14 +5,13 @@ Times every registered Labyrinth id (ViZDoom, Kempka et al. 2016, arXiv:1605.020
 agents get it: ``envs.make_env`` when it exists, otherwise ``gymnasium.make`` (Labyrinth ids
 through ``make_labyrinth_env``). Steps include the resets of episodes that end while timing.
 
-Run ``python runners/bench_envs.py --steps 2000 --json bench.json``.
+Run ``pathevo bench envs --steps 2000 --json bench.json``.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -23,14 +22,11 @@ import gymnasium as gym
 from rich.console import Console
 from rich.table import Table
 
-if __package__ in (None, ""):  # run as a script: make the project importable
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from envs.labyrinth import LABYRINTH_IDS, make_labyrinth_env
-from runners.cli import run_cli
+from pathevo.envs.labyrinth import LABYRINTH_IDS, make_labyrinth_env
+from pathevo.runners.plumbing.cli import run_cli
 
 try:
-    from envs import make_env
+    from pathevo.envs import make_env
 except ImportError:  # envs.registry not there yet: build envs with gymnasium directly
     make_env = None
 

@@ -22,8 +22,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from torch import nn
 from torch.utils.tensorboard import SummaryWriter
 
-from agents.a3c import WorkerSpec
-from agents.continual import (
+from pathevo.agents.a3c import WorkerSpec
+from pathevo.agents.continual import (
     PathClassifier,
     accuracy,
     eval_outputs,
@@ -32,22 +32,10 @@ from agents.continual import (
     policy_return,
     split_task,
 )
-from agents.curves import final_mean_return
-from agents.pathnet_a3c import PathNetWorkerSpec, common_input_shape
-from agents.processes import WorkerGroup
-from agents.registry import get_agent, layer_kind
-from agents.shared_optim import make_shared_optimizer
-from agents.supervised import PathTrainer, train_fixed_path
-from envs.digits import make_binary_task
-from envs.registry import FAMILIES, list_env_ids
-from evolution.async_tournament import SharedPopulation
-from evolution.operators import module_usage
-from evolution.toolbox import PathGenome, make_toolbox
-from evolution.tournament import SearchState, evolve
-from modules.library import linear_library
-from runners import run_dir as rd
-from runners.figures import usage_image
-from runners.phase import (
+from pathevo.agents.curves import final_mean_return
+from pathevo.agents.images import usage_image
+from pathevo.agents.pathnet_a3c import PathNetWorkerSpec, common_input_shape
+from pathevo.agents.phase import (
     PhaseLog,
     env_spaces,
     make_progress,
@@ -56,9 +44,21 @@ from runners.phase import (
     restore_phase,
     run_phase,
 )
+from pathevo.agents.processes import WorkerGroup
+from pathevo.agents.registry import get_agent, layer_kind
+from pathevo.agents.shared_optim import make_shared_optimizer
+from pathevo.agents.supervised import PathTrainer, train_fixed_path
+from pathevo.envs.digits import make_binary_task
+from pathevo.envs.registry import FAMILIES, list_env_ids
+from pathevo.evolution.async_tournament import SharedPopulation
+from pathevo.evolution.operators import module_usage
+from pathevo.evolution.toolbox import PathGenome, make_toolbox
+from pathevo.evolution.tournament import SearchState, evolve
+from pathevo.modules.library import linear_library
+from pathevo.runners.plumbing import run_dir as rd
 
 if TYPE_CHECKING:
-    from runners.continual import ContinualConfig
+    from pathevo.runners.continual import ContinualConfig
 
 DIGITS = "digits/"
 """The prefix of a binary digit task id: ``digits/3v5``."""

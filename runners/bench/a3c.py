@@ -19,13 +19,12 @@ Agent throughput is steady state: environment steps from the moment every worker
 first update to the last update, over that wall time (process and environment start-up and
 shut-down excluded).
 One step is one action (4 frames).
-Run ``python runners/bench_a3c.py --workers 2 --json bench.json``.
+Run ``pathevo bench a3c --workers 2 --json bench.json``.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -37,15 +36,12 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-if __package__ in (None, ""):  # run as a script: make the project importable
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from agents.a3c import PRECISIONS, A3CConfig, Precision
-from agents.pathnet_a3c import PathNetA3CConfig
-from envs.atari import make_atari_vector_env
-from runners import a3c as a3c_runner
-from runners import run_dir as rd
-from runners.cli import run_cli
+from pathevo.agents.a3c import PRECISIONS, A3CConfig, Precision
+from pathevo.agents.pathnet_a3c import PathNetA3CConfig
+from pathevo.envs.atari import make_atari_vector_env
+from pathevo.runners import a3c as a3c_runner
+from pathevo.runners.plumbing import run_dir as rd
+from pathevo.runners.plumbing.cli import run_cli
 
 
 @dataclass

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from runners.bench_library import BenchLibraryConfig, main
+from pathevo.runners.bench.library import BenchLibraryConfig, main
 from tests.devices import needs_cuda, without_cuda
 
 

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from evolution.config import EvoConfig
-from runners import run_dir as rd
-from runners.binary_digits import BinaryDigitsConfig
+from pathevo.evolution.config import EvoConfig
+from pathevo.runners.binary_digits import BinaryDigitsConfig
+from pathevo.runners.plumbing import run_dir as rd
 
 
 def test_a_failed_write_keeps_the_previous_file_and_leaves_no_temporary(tmp_path):
@@ -31,7 +31,7 @@ def test_a_failed_write_keeps_the_previous_file_and_leaves_no_temporary(tmp_path
 KILLED_WRITER = """
 import sys, time, torch
 from pathlib import Path
-from runners import run_dir as rd
+from pathevo.runners.plumbing import run_dir as rd
 
 def slow(handle):
     handle.write(b"half a checkpoint")

@@ -18,16 +18,14 @@ medians, one thread by default); a figure is the median over rounds. The crossov
 representation at a batch size is the lowest measured sparsity from which it is faster than
 ``masked`` at that level and every higher one (``null`` if never); ``crossover_vs_dense`` is the
 same against ``dense``. Run
-``python runners/bench_prune.py --json prune_bench.json``.
+``pathevo bench prune --json prune_bench.json``.
 """
 
 from __future__ import annotations
 
 import statistics
-import sys
 import warnings
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -36,12 +34,9 @@ from rich.table import Table
 from torch import nn
 from torch.utils import benchmark
 
-if __package__ in (None, ""):  # run as a script: make the project importable
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from modules.pruning import attach_masks, magnitude_prune, masks, network_targets, sparsity
-from runners import run_dir as rd
-from runners.cli import run_cli
+from pathevo.modules.pruning import attach_masks, magnitude_prune, masks, network_targets, sparsity
+from pathevo.runners.plumbing import run_dir as rd
+from pathevo.runners.plumbing.cli import run_cli
 
 METHODS = ("dense", "masked", "csr", "coo")
 SPARSE_METHODS = ("csr", "coo")
