@@ -12,9 +12,10 @@ from gymnasium.utils.env_checker import check_env
 
 import pathevo.envs  # noqa: F401  (registers every pathevo id)
 
-ROOT = Path(__file__).resolve().parents[2]
 PATHEVO_IDS = sorted(
-    env_id for env_id, spec in gym.registry.items() if str(spec.entry_point).startswith("envs.")
+    env_id
+    for env_id, spec in gym.registry.items()
+    if str(spec.entry_point).startswith("pathevo.envs.")
 )
 
 
@@ -31,16 +32,17 @@ def fresh_python(code: str, cwd: Path) -> subprocess.CompletedProcess:
 
 def test_registration_is_cheap_and_module_prefix_ids_import_envs(tmp_path: Path) -> None:
     cheap = fresh_python(
-        "import sys, gymnasium, envs\n"
+        "import sys, gymnasium, pathevo.envs\n"
         "gymnasium.spec('pathevo/Labyrinth-NavMaze-v0')\n"
         "heavy = {'torch', 'vizdoom', 'ale_py', 'minatar'} & set(sys.modules)\n"
         "assert not heavy, heavy",
-        ROOT,
+        tmp_path,  # outside the checkout: the installed package, not the folder
     )
     assert cheap.returncode == 0, cheap.stderr
-    prefixed = fresh_python(  # no `import envs`: gymnasium imports the module named before ':'
+    # No `import pathevo.envs`: gymnasium imports the module named before ':'.
+    prefixed = fresh_python(
         "import gymnasium\n"
-        "env = gymnasium.make('envs:pathevo/Labyrinth-NavMaze-v0')\n"
+        "env = gymnasium.make('pathevo.envs:pathevo/Labyrinth-NavMaze-v0')\n"
         "obs, _ = env.reset(seed=0)\n"
         "print(obs.shape)\n"
         "env.close()",

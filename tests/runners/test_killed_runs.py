@@ -16,12 +16,12 @@ ROOT = Path(__file__).resolve().parents[2]
 
 RUNS = {
     "a3c-workers": [
-        "-m", "pathevo.runners.a3c", "--env-id", "CartPole-v1", "--workers", "2", "--steps", "150000",
-        "--checkpoint-every", "2000",
+        "-m", "pathevo.runners.a3c", "--env-id", "CartPole-v1", "--workers", "2",
+        "--steps", "150000", "--checkpoint-every", "2000",
     ],
     "pathnet-workers": [
-        "-m", "pathevo.runners.a3c", "--env-id", "CartPole-v1", "--agent", "pathnet", "--workers", "2",
-        "--steps", "150000", "--checkpoint-every", "2000",
+        "-m", "pathevo.runners.a3c", "--env-id", "CartPole-v1", "--agent", "pathnet",
+        "--workers", "2", "--steps", "150000", "--checkpoint-every", "2000",
     ],
     "process-pool": [
         "-m", "pathevo.runners.binary_digits", "--backend", "processes", "--workers", "2",
@@ -152,9 +152,9 @@ def test_ray_actors_die_with_a_sigkilled_runner(tmp_path: Path) -> None:
         pytest.importorskip("ray")
     run = tmp_path / "run"
     command = [
-        sys.executable, "-m", "pathevo.runners.a3c", "--env-id", "CartPole-v1", "--agent", "pathnet",
-        "--workers", "2", "--steps", "500000", "--checkpoint-every", "2000", "--backend", "ray",
-        "--no-progress", "--run-dir", str(run),
+        sys.executable, "-m", "pathevo.runners.a3c", "--env-id", "CartPole-v1",
+        "--agent", "pathnet", "--workers", "2", "--steps", "500000", "--checkpoint-every", "2000",
+        "--backend", "ray", "--no-progress", "--run-dir", str(run),
     ]  # fmt: skip
     runner = subprocess.Popen(
         command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL

@@ -10,7 +10,8 @@ The map is a text grid (:mod:`envs.labyrinth.textmap`). An apple is an armor bon
 armor point, a lemon a clip worth one bullet (with the health-bonus sprite, so it looks unlike
 an apple); the environment pays the armor gained and charges the bullets gained.
 
-Run ``python -m pathevo.envs.labyrinth.scenarios.build_seekavoid_arena`` to rewrite the shipped file.
+Run
+``python -m pathevo.envs.labyrinth.scenarios.build_seekavoid_arena`` to rewrite the shipped file.
 """
 
 from __future__ import annotations

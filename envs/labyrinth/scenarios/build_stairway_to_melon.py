@@ -10,7 +10,8 @@ and the far large one it has to turn away to find.
 The map is a text grid (:mod:`envs.labyrinth.textmap`). Rewards are the armor points the two
 DECORATE items give; the environment reads them from the ARMOR game variable.
 
-Run ``python -m pathevo.envs.labyrinth.scenarios.build_stairway_to_melon`` to rewrite the shipped file.
+Run
+``python -m pathevo.envs.labyrinth.scenarios.build_stairway_to_melon`` to rewrite the shipped file.
 """
 
 from __future__ import annotations
