@@ -4,7 +4,8 @@ Importing `pathevo.envs` registers every pathevo id with gymnasium (`MinAtar/<Ga
 `pathevo/Labyrinth-<Level>-v0`), so `gymnasium.make` serves them after `import pathevo.envs`,
 and `gymnasium.make("pathevo.envs:pathevo/Labyrinth-NavMaze-v0")` imports it by itself.
 Registration is cheap: nothing heavy is imported (no torch, ale-py, minatar or ViZDoom); each
-family loads its engine when one of its environments is first made. `python -m pathevo.envs` lists the ids.
+family loads its engine when one of its environments is first made. `python -m pathevo.envs`
+lists the ids.
 """
 
 import pathevo.envs.labyrinth  # noqa: F401  (registers the Labyrinth ids)
