@@ -19,8 +19,10 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import pickle
 import tempfile
 import time
+import types
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
@@ -128,12 +130,42 @@ def load_checkpoint(run_dir: str | Path) -> dict[str, Any] | None:
         return None
     try:
         # Our own file, holding DEAP genomes and logbooks as well as tensors.
-        state = torch.load(path, map_location="cpu", weights_only=False)
+        state = torch.load(
+            path, map_location="cpu", weights_only=False, pickle_module=_RENAMING_PICKLE
+        )
     except Exception as error:  # noqa: BLE001 - any unpickling failure means the same to the user
         raise ValueError(f"unreadable checkpoint {path}: {type(error).__name__}") from None
     if not isinstance(state, dict):
         raise ValueError(f"unreadable checkpoint {path}: not a pathevo checkpoint")
     return state
+
+
+_MOVED_MODULES = {
+    "runners.phase": "pathevo.agents.phase",
+    "runners.hybrid": "pathevo.agents.hybrid",
+    "runners.continual_tasks": "pathevo.runners.tasks.continual",
+}
+"""Modules that moved when pathevo became one package (others only gained the prefix)."""
+_OLD_TOP_LEVEL = ("agents", "envs", "evolution", "modules", "runners")
+
+
+def current_module(module: str) -> str:
+    """Where a class pickled under ``module`` lives now: checkpoints written before pathevo was
+    one package name their classes ``evolution.…``, ``modules.…`` (e.g. HyperNEAT's genomes)."""
+    if module.partition(".")[0] not in _OLD_TOP_LEVEL:
+        return module
+    return _MOVED_MODULES.get(module, f"pathevo.{module}")
+
+
+class _RenamingUnpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str) -> Any:
+        return super().find_class(current_module(module), name)
+
+
+_RENAMING_PICKLE = types.SimpleNamespace(
+    Unpickler=_RenamingUnpickler, load=pickle.load, loads=pickle.loads, __name__="pickle"
+)
+"""``pickle`` for ``torch.load``, resolving the module names of earlier run directories."""
 
 
 def segment_writer(run_dir: Path, segment: str, start: int = 0) -> SummaryWriter:

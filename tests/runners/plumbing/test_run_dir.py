@@ -76,3 +76,22 @@ def test_new_run_dirs_never_collide(tmp_path):
     first = rd.new_run_dir("demo", 0, root=tmp_path)
     second = rd.new_run_dir("demo", 0, root=tmp_path)
     assert first != second and first.is_dir() and second.is_dir()
+
+
+def test_checkpoints_written_before_the_one_package_still_load(tmp_path):
+    """A run directory from before pathevo was one package pickled HyperNEAT's genomes under
+    their old module names (``modules.cppn``, ``evolution.speciation``); they load as today's
+    classes."""
+    from pathevo.modules.cppn import CPPNGraph, CPPNNode
+
+    graph = CPPNGraph(num_inputs=1, num_outputs=1, nodes=(CPPNNode(0, "sin", 0.5, 1.0),),
+                      connections=((-1, 0, 0.25),))  # fmt: skip
+    written = tmp_path / "new.pt"
+    torch.save({"best": graph}, written, _use_new_zipfile_serialization=False)  # protocol 2
+    old = written.read_bytes().replace(b"pathevo.modules.cppn\n", b"modules.cppn\n")
+    assert b"pathevo." not in old
+    (tmp_path / rd.CHECKPOINT).write_bytes(old)
+    assert rd.load_checkpoint(tmp_path)["best"] == graph
+    assert rd.current_module("runners.phase") == "pathevo.agents.phase"
+    assert rd.current_module("evolution.speciation") == "pathevo.evolution.speciation"
+    assert rd.current_module("torch._utils") == "torch._utils"
