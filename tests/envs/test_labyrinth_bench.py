@@ -1,4 +1,4 @@
-"""Smoke test of runners/bench_envs.py with a tiny setting."""
+"""Smoke test of pathevo bench envs (runners/bench/envs.py) with a tiny setting."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""runners/bench_a3c.py: settings, and a tiny end-to-end run (slow)."""
+"""runners/bench/a3c.py: settings, and a tiny end-to-end run (slow)."""
 
 import pytest
 

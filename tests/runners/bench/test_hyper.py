@@ -1,4 +1,4 @@
-"""runners/bench_hyper.py runs and reports both speedups (figures live in the README)."""
+"""runners/bench/hyper.py runs and reports both speedups (figures live in the README)."""
 
 import json
 

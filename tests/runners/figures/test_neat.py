@@ -1,4 +1,4 @@
-"""runners/neat_figures.py: CPPN graph layout, weight images, PNGs."""
+"""runners/figures/neat.py: CPPN graph layout, weight images, PNGs."""
 
 import random
 

@@ -1,4 +1,4 @@
-"""runners/stats.py: the mean and its Student-t interval."""
+"""runners/plumbing/stats.py: the mean and its Student-t interval."""
 
 import math
 
