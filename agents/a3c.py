@@ -22,23 +22,27 @@ import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import Annotated, Any, Literal, Protocol
 
 import numpy as np
 import torch
+import tyro
 from torch import nn
 
 from pathevo.agents.env_batch import EnvBatchLike, make_env_batch
 from pathevo.agents.processes import worker_process
 from pathevo.agents.returns import a3c_loss, gae_advantages, n_step_returns
 from pathevo.agents.shared_optim import apply_gradients
-from pathevo.modules.actor_critic import CORES, ActorCriticHead, Core, HeadFactory, LSTMState
+from pathevo.modules.actor_critic import ActorCriticHead, HeadFactory
+from pathevo.modules.cores import DEFAULT_CORE, CoreSpec, core_kind, core_names
 from pathevo.modules.gating import sum_aux_losses
+from pathevo.modules.library import PathLibrary
 from pathevo.modules.moe import take_routing
+from pathevo.modules.recurrent import CoreState
 
 Forward = Callable[
-    [torch.Tensor, torch.Tensor, LSTMState | None],
-    tuple[torch.Tensor, torch.Tensor, LSTMState | None],
+    [torch.Tensor, torch.Tensor, CoreState | None],
+    tuple[torch.Tensor, torch.Tensor, CoreState | None],
 ]
 """``forward(obs [T, E, ...], starts [T, E], state)`` -> logits [T, E, A], values [T, E], state."""
 
@@ -47,6 +51,11 @@ AuxLoss = Callable[[], torch.Tensor | None]
 
 Precision = Literal["float32", "bfloat16"]
 PRECISIONS: tuple[Precision, ...] = ("float32", "bfloat16")
+
+CoreName = Annotated[str, tyro.conf.arg(metavar="{" + ",".join(core_names()) + "}")]
+"""A registered core kind's name (:data:`modules.cores.CORE_KINDS`): a ``str`` whose help lists
+the registry's names, checked in ``__post_init__`` so an unknown one gets the registry's message
+with suggestions (as the runners' ``choice_of``)."""
 
 
 @dataclass
@@ -81,10 +90,12 @@ class A3CConfig:
     hidden: int = 256
     """Units of the fully connected layer(s) of the standard network."""
     lstm: int = 0
-    """Units of an LSTM core between torso and heads; 0 for a feed-forward agent."""
-    core: Core = "lstm"
-    """The recurrent core when lstm > 0: a plain LSTM, or a HyperLSTM (Ha et al. 2016) whose
-    small hyper LSTM rescales the main LSTM's weight rows at every step."""
+    """Units of the recurrent core between torso and heads (its kind: core); 0 for a
+    feed-forward agent."""
+    core: CoreName = "lstm"
+    """The recurrent core's kind when lstm > 0, one registered in modules/cores.py: lstm, a plain
+    LSTM; hyperlstm, a HyperLSTM (Ha et al. 2016) whose small hyper LSTM rescales the main
+    LSTM's weight rows at every step."""
     hyper_units: int = 32
     """Units of the HyperLSTM's hyper LSTM (core hyperlstm only)."""
     hyper_embedding: int = 4
@@ -118,18 +129,20 @@ class A3CConfig:
             raise ValueError(f"unknown optimizer {self.optimizer!r}; choose rmsprop or adam")
         if self.precision not in PRECISIONS:
             raise ValueError(f"unknown precision {self.precision!r}; choose one of {PRECISIONS}")
-        if self.core not in CORES:
-            raise ValueError(f"unknown core {self.core!r}; choose one of {', '.join(CORES)}")
+        core_kind(self.core)  # a one-line error naming the close kinds
+
+    def core_spec(self) -> CoreSpec:
+        """This config's recurrent core: its kind, with the fields that kind reads
+        (:attr:`modules.cores.CoreKind.settings`, e.g. ``hyper_units`` for a HyperLSTM)."""
+        kind = core_kind(self.core)
+        return CoreSpec(self.core, {name: getattr(self, name) for name in kind.settings})
 
     def head_factory(self, head: Callable[..., nn.Module] = ActorCriticHead) -> HeadFactory:
-        """``head`` (a head class, or a ``partial`` of one, taking the core keywords of
-        :class:`ActorCriticHead`) with this config's recurrent core; picklable."""
-        if self.core == "lstm":
-            return head
-        return functools.partial(
-            head, core=self.core, hyper_units=self.hyper_units,
-            hyper_embedding=self.hyper_embedding, hyper_layer_norm=self.hyper_layer_norm,
-        )  # fmt: skip
+        """``head`` (a head class, or a ``partial`` of one, taking :class:`ActorCriticHead`'s
+        ``core`` keyword) with this config's recurrent core; picklable. The default core leaves
+        ``head`` as it is."""
+        spec = self.core_spec()
+        return head if spec == DEFAULT_CORE else functools.partial(head, core=spec)
 
 
 # --- networks --------------------------------------------------------------------------------
@@ -217,8 +230,9 @@ class A3CNet(nn.Module):
         self.torso, features = standard_torso(obs_shape, hidden)
         self.head = head_factory(features, num_actions, lstm)
         self.precision = precision
+        self.library: PathLibrary | None = None  # one network, no paths (PathNetA3C has one)
 
-    def initial_state(self, batch: int) -> LSTMState | None:
+    def initial_state(self, batch: int) -> CoreState | None:
         return self.head.initial_state(batch)
 
     def take_aux_loss(self) -> torch.Tensor | None:
@@ -226,13 +240,24 @@ class A3CNet(nn.Module):
         return sum_aux_losses(self.head)
 
     def forward(
-        self, obs: torch.Tensor, starts: torch.Tensor, state: LSTMState | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor, LSTMState | None]:
+        self, obs: torch.Tensor, starts: torch.Tensor, state: CoreState | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, CoreState | None]:
         # obs: [T, B, ...]; starts: [T, B] bool -> logits [T, B, A], values [T, B], state
         steps, batch = obs.shape[:2]
         with torso_precision(self.precision):
             features = self.torso(scale_obs(obs.flatten(0, 1)))  # [T*B, F]
         return self.head(features.float().view(steps, batch, -1), starts, state)
+
+    def task_logits(
+        self, x: torch.Tensor, *, path: torch.Tensor | None = None, task: str | None = None
+    ) -> torch.Tensor:
+        """Policy logits of single observations, each from a fresh core state: how a task is
+        scored outside acting (a classifier's class scores). One network serves its one task,
+        so ``path`` and ``task`` are ignored (a path agent's counterpart uses them)."""
+        # x: [B, ...] -> logits [B, A]
+        del path, task
+        starts = torch.zeros(1, x.shape[0], dtype=torch.bool)
+        return self(x.unsqueeze(0), starts, self.initial_state(x.shape[0]))[0][0]
 
 
 # --- acting ----------------------------------------------------------------------------------
@@ -248,7 +273,7 @@ class Rollout:
     rewards: torch.Tensor  # [T, E] float
     dones: torch.Tensor  # [T, E] bool, the episode ended with step t
     bootstrap: torch.Tensor  # [E] V(s_T), the value of the state after the rollout
-    initial_state: LSTMState | None  # LSTM state before obs[0]
+    initial_state: CoreState | None  # recurrent core state before obs[0]
     episodes: list[tuple[int, float, int]]  # finished (env index, return, length)
     truncation_values: torch.Tensor  # [T, E] V(last obs) of an episode a time limit cut at t, or 0
     logits: torch.Tensor | None = None  # [T, E, A] of the acting pass, with its graph (or None)
@@ -263,15 +288,15 @@ def collect_rollout(
     forward: Forward,
     envs: EnvBatchLike,
     t_max: int,
-    state: LSTMState | None,
+    state: CoreState | None,
     *,
     keep_graph: bool = False,
-) -> tuple[Rollout, LSTMState | None]:
+) -> tuple[Rollout, CoreState | None]:
     """Act ``t_max`` steps in every env with actions sampled from the policy.
 
     Without autograd by default; ``keep_graph`` runs the acting pass with autograd and keeps its
     logits and values (with their graph) in the rollout, so the loss needs no second pass. The
-    returned LSTM state carries no graph (truncated backpropagation at rollout boundaries).
+    returned core state carries no graph (truncated backpropagation at rollout boundaries).
     """
     size = len(envs)
     obs = torch.empty((t_max, size, *envs.obs.shape[1:]), dtype=envs.obs.dtype)
@@ -302,7 +327,7 @@ def collect_rollout(
     with torch.no_grad():
         _, bootstrap, _ = forward(envs.obs.unsqueeze(0), envs.starts.unsqueeze(0), state)
     if state is not None:
-        state = (state[0].detach(), state[1].detach())
+        state = tuple(part.detach() for part in state)
     rollout = Rollout(
         obs, starts, actions, rewards, dones, bootstrap[0], initial_state, episodes,
         truncation_values,
@@ -400,6 +425,12 @@ class WorkerSpec:
     """Where metrics go (the runner's process writes TensorBoard)."""
     lrs: torch.Tensor
     """[W] float: each worker's learning rate."""
+
+    @property
+    def a3c(self) -> WorkerSpec:
+        """This spec: the A3C part of any worker's spec (a PathNet worker's is its ``a3c``
+        field), so code handed either reads ``spec.a3c`` without asking which it is."""
+        return self
 
     def session_seed(self, rank: int, done: int = 0) -> int:
         """The seed of worker ``rank``'s random streams (its actions, environments and
@@ -518,7 +549,7 @@ def run_worker(
     spec: WorkerSpec,
     forward: Forward,
     parameters: ParameterPairs,
-    state: LSTMState | None,
+    state: CoreState | None,
     *,
     after_rollout: Callable[[Rollout], None] | None = None,
     local: nn.Module | None = None,
@@ -529,7 +560,7 @@ def run_worker(
     ``forward`` runs the worker's private network; ``parameters`` says which of its parameters
     take part in the next update (PathNet: only the current path's modules and the task head,
     so an update costs O(N), not O(M)) and their keys in ``hub`` (default: the shared model's
-    parameters, :class:`SharedMemoryHub`); ``state`` is the initial LSTM state (carried across
+    parameters, :class:`SharedMemoryHub`); ``state`` is the initial core state (carried across
     rollouts without its graph). ``local``, the private network, adds its auxiliary losses
     (``take_aux_loss``: MoE balancing) to each update and reports its MoE layers' routing.
     """

@@ -39,6 +39,12 @@ class PathClassifier(nn.Module):
         # x: [B, D]; path: [L, N] long -> logits [B, classes]
         return self.heads[task](self.library(x, path, task))
 
+    def task_logits(self, x: torch.Tensor, *, path: torch.Tensor, task: str) -> torch.Tensor:
+        """The class scores of ``task`` along ``path``: this model's forward, under the name
+        every task model answers (:func:`eval_outputs`)."""
+        # x: [B, D]; path: [L, N] long -> logits [B, classes]
+        return self(x, path=path, task=task)
+
 
 def split_task(task: BinaryTask, held_out: float, seed: int) -> tuple[BinaryTask, BinaryTask]:
     """A seeded random split into (training, held-out) tasks; ``held_out`` is the test share."""
@@ -66,17 +72,15 @@ def fixed_noisy_batch(
 
 
 @torch.no_grad()
-def eval_outputs(model: nn.Module, x: torch.Tensor, path: torch.Tensor, task: str) -> torch.Tensor:
-    """``model``'s outputs for ``task`` on ``x`` along ``path`` in eval mode (no gate noise):
+def eval_outputs(
+    model: PathClassifier | PathNetA3C, x: torch.Tensor, path: torch.Tensor, task: str
+) -> torch.Tensor:
+    """``model.task_logits`` for ``task`` on ``x`` along ``path`` in eval mode (no gate noise):
     logits [B, classes] of a :class:`PathClassifier`, policy logits [B, A] of a PathNet-A3C."""
     was_training = model.training
     model.eval()
     try:
-        if isinstance(model, PathNetA3C):
-            starts = torch.zeros(1, x.shape[0], dtype=torch.bool)
-            state = model.initial_state(task, x.shape[0])
-            return model(x.unsqueeze(0), starts, state, path=path, task=task)[0][0]
-        return model(x, path=path, task=task)
+        return model.task_logits(x, path=path, task=task)
     finally:
         model.train(was_training)
 

@@ -22,9 +22,8 @@ from typing import Literal
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
-from pathevo.agents.a3c import WorkerSpec
+from pathevo.agents.a3c import A3CNet, WorkerSpec
 from pathevo.agents.pathnet_a3c import PathNetA3C, PathNetWorkerSpec
 from pathevo.envs.digits import BinaryTask, parse_task, sample_batch
 from pathevo.modules import pruning
@@ -53,13 +52,13 @@ class PruneConfig:
             raise ValueError(f"unknown prune ranking {self.ranking!r}; choose layer or global")
 
 
-def prune_targets(model: nn.Module, scope: Scope) -> list[pruning.PruneTarget]:
+def prune_targets(model: A3CNet | PathNetA3C, scope: Scope) -> list[pruning.PruneTarget]:
     """The weights ``scope`` prunes in ``model`` (path agents: their tasks' heads added)."""
     if scope == "heads":
         return pruning.head_targets(model)
     if scope == "network":
         return pruning.network_targets(model)
-    if not isinstance(model, PathNetA3C):
+    if model.library is None:
         raise ValueError("--prune.scope library needs a path agent (pathnet, …)")
     return pruning.head_targets(model) + pruning.library_targets(model.library)
 
@@ -71,8 +70,7 @@ def keep_zero_worker(
     library weights stay exactly 0 (:func:`modules.pruning.keep_pruned_zero`: optimiser hooks
     are not pickled; prune-managed head and torso weights need nothing). Pass it as
     ``functools.partial(keep_zero_worker, worker=agent.worker)``."""
-    base = spec.a3c if isinstance(spec, PathNetWorkerSpec) else spec
-    pruning.keep_pruned_zero(base.model, base.optimizer)
+    pruning.keep_pruned_zero(spec.a3c.model, spec.a3c.optimizer)
     worker(rank, spec)
 
 
@@ -108,28 +106,23 @@ def digits_task(env_id: str) -> str | None:
     return name
 
 
-def classifier(model: nn.Module, task: str, active: int) -> Callable[[torch.Tensor], torch.Tensor]:
-    """``x [B, D] -> class scores [B, 2]`` through the agent's network (policy logits); a path
-    agent uses the first ``active`` modules of every layer."""
-    starts = torch.zeros(1, 1, dtype=torch.bool)
-    if isinstance(model, PathNetA3C):
-        layers = model.library.num_layers
-        path = torch.arange(active).expand(layers, active)  # [L, N]: modules 0..N-1 everywhere
+def classifier(
+    model: A3CNet | PathNetA3C, task: str, active: int
+) -> Callable[[torch.Tensor], torch.Tensor]:
+    """``x [B, D] -> class scores [B, 2]`` through the agent's network (its ``task_logits``); a
+    path agent (one with a ``library``) uses the first ``active`` modules of every layer."""
+    path = None
+    if model.library is not None:
+        path = torch.arange(active).expand(model.library.num_layers, active)  # [L, N]: 0..N-1
 
-        def forward(x: torch.Tensor) -> torch.Tensor:
-            starts_b = starts.expand(1, x.shape[0])
-            return model(x.unsqueeze(0), starts_b, None, path=path, task=task)[0][0]
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        return model.task_logits(x, path=path, task=task)  # x: [B, D] -> [B, 2]
 
-        return forward
-
-    def forward_plain(x: torch.Tensor) -> torch.Tensor:
-        return model(x.unsqueeze(0), starts.expand(1, x.shape[0]), None)[0][0]
-
-    return forward_plain
+    return forward
 
 
 def train_classifier(
-    model: nn.Module,
+    model: A3CNet | PathNetA3C,
     data: BinaryTask,
     cfg: DigitsConfig,
     steps: int,

@@ -39,11 +39,12 @@ from pathevo.evolution.async_tournament import SharedPopulation, async_tournamen
 from pathevo.evolution.config import EvoConfig
 from pathevo.evolution.operators import genome_to_path
 from pathevo.evolution.toolbox import make_toolbox
-from pathevo.modules.actor_critic import ActorCriticHead, HeadFactory, LSTMState
+from pathevo.modules.actor_critic import ActorCriticHead, HeadFactory
 from pathevo.modules.gating import sum_aux_losses
 from pathevo.modules.heads import TaskHeads
 from pathevo.modules.layers import LinearModuleLayer
 from pathevo.modules.library import LayerFactory, PathLibrary, conv_library, linear_library
+from pathevo.modules.recurrent import CoreState
 
 ATARI_CONVS = ((8, 4), (4, 2), (3, 1))
 """PathNet's Atari conv modules: (kernel, stride) of the first three layers."""
@@ -182,7 +183,7 @@ class PathNetA3C(nn.Module):
         self.heads.add(task, head)
         return head
 
-    def initial_state(self, task: str, batch: int) -> LSTMState | None:
+    def initial_state(self, task: str, batch: int) -> CoreState | None:
         return self.heads[task].initial_state(batch)
 
     def path_parameters(self, path: torch.Tensor, task: str) -> list[nn.Parameter]:
@@ -197,11 +198,11 @@ class PathNetA3C(nn.Module):
         self,
         obs: torch.Tensor,
         starts: torch.Tensor,
-        state: LSTMState | None,
+        state: CoreState | None,
         *,
         path: torch.Tensor,
         task: str,
-    ) -> tuple[torch.Tensor, torch.Tensor, LSTMState | None]:
+    ) -> tuple[torch.Tensor, torch.Tensor, CoreState | None]:
         # obs: [T, B, ...]; starts: [T, B] bool; path: [L, N] long
         # -> logits [T, B, A], values [T, B], state
         steps, batch = obs.shape[:2]
@@ -212,6 +213,14 @@ class PathNetA3C(nn.Module):
         with torso_precision(self.precision):
             features = self.library(scale_obs(x), path, task)  # [T*B, F]
         return self.heads[task](features.float().view(steps, batch, -1), starts, state)
+
+    def task_logits(self, x: torch.Tensor, *, path: torch.Tensor, task: str) -> torch.Tensor:
+        """``task``'s policy logits of single observations along ``path``, each from a fresh
+        core state: how a task is scored outside acting (held-out probes, a classifier)."""
+        # x: [B, ...]; path: [L, N] long -> logits [B, A]
+        starts = torch.zeros(1, x.shape[0], dtype=torch.bool)
+        state = self.initial_state(task, x.shape[0])
+        return self(x.unsqueeze(0), starts, state, path=path, task=task)[0][0]
 
 
 @dataclass
@@ -285,8 +294,8 @@ def _train_path(rank: int, spec: PathNetWorkerSpec, local: PathNetA3C, hub: Path
     window: list[float] = []
 
     def forward(
-        obs: torch.Tensor, starts: torch.Tensor, state: LSTMState | None
-    ) -> tuple[torch.Tensor, torch.Tensor, LSTMState | None]:
+        obs: torch.Tensor, starts: torch.Tensor, state: CoreState | None
+    ) -> tuple[torch.Tensor, torch.Tensor, CoreState | None]:
         return local(obs, starts, state, path=current["path"], task=spec.task)
 
     def after_rollout(rollout: Rollout) -> None:

@@ -30,7 +30,8 @@ layer-normalised LSTM.
 
 State: like :class:`torch.nn.LSTMCell` the cell maps ``x [B, in]`` and ``(h, c)`` to ``(h, c)``,
 but ``h`` and ``c`` are ``[B, hidden + hyper_units]``, the main LSTM's followed by the hyper
-LSTM's (``state_size``); the output is the main part, ``h[:, :hidden_size]``.
+LSTM's (``state_size``); the output is the main part, ``h[:, :hidden_size]``. Registered as
+the ``hyperlstm`` core kind in :mod:`modules.cores`.
 """
 
 from __future__ import annotations
@@ -41,11 +42,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from pathevo.modules.recurrent import CoreState, RecurrentCore
+
 GATES = 4
 """Gates of an LSTM, in PyTorch's order: input, forget, cell candidate, output."""
 
 
-class HyperLSTMCell(nn.Module):
+class HyperLSTMCell(RecurrentCore):
     """A HyperLSTM step with :class:`torch.nn.LSTMCell`'s interface (wider state, see module)."""
 
     def __init__(
@@ -98,6 +101,11 @@ class HyperLSTMCell(nn.Module):
         nn.init.constant_(self.d_h, 1.0 / self.hyper_embedding)
         nn.init.constant_(self.d_x, 1.0 / self.hyper_embedding)
         nn.init.zeros_(self.d_b)
+
+    def initial_state(self, batch: int) -> CoreState:
+        """Zero (h, c), each [B, hidden + hyper_units]: the main LSTM's, then the hyper LSTM's."""
+        zeros = torch.zeros(batch, self.state_size)
+        return zeros, zeros.clone()
 
     def _project(self, z: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
         # z: [B, 4*N_z], weight: [4, H, N_z] -> d: [B, 4H], gate by gate

@@ -13,22 +13,17 @@ import functools
 import torch
 from torch import nn
 
-from pathevo.modules.actor_critic import (
-    Core,
-    HeadFactory,
-    LSTMState,
-    make_core,
-    unroll_lstm,
-    zero_state,
-)
+from pathevo.modules.actor_critic import HeadFactory
+from pathevo.modules.cores import DEFAULT_CORE, CoreFactory
 from pathevo.modules.gating import AuxLosses
 from pathevo.modules.moe import MoEModuleLayer
+from pathevo.modules.recurrent import CoreState, unroll_core, zero_state
 
 
 class MoEActorCriticHead(nn.Module):
     """Features -> (policy logits, value) through E expert heads, k per observation.
 
-    The optional recurrent core (``lstm_units`` > 0) is ``core``, as in
+    The optional recurrent core (``lstm_units`` > 0) is built by ``core``, as in
     :class:`modules.actor_critic.ActorCriticHead`.
     """
 
@@ -43,17 +38,12 @@ class MoEActorCriticHead(nn.Module):
         capacity_factor: float | None = None,
         w_importance: float = 0.1,
         w_load: float = 0.1,
-        core: Core = "lstm",
-        hyper_units: int = 32,
-        hyper_embedding: int = 4,
-        hyper_layer_norm: bool = True,
+        core: CoreFactory = DEFAULT_CORE,
     ) -> None:
         super().__init__()
         if in_features <= 0 or num_actions <= 0 or lstm_units < 0:
             raise ValueError("a head needs positive features and actions, lstm_units >= 0")
-        self.lstm = make_core(
-            in_features, lstm_units, core, hyper_units, hyper_embedding, hyper_layer_norm
-        )
+        self.lstm = core(in_features, lstm_units) if lstm_units else None
         self.num_actions = num_actions
         self.experts = MoEModuleLayer(
             experts, lstm_units or in_features, expert_hidden, num_actions + 1, k,
@@ -66,15 +56,15 @@ class MoEActorCriticHead(nn.Module):
                 self.experts.b2[m][:num_actions].zero_()
         self._aux_losses = AuxLosses()
 
-    def initial_state(self, batch: int) -> LSTMState | None:
+    def initial_state(self, batch: int) -> CoreState | None:
         return zero_state(self.lstm, batch)
 
     def forward(
-        self, features: torch.Tensor, starts: torch.Tensor, state: LSTMState | None
-    ) -> tuple[torch.Tensor, torch.Tensor, LSTMState | None]:
+        self, features: torch.Tensor, starts: torch.Tensor, state: CoreState | None
+    ) -> tuple[torch.Tensor, torch.Tensor, CoreState | None]:
         # features: [T, B, F]; starts: [T, B] bool -> logits [T, B, A], values [T, B], state
         if self.lstm is not None:
-            features, state = unroll_lstm(self.lstm, features, starts, state)
+            features, state = unroll_core(self.lstm, features, starts, state)
         steps, batch = features.shape[:2]
         out, aux = self.experts.forward_with_aux(features.flatten(0, 1), self.all_experts)
         self._aux_losses.add(aux)

@@ -60,9 +60,9 @@ from torch.nn.utils import prune
 
 from pathevo.modules.actor_critic import ActorCriticHead, HeadFactory
 from pathevo.modules.heads import TaskHeads
-from pathevo.modules.hyper_lstm import HyperLSTMCell
 from pathevo.modules.layers import distinct
 from pathevo.modules.library import PathLibrary
+from pathevo.modules.recurrent import is_recurrent
 
 PruneTarget = tuple[nn.Module, str]
 """``(module, parameter name)``, e.g. ``(head.policy, "weight")`` or ``(layer.weights, "3")``."""
@@ -73,19 +73,19 @@ SCOPES: tuple[Scope, ...] = ("global", "layer")
 Init = Callable[[torch.Tensor, torch.Generator], None]
 """``init(tensor, generator)`` fills ``tensor`` in place (a re-initialisation draw)."""
 
-_RECURRENT = (nn.RNNCellBase, nn.RNNBase, HyperLSTMCell)
-"""Recurrent cores: never pruning targets (the heads' and the networks' LSTMs are left dense)."""
-
-
 # --- finding targets -------------------------------------------------------------------------
 
 
 def _linear_weights(module: nn.Module, kinds: tuple[type[nn.Module], ...]) -> list[PruneTarget]:
-    """Weights of every ``kinds`` submodule of ``module`` outside recurrent cores and libraries."""
+    """Weights of every ``kinds`` submodule of ``module`` outside recurrent cores and libraries.
+
+    Recurrent cores of any kind (:func:`modules.recurrent.is_recurrent`) are left dense: the
+    masks cover the feed-forward policy/value and torso layers only.
+    """
     targets: list[PruneTarget] = []
 
     def visit(node: nn.Module) -> None:
-        if isinstance(node, _RECURRENT + (PathLibrary,)):
+        if is_recurrent(node) or isinstance(node, PathLibrary):
             return
         if isinstance(node, kinds):
             targets.append((node, "weight"))
@@ -108,7 +108,7 @@ def _heads(model: nn.Module) -> list[nn.Module]:
 
 
 def head_targets(model: nn.Module) -> list[PruneTarget]:
-    """Every ``nn.Linear`` weight of the agent's policy/value head(s), LSTM cores excluded.
+    """Every ``nn.Linear`` weight of the agent's policy/value head(s), recurrent cores excluded.
 
     ``model`` is an :class:`~agents.a3c.A3CNet` (its ``head``), a
     :class:`~agents.pathnet_a3c.PathNetA3C` (every head of its ``heads``), a
@@ -450,6 +450,6 @@ def _pruned_head(
 
 def pruned_head_factory(base: Callable[..., nn.Module] = ActorCriticHead) -> HeadFactory:
     """A :data:`~modules.actor_critic.HeadFactory` making ``base`` heads with all-ones masks on
-    their policy/value ``nn.Linear`` weights; a picklable ``functools.partial`` that passes core
-    keywords through (``A3CConfig.head_factory(pruned_head_factory())`` works)."""
+    their policy/value ``nn.Linear`` weights; a picklable ``functools.partial`` that passes the
+    ``core`` keyword through (``A3CConfig.head_factory(pruned_head_factory())`` works)."""
     return functools.partial(_pruned_head, base)

@@ -1,5 +1,5 @@
 """modules/hyper_lstm.py: the HyperLSTM step against the paper's equations, its initialisation,
-episode resets through unroll_lstm, and gradients into the hyper network."""
+episode resets through unroll_core, and gradients into the hyper network."""
 
 import pickle
 
@@ -7,9 +7,11 @@ import pytest
 import torch
 from torch import nn
 
-from pathevo.modules.actor_critic import ActorCriticHead, make_core, unroll_lstm, zero_state
+from pathevo.modules.actor_critic import ActorCriticHead
+from pathevo.modules.cores import CoreSpec
 from pathevo.modules.hyper_lstm import HyperLSTMCell
 from pathevo.modules.moe_head import MoEActorCriticHead
+from pathevo.modules.recurrent import unroll_core, zero_state
 
 IN, HIDDEN, HYPER, EMBED = 5, 6, 7, 3
 
@@ -128,11 +130,11 @@ def test_unroll_resets_the_whole_state_at_episode_starts():
     starts = torch.zeros(6, 2, dtype=torch.bool)
     starts[3, 0] = True  # env 0 starts a new episode at t = 3
     warm = tuple(torch.randn(2, cell.state_size) for _ in range(2))
-    outputs, (h, c) = unroll_lstm(cell, features, starts, warm)
+    outputs, (h, c) = unroll_core(cell, features, starts, warm)
     assert outputs.shape == (6, 2, HIDDEN) and h.shape == c.shape == (2, HIDDEN + HYPER)
-    fresh, _ = unroll_lstm(cell, features[3:, :1], starts[3:, :1], zero_state(cell, 1))
+    fresh, _ = unroll_core(cell, features[3:, :1], starts[3:, :1], zero_state(cell, 1))
     torch.testing.assert_close(outputs[3:, :1], fresh)
-    carried, _ = unroll_lstm(cell, features[3:, 1:], starts[3:, 1:], zero_state(cell, 1))
+    carried, _ = unroll_core(cell, features[3:, 1:], starts[3:, 1:], zero_state(cell, 1))
     assert not torch.allclose(outputs[3:, 1:], carried)  # env 1 carried its state
 
 
@@ -147,7 +149,7 @@ def test_gradients_reach_the_hyper_network():
 
     def gradients() -> dict[str, torch.Tensor]:
         optimiser.zero_grad()
-        outputs, _ = unroll_lstm(cell, features, starts, None)
+        outputs, _ = unroll_core(cell, features, starts, None)
         (outputs**2).sum().backward()
         return {name: p.grad for name, p in cell.named_parameters()}
 
@@ -161,9 +163,12 @@ def test_gradients_reach_the_hyper_network():
 
 def test_heads_with_a_hyperlstm_core_expose_the_main_lstm_only():
     torch.manual_seed(0)
+    core = CoreSpec("hyperlstm", {"hyper_units": HYPER, "hyper_embedding": EMBED})
     for head in (
-        ActorCriticHead(IN, 3, HIDDEN, core="hyperlstm", hyper_units=HYPER, hyper_embedding=EMBED),
-        MoEActorCriticHead(IN, 3, HIDDEN, experts=4, core="hyperlstm", hyper_units=HYPER),
+        ActorCriticHead(IN, 3, HIDDEN, core=core),
+        MoEActorCriticHead(
+            IN, 3, HIDDEN, experts=4, core=CoreSpec("hyperlstm", {"hyper_units": HYPER})
+        ),
     ):
         assert isinstance(head.lstm, HyperLSTMCell)
         state = head.initial_state(2)
@@ -173,12 +178,12 @@ def test_heads_with_a_hyperlstm_core_expose_the_main_lstm_only():
         assert logits.shape == (4, 2, 3) and values.shape == (4, 2)
         assert state[1].shape == (2, HIDDEN + HYPER)
         pickle.loads(pickle.dumps(head))
-    assert ActorCriticHead(IN, 3, 0, core="hyperlstm").lstm is None  # no core without units
-    assert isinstance(make_core(IN, HIDDEN), nn.LSTMCell)
+    assert ActorCriticHead(IN, 3, 0, core=CoreSpec("hyperlstm")).lstm is None  # no units: no core
+    assert isinstance(CoreSpec()(IN, HIDDEN), nn.LSTMCell)
 
 
 def test_bad_sizes_and_cores_are_value_errors():
     with pytest.raises(ValueError, match="positive"):
         HyperLSTMCell(IN, HIDDEN, hyper_units=0)
     with pytest.raises(ValueError, match="unknown core"):
-        make_core(IN, HIDDEN, "gru")  # type: ignore[arg-type]
+        CoreSpec("gru")(IN, HIDDEN)
