@@ -53,9 +53,9 @@ Precision = Literal["float32", "bfloat16"]
 PRECISIONS: tuple[Precision, ...] = ("float32", "bfloat16")
 
 CoreName = Annotated[str, tyro.conf.arg(metavar="{" + ",".join(core_names()) + "}")]
-"""A registered core kind's name (:data:`modules.cores.CORE_KINDS`): a ``str`` whose help lists
-the registry's names, checked in ``__post_init__`` so an unknown one gets the registry's message
-with suggestions (as the runners' ``choice_of``)."""
+"""A registered core kind's name (:data:`pathevo.modules.cores.CORE_KINDS`): a ``str`` whose help
+lists the registry's names, checked in ``__post_init__`` so an unknown one gets the registry's
+message with suggestions (as the runners' ``choice_of``)."""
 
 
 @dataclass
@@ -133,7 +133,7 @@ class A3CConfig:
 
     def core_spec(self) -> CoreSpec:
         """This config's recurrent core: its kind, with the fields that kind reads
-        (:attr:`modules.cores.CoreKind.settings`, e.g. ``hyper_units`` for a HyperLSTM)."""
+        (:attr:`pathevo.modules.cores.CoreKind.settings`, e.g. ``hyper_units`` for a HyperLSTM)."""
         kind = core_kind(self.core)
         return CoreSpec(self.core, {name: getattr(self, name) for name in kind.settings})
 
@@ -468,7 +468,7 @@ def sync_parameters(local: list[torch.Tensor], shared: list[torch.Tensor]) -> No
 class Hub(Protocol):
     """Where a worker meets the others: the shared parameters, the optimiser, the step count
     and the runner's messages. Local processes share memory (:class:`SharedMemoryHub`); Ray
-    actors talk to a parameter-server actor (:mod:`agents.ray_workers`)."""
+    actors talk to a parameter-server actor (:mod:`pathevo.agents.ray_workers`)."""
 
     def pull(self, local: list[torch.Tensor], keys: list[Any]) -> None:
         """Copy the shared values of ``keys`` into the worker's ``local`` parameters."""

@@ -3,8 +3,8 @@
 Ha, Dai, Le 2016 (arXiv:1609.09106, §3.1) inside a PathNet library (Fernando et al. 2017,
 arXiv:1701.08734): each module of the last layer owns small embeddings z and its bias, and a
 generator shared by the layer's modules maps every z to a tile of the module's weights
-(:mod:`modules.hyper_layer`). Registered as the ``hyper`` layer kind in
-:data:`agents.registry.LAYER_KINDS` (``--library-kind hyper``) from this file's
+(:mod:`pathevo.modules.hyper_layer`). Registered as the ``hyper`` layer kind in
+:data:`pathevo.agents.registry.LAYER_KINDS` (``--library-kind hyper``) from this file's
 :class:`HyperConfig`.
 """
 

@@ -5,12 +5,12 @@ Frankle & Carbin 2019, "The Lottery Ticket Hypothesis", arXiv:1803.03635 (iterat
 pruning, rewinding to the initial weights, the random-re-initialisation control); Frankle et al.
 2020, arXiv:1912.05671 (rewinding to the weights after k steps); Yu et al. 2020,
 arXiv:1906.02768 (tickets in reinforcement learning, the random-mask control). The masks
-themselves live in :mod:`modules.pruning`.
+themselves live in :mod:`pathevo.modules.pruning`.
 
-A supervised task (``--env-id digits/3v5``, :mod:`envs.digits`) trains the agent's own network
-as a two-class classifier: its policy logits are the class scores (the value output is unused),
-a path agent runs one fixed path (the first N modules of every layer). SGD on minibatches with
-salt-and-pepper noise, as PathNet's binary tasks (Fernando et al. 2017, arXiv:1701.08734); the
+A supervised task (``--env-id digits/3v5``, :mod:`pathevo.envs.digits`) trains the agent's own
+network as a two-class classifier: its policy logits are the class scores (the value output is
+unused), a path agent runs one fixed path (the first N modules of every layer). SGD on minibatches
+with salt-and-pepper noise, as PathNet's binary tasks (Fernando et al. 2017, arXiv:1701.08734); the
 "return" of a minibatch is its training accuracy.
 """
 
@@ -67,8 +67,8 @@ def keep_zero_worker(
     rank: int, spec: WorkerSpec | PathNetWorkerSpec, *, worker: Callable[..., None]
 ) -> None:
     """``worker(rank, spec)`` with the shared optimiser hooked in this process so that pruned
-    library weights stay exactly 0 (:func:`modules.pruning.keep_pruned_zero`: optimiser hooks
-    are not pickled; prune-managed head and torso weights need nothing). Pass it as
+    library weights stay exactly 0 (:func:`pathevo.modules.pruning.keep_pruned_zero`: optimiser
+    hooks are not pickled; prune-managed head and torso weights need nothing). Pass it as
     ``functools.partial(keep_zero_worker, worker=agent.worker)``."""
     pruning.keep_pruned_zero(spec.a3c.model, spec.a3c.optimizer)
     worker(rank, spec)

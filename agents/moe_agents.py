@@ -4,12 +4,12 @@ Shazeer et al. 2017 (arXiv:1701.06538) inside A3C (Mnih et al. 2016, arXiv:1602.
 PathNet-A3C (Fernando et al. 2017, arXiv:1701.08734):
 
 - ``moe``: the standard torso, then a policy/value head that is a noisy top-k mixture of E
-  small expert heads (:class:`modules.moe_head.MoEActorCriticHead`);
+  small expert heads (:class:`pathevo.modules.moe_head.MoEActorCriticHead`);
 - ``pathnet-moe``: a PathNet library whose last layer is an MoE layer: the path's N module ids
   are the experts the task's own gate may route each observation to (top k of them).
 
 Both add the gates' importance and load losses to the A3C loss; both are registered in
-:mod:`agents.registry` from this file's :class:`MoEConfig`.
+:mod:`pathevo.agents.registry` from this file's :class:`MoEConfig`.
 """
 
 from __future__ import annotations

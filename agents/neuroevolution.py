@@ -5,14 +5,15 @@ screen with it. The policy is a *substrate*: neurons laid out in space — the o
 elements (a vector on a line, a MinAtar grid per channel, an Atari or Labyrinth screen
 downsampled to ``screen × screen``), a hidden grid and the actions on a line — and the weight of
 every connection is the evolved CPPN queried at the two neurons' coordinates (CPPN outputs 0/1
-for input -> hidden, 2/3 for hidden -> actions; :mod:`modules.substrate`). The two weight
-layers are :class:`modules.cppn_layer.CPPNLinearLayer` s of one module each inside a
-:class:`~modules.library.PathLibrary`, so the same layers serve a PathNet path (``--mode hybrid``
-of ``runners/hyperneat.py``: a CPPN initialises a path's modules, then A3C fine-tunes them).
+for input -> hidden, 2/3 for hidden -> actions; :mod:`pathevo.modules.substrate`). The two weight
+layers are :class:`pathevo.modules.cppn_layer.CPPNLinearLayer` s of one module each inside a
+:class:`~pathevo.modules.library.PathLibrary`, so the same layers serve a PathNet path (``--mode
+hybrid`` of ``runners/hyperneat.py``: a CPPN initialises a path's modules, then A3C fine-tunes
+them).
 
 No gradients: fitness is the mean return over ``episodes`` episodes with the greedy action, each
 genome evaluated with its own seed (``seed + genome key``), so it parallelises over any map
-backend (:mod:`evolution.backends`).
+backend (:mod:`pathevo.evolution.backends`).
 """
 
 from __future__ import annotations

@@ -4,8 +4,8 @@ Fernando et al. 2017, "PathNet: Evolution Channels Gradient Descent in Super Neu
 arXiv:1701.08734, section 2 (parallel asynchronous tournament with A3C). Every worker owns one
 path genome; it trains only its path's modules and the task's actor-critic head with A3C
 (Mnih et al. 2016, arXiv:1602.01783); its fitness is the mean return over its last T episodes,
-after which it runs the asynchronous tournament (:mod:`evolution.async_tournament`). The Atari
-setting: L = 4 layers of M = 10 modules, N = 4 active per layer, conv modules of 8 kernels
+after which it runs the asynchronous tournament (:mod:`pathevo.evolution.async_tournament`). The
+Atari setting: L = 4 layers of M = 10 modules, N = 4 active per layer, conv modules of 8 kernels
 (8×8/4, 4×4/2, 3×3/1) and a linear last layer; learning rates may be sampled per worker
 log-uniformly in [1e-4, 1e-2] (the paper's robustness study).
 
@@ -155,8 +155,8 @@ class PathNetA3C(nn.Module):
 
     ``input_shape`` is the library's input; observations with fewer channels (features) are
     zero-padded to it, so games with different channel counts share one library.
-    ``precision`` is the library's arithmetic (:func:`agents.a3c.torso_precision`); the heads
-    are float32.
+    ``precision`` is the library's arithmetic (:func:`pathevo.agents.a3c.torso_precision`); the
+    heads are float32.
     """
 
     def __init__(
@@ -237,7 +237,7 @@ class PathNetWorkerSpec:
 
 
 class PathHub(Hub, Protocol):
-    """A :class:`~agents.a3c.Hub` that also holds the population of path genomes."""
+    """A :class:`~pathevo.agents.a3c.Hub` that also holds the population of path genomes."""
 
     def genome(self, rank: int) -> list[int]:
         """Slot ``rank``'s flat genome as it is now."""
@@ -245,14 +245,15 @@ class PathHub(Hub, Protocol):
 
     def tournament(self, rank: int, fitness: float) -> int | None:
         """Slot ``rank``'s asynchronous tournament with ``fitness``
-        (:func:`evolution.async_tournament.async_tournament`): the rival it copied, if any."""
+        (:func:`pathevo.evolution.async_tournament.async_tournament`): the rival it copied, if
+        any."""
         ...
 
 
 class SharedPopulationHub(SharedMemoryHub):
     """The hub of local PathNet worker processes: the population in shared memory too, and
     worker ``rank``'s tournaments drawn from ``random.Random`` seeded with its session seed
-    (:meth:`agents.a3c.WorkerSpec.session_seed`)."""
+    (:meth:`pathevo.agents.a3c.WorkerSpec.session_seed`)."""
 
     def __init__(self, spec: PathNetWorkerSpec, rank: int) -> None:
         super().__init__(spec.a3c, rank)

@@ -4,7 +4,7 @@ Runners own the process lifetimes through :class:`WorkerGroup`: workers are star
 *spawn* context, report over one queue (they never write TensorBoard themselves), and are
 stopped, joined and if need be terminated when the ``with`` block exits — normally, on an
 exception, or on Ctrl-C — and each worker dies with its runner even when the runner is killed
-outright (:func:`evolution.lifetime.die_with_parent`), so no worker outlives its runner. A
+outright (:func:`pathevo.evolution.lifetime.die_with_parent`), so no worker outlives its runner. A
 worker that raises sends its traceback and the runner's loop re-raises it as
 :class:`WorkerError` instead of waiting forever — or, with ``max_restarts`` > 0, a worker that
 raised or died (SIGKILL, the OOM killer) is started again with the same arguments (its slot of a

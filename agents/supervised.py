@@ -78,7 +78,7 @@ class PathTrainer:
 
     Holds the library and head (put them in shared memory for the process backend) and the task;
     :meth:`trained_parameters` lets the Ray backend send a remote evaluation's training back
-    (:class:`evolution.ray_backend.TrainingFitness`).
+    (:class:`pathevo.evolution.ray_backend.TrainingFitness`).
     """
 
     library: PathLibrary

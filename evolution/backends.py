@@ -5,9 +5,9 @@
 evaluation callable and everything it holds (the library in shared memory) are pickled to the
 workers, so tensors must be put in shared memory first (``module.share_memory()``). Evaluation
 code never knows which backend runs it. Pool workers die with the process that opened the pool,
-even when it is killed (:mod:`evolution.lifetime`). ``ray`` runs each evaluation as a Ray
-task on a local instance or a cluster (:mod:`evolution.ray_backend`): for evaluation-only fitness
-whose seeds come from the genome, since a task's side effects stay where it ran.
+even when it is killed (:mod:`pathevo.evolution.lifetime`). ``ray`` runs each evaluation as a Ray
+task on a local instance or a cluster (:mod:`pathevo.evolution.ray_backend`): for evaluation-only
+fitness whose seeds come from the genome, since a task's side effects stay where it ran.
 """
 
 from __future__ import annotations
@@ -60,9 +60,9 @@ def map_backend(
 
     Pool workers use one torch thread each and are seeded ``seed + rank``; Ray tasks use one
     thread each; an evaluation-only fitness seeds itself from its item, a training fitness
-    (:class:`evolution.ray_backend.TrainingFitness`) gets a seed per evaluation drawn from
+    (:class:`pathevo.evolution.ray_backend.TrainingFitness`) gets a seed per evaluation drawn from
     ``seed`` and sends its parameter changes back. ``ray_address``: see
-    :func:`evolution.ray_backend.ray_map` (None: a local instance of ``workers`` CPUs).
+    :func:`pathevo.evolution.ray_backend.ray_map` (None: a local instance of ``workers`` CPUs).
     """
     if kind == "serial":
         yield map

@@ -4,8 +4,8 @@ A parent that is SIGKILLed (``kill -9``, the OOM killer) runs no clean-up: its d
 multiprocessing workers are re-parented to init and go on training, holding memory, shared
 tensors and game engines, and multiprocessing's resource tracker waits for them (it exits once
 the last process holding its pipe is gone). Every worker of pathevo — the A3C workers of
-:mod:`agents.processes` and the pool of :mod:`evolution.backends` — calls :func:`die_with_parent`
-first thing, so it dies within a second of its parent.
+:mod:`pathevo.agents.processes` and the pool of :mod:`pathevo.evolution.backends` — calls
+:func:`die_with_parent` first thing, so it dies within a second of its parent.
 
 On Linux the kernel delivers the death signal (``prctl(PR_SET_PDEATHSIG, SIGKILL)``): immediate,
 even while the worker is busy in C code. The kernel sends it when the *thread* that started the

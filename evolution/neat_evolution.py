@@ -3,8 +3,8 @@ Networks through Augmenting Topologies", section 3): speciate, drop stagnant spe
 offspring by mean species fitness, keep each species' elites, breed the rest by tournament
 selection within the species, crossover and mutation.
 
-Works on the toolbox of :func:`evolution.toolbox.make_neat_toolbox`. ``NeatState`` holds every
-counter the run needs (innovation numbers, node/genome/species keys), so a pickled
+Works on the toolbox of :func:`pathevo.evolution.toolbox.make_neat_toolbox`. ``NeatState`` holds
+every counter the run needs (innovation numbers, node/genome/species keys), so a pickled
 (population, state) resumes with a fresh toolbox and numbers continue.
 """
 

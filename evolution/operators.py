@@ -4,8 +4,9 @@ A genome is a flat list of L*N module ids, layer-major: gene ``l * N + n`` is th
 layer l. Mutation: every gene independently, with probability 1/(N*L), is shifted by a uniform
 integer in [-2, 2] and clamped to [0, M-1] (the authors' code) or wrapped modulo M.
 
-M may differ per layer (a library grown for a new task, see :meth:`modules.library.PathLibrary.
-grow`): every operator takes ``modules`` as one M for all layers or as one M per layer.
+M may differ per layer (a library grown for a new task, see
+:meth:`pathevo.modules.library.PathLibrary. grow`): every operator takes ``modules`` as one M for
+all layers or as one M per layer.
 """
 
 from __future__ import annotations

@@ -56,7 +56,7 @@ def make_toolbox(
     ``sizes`` gives each layer's M when the library's layers differ (after growth, e.g.
     ``library.modules_per_layer``); by default every layer has ``cfg.modules``.
     The caller registers ``evaluate`` (genome -> (fitness,)); ``map`` is the single switch for
-    parallel evaluation (see :mod:`evolution.backends`).
+    parallel evaluation (see :mod:`pathevo.evolution.backends`).
     """
     rng = rng or random.Random()
     sizes = layer_sizes(cfg.modules if sizes is None else sizes, cfg.layers)
@@ -133,7 +133,7 @@ def new_cppn_population(
 def mutate_cppn(
     individual: CPPNGenome, *, config: DefaultGenomeConfig, node_add_prob: float
 ) -> tuple[CPPNGenome]:
-    """NEAT mutation in place (see :func:`evolution.cppn_genome.mutate_genome`); fitness
+    """NEAT mutation in place (see :func:`pathevo.evolution.cppn_genome.mutate_genome`); fitness
     invalidated. Returns ``(individual,)`` as DEAP mutations do."""
     mutate_genome(individual.genome, config, node_add_prob)
     del individual.fitness.values
@@ -183,7 +183,7 @@ def make_neat_toolbox(
     ``neat_config``, ``rng`` and ``genome_config`` (the neat-python config with its tracker;
     picklable, so an evaluation can carry it to workers). Operators draw from the global
     ``random`` module as neat-python does; ``population`` and
-    :func:`evolution.neat_evolution.next_generation` seed it from ``rng`` (a fixed seed
+    :func:`pathevo.evolution.neat_evolution.next_generation` seed it from ``rng`` (a fixed seed
     reproduces a serial run) and restore it afterwards.
     """
     rng = rng or random.Random()

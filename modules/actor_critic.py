@@ -3,8 +3,8 @@
 Mnih et al. 2016, arXiv:1602.01783: the A3C network ends in a softmax policy and a linear value
 output that share everything below them; the recurrent agent puts an LSTM between the torso and
 the two outputs. In PathNet-A3C (Fernando et al. 2017, arXiv:1701.08734) each task owns one such
-head above the shared module library (see :class:`modules.heads.TaskHeads`). The recurrent core
-is any registered kind (:mod:`modules.cores`: an LSTM, a HyperLSTM, …), given as one
+head above the shared module library (see :class:`pathevo.modules.heads.TaskHeads`). The recurrent
+core is any registered kind (:mod:`pathevo.modules.cores`: an LSTM, a HyperLSTM, …), given as one
 ``core`` factory; callers carry its state without knowing which it is.
 """
 
@@ -28,7 +28,7 @@ class ActorCriticHead(nn.Module):
     """Features -> (policy logits, value), over a time axis so a recurrent core can be unrolled.
 
     ``lstm_units`` > 0 puts a core of that width below the outputs, built by ``core`` (a
-    :class:`~modules.cores.CoreSpec`; default a plain LSTM). Its parameters are ``lstm.*``
+    :class:`~pathevo.modules.cores.CoreSpec`; default a plain LSTM). Its parameters are ``lstm.*``
     whatever its kind, so checkpoints keep their names.
     """
 

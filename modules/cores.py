@@ -1,15 +1,15 @@
 """Kinds of recurrent core by name: the one place heads, agents and the CLI learn them from.
 
-A kind builds its cell (a :class:`~modules.recurrent.RecurrentCore`, which knows its own state
-layout) from the input size, the units and its own settings. Heads take one picklable
+A kind builds its cell (a :class:`~pathevo.modules.recurrent.RecurrentCore`, which knows its own
+state layout) from the input size, the units and its own settings. Heads take one picklable
 :class:`CoreSpec` (a kind's name and its settings) instead of every kind's keywords, and
-``--a3c.core`` offers the registered names (:class:`agents.a3c.A3CConfig`). A new kind is a
+``--a3c.core`` offers the registered names (:class:`pathevo.agents.a3c.A3CConfig`). A new kind is a
 file holding its cell and one :func:`register_core` call here:
 
     register_core(CoreKind("gru", "a GRU (Cho et al. 2014)", GRUCore))
 
 Built in: ``lstm`` (:class:`torch.nn.LSTMCell`; Hochreiter & Schmidhuber 1997) and
-``hyperlstm`` (Ha et al. 2016, arXiv:1609.09106, :mod:`modules.hyper_lstm`).
+``hyperlstm`` (Ha et al. 2016, arXiv:1609.09106, :mod:`pathevo.modules.hyper_lstm`).
 
 Example:
     >>> CoreSpec("hyperlstm", {"hyper_units": 8})(16, 32).state_size
@@ -43,8 +43,8 @@ class CoreKind:
     build: Callable[..., RecurrentCore]
     """``build(in_features, units, **settings)`` -> the core (a cell class does)."""
     settings: tuple[str, ...] = ()
-    """The keyword settings ``build`` takes. :meth:`agents.a3c.A3CConfig.core_spec` passes the
-    config's fields of these names (``--a3c.<name>``); a kind without settings needs no flag."""
+    """The keyword settings ``build`` takes. :meth:`pathevo.agents.a3c.A3CConfig.core_spec` passes
+    the config's fields of these names (``--a3c.<name>``); a kind without settings needs no flag."""
 
 
 CORE_KINDS: dict[str, CoreKind] = {}

@@ -2,9 +2,9 @@
 
 Stanley, D'Ambrosio, Gauci 2009 (HyperNEAT); Fernando et al. 2017 (PathNet). Each module of a
 :class:`CPPNLinearLayer` / :class:`CPPNConv2dLayer` keeps a CPPN graph; its weights are that
-CPPN's expressed outputs over the module's substrate (:mod:`modules.substrate`). Only weight
-*generation* differs from :class:`~modules.layers.LinearModuleLayer` /
-:class:`~modules.layers.Conv2dModuleLayer`: the generated values sit in the same per-module
+CPPN's expressed outputs over the module's substrate (:mod:`pathevo.modules.substrate`). Only weight
+*generation* differs from :class:`~pathevo.modules.layers.LinearModuleLayer` /
+:class:`~pathevo.modules.layers.Conv2dModuleLayer`: the generated values sit in the same per-module
 parameters, so a path through such a layer runs, trains by gradient, freezes (and is guarded)
 exactly as through any other layer. :meth:`reset_modules` (hence ``reset_unfrozen``) repaints
 modules from their CPPNs; :meth:`set_cppn` gives a module a new CPPN (an evolved genome) and
@@ -31,7 +31,7 @@ class _CPPNModules:
     """What both CPPN layer kinds add to a module layer: a CPPN per module and repainting.
 
     Module m starts with ``random_cppn(QUERY_SIZE, 2, random.Random(seed + m))``, modules
-    added by :meth:`~modules.layers.ModuleLayer.grow` too.
+    added by :meth:`~pathevo.modules.layers.ModuleLayer.grow` too.
     """
 
     num_modules: int
@@ -155,7 +155,7 @@ class CPPNLinearLayer(_CPPNModules, LinearModuleLayer):
 
 class CPPNConv2dLayer(_CPPNModules, Conv2dModuleLayer):
     """M conv+ReLU modules (as :class:`Conv2dModuleLayer`) painted by a CPPN each over their
-    kernels (:func:`modules.substrate.conv_queries`)."""
+    kernels (:func:`pathevo.modules.substrate.conv_queries`)."""
 
     def __init__(
         self,
@@ -183,8 +183,8 @@ class CPPNConv2dLayer(_CPPNModules, Conv2dModuleLayer):
 def cppn_layer_factory(
     threshold: float = 0.2, max_weight: float | None = None, seed: int = 0
 ) -> functools.partial[CPPNLinearLayer]:
-    """A :data:`modules.library.LayerFactory` for CPPN-painted linear layers (a ``partial``, so
-    libraries that keep it stay picklable).
+    """A :data:`pathevo.modules.library.LayerFactory` for CPPN-painted linear layers (a
+    ``partial``, so libraries that keep it stay picklable).
 
     ``max_weight=None`` scales the expressed weights to the layer's fan-in,
     ``sqrt(3 / in_features)`` (the bound of ``nn.Linear``'s weights times √3): a library trained

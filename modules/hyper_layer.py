@@ -11,8 +11,9 @@ a tile of the module's kernel in two linear steps, Ha's W_i / W_out structure:
 A module's kernel [out, in(, k, k)] is tiled from ceil(out/out_tile) × ceil(in/in_tile)
 embeddings, row-major (tile (r, c) comes from the module's z[r · tiles_in + c]), and cropped.
 A forward pass generates only the path's distinct modules' kernels — O(N), not O(M) — and then
-runs them like :class:`~modules.layers.LinearModuleLayer` (one batched matmul, sum or mean over
-the modules, ReLU). The path trains its modules' embeddings and biases and the shared generator.
+runs them like :class:`~pathevo.modules.layers.LinearModuleLayer` (one batched matmul, sum or mean
+over the modules, ReLU). The path trains its modules' embeddings and biases and the shared
+generator.
 
 **Freezing caches the kernel.** When a module is frozen, its kernel is generated once and stored
 in the buffer ``frozen_kernels`` ([M, out, in(, k, k)], the size of a plain layer's weights);
@@ -24,7 +25,7 @@ transfer *into*. With the cache the generator keeps training for the unfrozen mo
 frozen ones stay bitwise fixed. The cache is a buffer, so it is saved and loaded with the
 state dict (checkpoints, ``--resume``), moves with ``.to()``, is shared by ``share_memory()``,
 and no optimiser ever sees it; the frozen embeddings and biases are ordinary frozen parameters
-that :meth:`modules.library.PathLibrary.guard` restores like any other.
+that :meth:`pathevo.modules.library.PathLibrary.guard` restores like any other.
 
 **Re-initialisation**: :meth:`reset_unfrozen` redraws the unfrozen modules' embeddings and
 biases; it redraws the generator too when no module is frozen (a fresh layer), but by default
@@ -305,7 +306,7 @@ class HyperLinearLayer(HyperModuleLayer):
 class HyperConv2dLayer(HyperModuleLayer):
     """M conv+ReLU modules with generated kernels [C_out, C_in, k, k] (Ha's original use: a
     tile is out_tile × in_tile channels × k × k) and ordinary biases [C_out]; forward as
-    :class:`~modules.layers.Conv2dModuleLayer`."""
+    :class:`~pathevo.modules.layers.Conv2dModuleLayer`."""
 
     flat_input = False
 
@@ -370,7 +371,7 @@ def hyper_layer_factory(
     reset_generator: bool = False,
     generator_bias: bool = False,
 ) -> functools.partial[HyperLinearLayer]:
-    """A :data:`modules.library.LayerFactory` for :class:`HyperLinearLayer` last layers
+    """A :data:`pathevo.modules.library.LayerFactory` for :class:`HyperLinearLayer` last layers
     (ReLU modules, as PathNet's). A ``partial``, so libraries that keep it stay picklable."""
     return functools.partial(
         HyperLinearLayer, z_dim=z_dim, hidden=hidden, out_tile=out_tile, in_tile=in_tile,

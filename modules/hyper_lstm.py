@@ -31,7 +31,7 @@ layer-normalised LSTM.
 State: like :class:`torch.nn.LSTMCell` the cell maps ``x [B, in]`` and ``(h, c)`` to ``(h, c)``,
 but ``h`` and ``c`` are ``[B, hidden + hyper_units]``, the main LSTM's followed by the hyper
 LSTM's (``state_size``); the output is the main part, ``h[:, :hidden_size]``. Registered as
-the ``hyperlstm`` core kind in :mod:`modules.cores`.
+the ``hyperlstm`` core kind in :mod:`pathevo.modules.cores`.
 """
 
 from __future__ import annotations

@@ -167,7 +167,7 @@ def linear_library(
 
     ``last_reduce="mean"`` averages at the last shared layer (the setting PathNet's published
     results used, according to a reimplementation that asked the authors); ``last_layer``
-    makes the last layer (e.g. :func:`modules.moe.moe_layer_factory`).
+    makes the last layer (e.g. :func:`pathevo.modules.moe.moe_layer_factory`).
     """
     if min(in_features, hidden, num_layers, num_modules) <= 0:
         raise ValueError("library sizes must be positive")

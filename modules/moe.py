@@ -3,8 +3,8 @@
 Shazeer et al. 2017, arXiv:1701.06538. Each expert is a small two-layer ReLU network
 ``in -> hidden -> out``; a trainable gate (one per task, zero-initialised, so it starts by
 routing uniformly) sends every example to k experts and sums their outputs weighted by the
-gate (:mod:`modules.gating`). In a PathNet library the path decides *which* experts a task may
-use: the gate picks the top k among the path's N module ids, never outside them.
+gate (:mod:`pathevo.modules.gating`). In a PathNet library the path decides *which* experts a task
+may use: the gate picks the top k among the path's N module ids, never outside them.
 
 **Dispatch** is batched: tokens are grouped by chosen expert into one ``[S, C, in]`` buffer and
 all experts run as two batched matmuls (no loop over examples or experts). **Capacity**: each
@@ -414,8 +414,8 @@ def moe_layer_factory(
     w_importance: float = 0.1,
     w_load: float = 0.1,
 ) -> functools.partial[MoEModuleLayer]:
-    """A :data:`modules.library.LayerFactory` for MoE layers whose experts end in a ReLU (they
-    feed the next layer or a head, as PathNet's modules do); the gate, not ``reduce``, weighs
+    """A :data:`pathevo.modules.library.LayerFactory` for MoE layers whose experts end in a ReLU
+    (they feed the next layer or a head, as PathNet's modules do); the gate, not ``reduce``, weighs
     the experts. A ``partial``, so libraries that keep it stay picklable."""
     return functools.partial(
         _library_moe_layer, expert_hidden=expert_hidden, k=k, capacity_factor=capacity_factor,

@@ -24,7 +24,7 @@ class MoEActorCriticHead(nn.Module):
     """Features -> (policy logits, value) through E expert heads, k per observation.
 
     The optional recurrent core (``lstm_units`` > 0) is built by ``core``, as in
-    :class:`modules.actor_critic.ActorCriticHead`.
+    :class:`pathevo.modules.actor_critic.ActorCriticHead`.
     """
 
     def __init__(
@@ -84,7 +84,7 @@ def moe_head_factory(
     w_importance: float = 0.1,
     w_load: float = 0.1,
 ) -> HeadFactory:
-    """A :data:`~modules.actor_critic.HeadFactory` making :class:`MoEActorCriticHead` s.
+    """A :data:`~pathevo.modules.actor_critic.HeadFactory` making :class:`MoEActorCriticHead` s.
 
     A ``partial`` of the class, not a closure: models keep their factory and are pickled to
     spawned workers.

@@ -79,7 +79,7 @@ Init = Callable[[torch.Tensor, torch.Generator], None]
 def _linear_weights(module: nn.Module, kinds: tuple[type[nn.Module], ...]) -> list[PruneTarget]:
     """Weights of every ``kinds`` submodule of ``module`` outside recurrent cores and libraries.
 
-    Recurrent cores of any kind (:func:`modules.recurrent.is_recurrent`) are left dense: the
+    Recurrent cores of any kind (:func:`pathevo.modules.recurrent.is_recurrent`) are left dense: the
     masks cover the feed-forward policy/value and torso layers only.
     """
     targets: list[PruneTarget] = []
@@ -110,9 +110,9 @@ def _heads(model: nn.Module) -> list[nn.Module]:
 def head_targets(model: nn.Module) -> list[PruneTarget]:
     """Every ``nn.Linear`` weight of the agent's policy/value head(s), recurrent cores excluded.
 
-    ``model`` is an :class:`~agents.a3c.A3CNet` (its ``head``), a
-    :class:`~agents.pathnet_a3c.PathNetA3C` (every head of its ``heads``), a
-    :class:`~modules.heads.TaskHeads`, or a head itself.
+    ``model`` is an :class:`~pathevo.agents.a3c.A3CNet` (its ``head``), a
+    :class:`~pathevo.agents.pathnet_a3c.PathNetA3C` (every head of its ``heads``), a
+    :class:`~pathevo.modules.heads.TaskHeads`, or a head itself.
     """
     return [target for head in _heads(model) for target in _linear_weights(head, (nn.Linear,))]
 
@@ -449,7 +449,8 @@ def _pruned_head(
 
 
 def pruned_head_factory(base: Callable[..., nn.Module] = ActorCriticHead) -> HeadFactory:
-    """A :data:`~modules.actor_critic.HeadFactory` making ``base`` heads with all-ones masks on
-    their policy/value ``nn.Linear`` weights; a picklable ``functools.partial`` that passes the
-    ``core`` keyword through (``A3CConfig.head_factory(pruned_head_factory())`` works)."""
+    """A :data:`~pathevo.modules.actor_critic.HeadFactory` making ``base`` heads with all-ones
+    masks on their policy/value ``nn.Linear`` weights; a picklable ``functools.partial`` that
+    passes the ``core`` keyword through (``A3CConfig.head_factory(pruned_head_factory())``
+    works)."""
     return functools.partial(_pruned_head, base)

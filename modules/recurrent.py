@@ -3,7 +3,7 @@
 A recurrent core sits between an agent's torso and its policy/value outputs (Mnih et al. 2016,
 arXiv:1602.01783, the LSTM agent). Heads unroll any core over a rollout with :func:`unroll_core`
 and carry its state without knowing its kind, so a new kind (GRU, …) is a
-:class:`RecurrentCore` subclass plus a registration in :mod:`modules.cores`. The marker also
+:class:`RecurrentCore` subclass plus a registration in :mod:`pathevo.modules.cores`. The marker also
 tells pruning what to leave dense (:func:`is_recurrent`).
 """
 

@@ -7,7 +7,7 @@ its kernel: the source of weight [o, i, ky, kx] sits at (kernel dx, kernel dy, i
 its target at (0, 0, output channel), so one CPPN paints every filter of the module.
 
 All queries of a layer are built by broadcasting (no Python loop per connection) and evaluated
-by one call of a compiled CPPN (:func:`modules.cppn.compile_cppn`), so generating an Atari
+by one call of a compiled CPPN (:func:`pathevo.modules.cppn.compile_cppn`), so generating an Atari
 first conv layer's weights (16 x 4 x 8 x 8) is a handful of tensor ops.
 """
 
@@ -22,7 +22,8 @@ QUERY_SIZE = 7
 """A query is (x1, y1, z1, x2, y2, z2, d): source position, target position, their distance."""
 
 CPPNFunction = Callable[[Tensor], Tensor]
-"""``cppn(queries [Q, QUERY_SIZE]) -> [Q, outputs]``, e.g. a :class:`modules.cppn.CompiledCPPN`."""
+"""``cppn(queries [Q, QUERY_SIZE]) -> [Q, outputs]``, e.g. a
+:class:`pathevo.modules.cppn.CompiledCPPN`."""
 
 
 def axis(n: int, device: torch.device | str | None = None) -> Tensor:

@@ -4,6 +4,7 @@ beside other packages that own the generic names `agents` and `envs`, from outsi
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -17,11 +18,18 @@ FOLDERS = ("agents", "envs", "evolution", "modules", "runners")
 
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """pathevo's wheel, built from the checkout with the environment's setuptools."""
+    """pathevo's wheel, built from a copy of the checkout's sources (setuptools writes build/
+    beside them) with the environment's setuptools."""
+    source = tmp_path_factory.mktemp("source")
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, source / name)
+    for folder in FOLDERS:
+        shutil.copytree(ROOT / folder, source / folder,
+                        ignore=shutil.ignore_patterns("__pycache__"))  # fmt: skip
     out = tmp_path_factory.mktemp("wheel")
     build = subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
-         "--quiet", "--wheel-dir", str(out), str(ROOT)],
+         "--quiet", "--wheel-dir", str(out), str(source)],
         capture_output=True, text=True, timeout=300, cwd=out,
     )  # fmt: skip
     assert build.returncode == 0, build.stderr

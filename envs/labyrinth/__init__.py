@@ -2,8 +2,8 @@
 
 Fernando et al. 2017 (arXiv:1701.08734) trained PathNet on DeepMind Lab levels (Beattie et al.
 2016, arXiv:1612.03801); pathevo imitates them on ViZDoom (Kempka et al. 2016,
-arXiv:1605.02097), see :mod:`envs.labyrinth.doom` and docs/labyrinth.md. Importing this package
-registers the ids; the engine is imported only when an environment is made.
+arXiv:1605.02097), see :mod:`pathevo.envs.labyrinth.doom` and docs/labyrinth.md. Importing this
+package registers the ids; the engine is imported only when an environment is made.
 
 Example:
     >>> from envs.labyrinth import make_labyrinth_env
@@ -37,8 +37,8 @@ for _task, _env_id in zip(LABYRINTH_TASKS, LABYRINTH_IDS, strict=True):
 def make_labyrinth_env(env_id: str, seed: int, **kwargs: Any) -> gym.Env:
     """Make a Labyrinth id, reset it with ``seed`` and seed its spaces.
 
-    ``kwargs`` go to :func:`envs.labyrinth.doom.make_doom_env` (``frame_size``, ``grayscale``,
-    ``frame_stack``, ``frame_skip``, ``render_mode``) or to ``gymnasium.make``
+    ``kwargs`` go to :func:`pathevo.envs.labyrinth.doom.make_doom_env` (``frame_size``,
+    ``grayscale``, ``frame_stack``, ``frame_skip``, ``render_mode``) or to ``gymnasium.make``
     (``max_episode_steps``).
     """
     if env_id not in LABYRINTH_IDS:

@@ -8,7 +8,7 @@ agent steps) away; picking the goal up ends the level. Apples (+1) line the way 
 in both lanes, so progress pays before the goal is in reach and the next apples are in view, as
 in Lab; two dead ends branch off, one holding apples as a lure.
 
-The map is a text grid (:mod:`envs.labyrinth.textmap`). Rewards are the armor points the
+The map is a text grid (:mod:`pathevo.envs.labyrinth.textmap`). Rewards are the armor points the
 DECORATE items give; the environment reads them from the ARMOR game variable.
 
 Run ``python -m pathevo.envs.labyrinth.scenarios.build_nav_maze`` to rewrite the shipped file.

@@ -6,7 +6,7 @@ The player starts in the middle of a walled 11×9-cell arena, facing east. Apple
 lemons (−1) stand in a checkerboard-like scatter; each can be picked up once, and the episode
 runs until its time limit. Seek the apples, avoid the lemons.
 
-The map is a text grid (:mod:`envs.labyrinth.textmap`). An apple is an armor bonus worth one
+The map is a text grid (:mod:`pathevo.envs.labyrinth.textmap`). An apple is an armor bonus worth one
 armor point, a lemon a clip worth one bullet (with the health-bonus sprite, so it looks unlike
 an apple); the environment pays the armor gained and charges the bullets gained.
 

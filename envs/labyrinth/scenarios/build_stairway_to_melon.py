@@ -7,7 +7,7 @@ of nine steps climbs to a gallery that leads back over the start room to a melon
 either one ends the level, so the agent must choose between the near small reward in plain view
 and the far large one it has to turn away to find.
 
-The map is a text grid (:mod:`envs.labyrinth.textmap`). Rewards are the armor points the two
+The map is a text grid (:mod:`pathevo.envs.labyrinth.textmap`). Rewards are the armor points the two
 DECORATE items give; the environment reads them from the ARMOR game variable.
 
 Run
