@@ -18,18 +18,12 @@ import torch
 from rich.console import Console
 from torch.utils.tensorboard import SummaryWriter
 
-from pathevo.agents.a3c import A3CConfig, WorkerSpec
+from pathevo.agents.a3c import A3CConfig
 from pathevo.agents.curves import final_mean_return, learning_curve
 from pathevo.agents.neuroevolution import HyperNEATConfig, SubstratePolicy, is_screen
-from pathevo.agents.pathnet_a3c import (
-    PathNetA3C,
-    PathNetA3CConfig,
-    PathNetWorkerSpec,
-    pathnet_worker,
-)
-from pathevo.agents.phase import PhaseLog, make_progress, new_population, run_phase
-from pathevo.agents.processes import WorkerGroup
-from pathevo.agents.shared_optim import make_shared_optimizer
+from pathevo.agents.pathnet_a3c import PathNetA3C, PathNetA3CConfig, pathnet_worker
+from pathevo.agents.phase import Phase, new_population
+from pathevo.agents.phase_reporters import make_progress
 from pathevo.modules.cppn import CPPNGraph
 from pathevo.modules.layers import LinearModuleLayer
 from pathevo.modules.library import PathLibrary
@@ -105,33 +99,19 @@ def fine_tune(
     for name, init in (("cppn_init", graph), ("random_init", None)):
         torch.manual_seed(seed)
         model = hybrid_model(obs_shape, num_actions, env_id, init, neat_cfg, a3c)
-        model.share_memory()
         population = new_population(SINGLE_PATH, cfg.workers, seed)
-        optimizer = make_shared_optimizer(
-            a3c.optimizer, model.parameters(), a3c.lr, a3c.rmsprop_alpha, a3c.rmsprop_eps
+        phase = Phase.create(
+            model, a3c, cfg.workers, seed, population=population, pathnet=SINGLE_PATH
         )
-        steps = torch.zeros(cfg.workers, dtype=torch.long).share_memory_()
-        lrs = torch.full((cfg.workers,), a3c.lr, dtype=torch.float64)
-        log = PhaseLog()
-
-        def build_args(group: WorkerGroup, model=model, optimizer=optimizer, steps=steps,
-                       lrs=lrs, population=population) -> list[tuple[Any, ...]]:  # fmt: skip
-            spec = WorkerSpec(
-                env_id, seed, cfg.workers, a3c, model, optimizer, steps, cfg.steps,
-                group.stop, group.queue, lrs,
-            )  # fmt: skip
-            worker = PathNetWorkerSpec(spec, population, SINGLE_PATH, env_id, evolve=False)
-            return [(rank, worker) for rank in range(cfg.workers)]
-
         with make_progress(Console(), show_progress) as progress:
-            run_phase(
-                pathnet_worker, build_args, steps=steps, budget=cfg.steps, log=log,
-                writer=writer, prefix=f"hybrid/{name}/", progress=progress,
-                checkpoint=lambda: None, checkpoint_every=cfg.steps,
-            )  # fmt: skip
+            reporters = phase.reporters(writer=writer, prefix=f"hybrid/{name}/", progress=progress)
+            # Every worker stays on the one path: gradient descent only, no tournaments.
+            phase.run(pathnet_worker, env_id=env_id, budget=cfg.steps, reporters=reporters,
+                      evolve=False)  # fmt: skip
+        log = phase.log
         results[name] = {
             "final_mean_return": final_mean_return(log.episodes),
-            "steps": int(steps.sum()),
+            "steps": int(phase.steps.sum()),
             "episodes": len(log.episodes),
             "curve": learning_curve(log.episodes),
         }

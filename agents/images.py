@@ -1,7 +1,8 @@
 """TensorBoard images of a population's paths: module usage per layer and an MoE layer's routing.
 
-Drawn by the training phase (:mod:`pathevo.agents.phase`) and the supervised recipes while they
-run; the PNG figures of finished runs are in :mod:`pathevo.runners.plumbing.plots`.
+Drawn while training runs: by the A3C phase's TensorBoard reporter
+(:mod:`pathevo.agents.phase_reporters`) and by the supervised recipes. The PNG figures of
+finished runs are drawn by the recipes' plotting helpers (runners/plumbing/plots.py).
 """
 
 from __future__ import annotations

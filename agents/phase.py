@@ -1,130 +1,53 @@
-"""The A3C training phase every RL runner uses: workers, their log, progress and checkpoints.
+"""The A3C training phase every RL recipe uses: its set-up, and the driver that runs it.
 
-A phase starts one process per worker (:class:`agents.processes.WorkerGroup`), reads their
-messages — episodes, updates, tournaments — into a :class:`PhaseLog` and TensorBoard
-(``charts/…``, ``losses/…``, ``evolution/…`` against global environment steps), shows progress,
-checkpoints every ``checkpoint_every`` steps or ``checkpoint_minutes`` (and on Ctrl-C), and
-stops early once a target
-return is reached. Runners (``a3c``, ``atari_transfer``, ``transfer_matrix``, …) build the
-shared model, optimiser and worker arguments and hand them to :func:`run_phase`.
+A3C: Mnih et al. 2016, arXiv:1602.01783; PathNet-A3C: Fernando et al. 2017, arXiv:1701.08734.
+A recipe builds its network (and, for path agents, a population of path genomes), sets the
+phase up once with :meth:`Phase.create` — the shared optimiser, step counters, per-worker
+learning rates and log — restores it from a checkpoint with :meth:`Phase.restore` (the layout
+of :func:`pathevo.agents.phase_log.phase_state`, the same in every recipe), and runs it with
+:meth:`Phase.run`. :func:`run_phase` starts one worker per rank (local processes,
+:class:`pathevo.agents.processes.WorkerGroup`, or Ray actors,
+:class:`pathevo.agents.ray_workers.RayWorkerGroup`), reads their messages — episodes, updates,
+tournaments — into the :class:`PhaseLog` and hands them to reporters
+(:mod:`pathevo.agents.phase_reporters`: TensorBoard, progress, throughput, checkpoint timing,
+early stop, restarts), as neat-python's population loop hands generations to its
+``ReporterSet``: a new duty is a new reporter, not an edit here.
 """
 
 from __future__ import annotations
 
-import dataclasses
+import functools
 import random
-import sys
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import Progress
+from torch import nn
 from torch.utils.tensorboard import SummaryWriter
 
+from pathevo.agents.a3c import A3CConfig, WorkerSpec
 from pathevo.agents.curves import final_mean_return
-from pathevo.agents.images import routing_image, usage_image
-from pathevo.agents.pathnet_a3c import PathNetA3CConfig
+from pathevo.agents.pathnet_a3c import PathNetA3CConfig, PathNetWorkerSpec
+from pathevo.agents.phase_log import PhaseLog, phase_state, record_routing, restore_phase
+from pathevo.agents.phase_reporters import (
+    Checkpointer,
+    EarlyStop,
+    ProgressReporter,
+    Reporter,
+    ReporterSet,
+    RestartReporter,
+    TensorBoardReporter,
+    ThroughputReporter,
+)
 from pathevo.agents.processes import WorkerGroup
 from pathevo.agents.ray_workers import RayWorkerGroup
+from pathevo.agents.shared_optim import make_shared_optimizer
 from pathevo.envs import make_env
 from pathevo.evolution.async_tournament import SharedPopulation
 from pathevo.evolution.backends import check_backend
-from pathevo.evolution.operators import module_usage
 from pathevo.evolution.toolbox import make_toolbox
-from pathevo.modules.moe import Routing
-
-
-@dataclass
-class PhaseLog:
-    """What the runner's process records of one training phase (checkpointed)."""
-
-    episodes: list[tuple[int, float]] = field(default_factory=list)
-    """(global step at the episode's end, return), in arrival order."""
-    seconds: float = 0.0
-    """Wall time spent training (over all sessions of a resumed run)."""
-    session_steps: int = 0
-    """Environment steps of the latest session from every worker's first logged update to the
-    last logged update (steady state)."""
-    session_seconds: float = 0.0
-    """Wall time of the same stretch: process start-up and shut-down are not part of the
-    throughput."""
-    worker_restarts: int = 0
-    """Workers that failed (an exception, or killed) and were started again."""
-    skipped_updates: int = 0
-    """Updates the workers skipped because their loss or gradient was NaN or infinite."""
-    moe: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
-    """Per MoE layer and task (``<layer>/<task>``), per worker rank: its latest routing report
-    (picks, importance and allowed experts over its last ``log_every`` updates)."""
-
-
-def phase_state(
-    optimizer: torch.optim.Optimizer, steps: torch.Tensor, population: SharedPopulation | None,
-    log: PhaseLog,
-) -> dict[str, Any]:  # fmt: skip
-    """A phase's checkpoint besides its model: optimiser, step counters, log and (path agents)
-    the population."""
-    state = {"optimizer": optimizer.state_dict(), "steps": steps.clone(),
-             "log": dataclasses.asdict(log)}  # fmt: skip
-    if population is not None:
-        state.update(genomes=population.genomes.clone(), fitness=population.fitness.clone())
-    return state
-
-
-def restore_phase(
-    state: dict[str, Any], optimizer: torch.optim.Optimizer, steps: torch.Tensor,
-    population: SharedPopulation | None,
-) -> PhaseLog:  # fmt: skip
-    """Load :func:`phase_state` ``state`` into the (shared) optimiser, counters and population;
-    the phase's log."""
-    optimizer.load_state_dict(state["optimizer"])
-    optimizer.share_memory()
-    steps.copy_(state["steps"])
-    if population is not None:
-        population.genomes.copy_(state["genomes"])
-        population.fitness.copy_(state["fitness"])
-    return PhaseLog(**state["log"])
-
-
-def routing_total(reports: dict[str, dict[str, Any]]) -> Routing:
-    """The workers' latest routing reports of one MoE layer and task, summed."""
-    picks = torch.stack([torch.tensor(r["picks"]) for r in reports.values()]).sum(0)
-    importance = torch.stack([torch.tensor(r["importance"]) for r in reports.values()]).sum(0)
-    allowed = torch.stack([torch.tensor(r["allowed"]) for r in reports.values()]).any(0)
-    tokens = sum(int(r["tokens"]) for r in reports.values())
-    return Routing(picks, importance, allowed, tokens)
-
-
-def moe_load_cv2(log: PhaseLog) -> dict[str, float]:
-    """Per MoE layer and task: CV² of the experts' picks (over the experts the paths offered)
-    in the workers' latest reports: 0 is perfectly balanced routing."""
-    return {name: routing_total(reports).load_cv2() for name, reports in log.moe.items()}
-
-
-def log_routing(
-    writer: SummaryWriter,
-    prefix: str,
-    log: PhaseLog,
-    rank: int,
-    step: int,
-    reports: dict[str, dict[str, Any]],
-) -> None:
-    """TensorBoard for one worker's routing report: per-expert load and importance (shares of
-    all workers' latest reports), load CV², and an image of expert usage per task."""
-    for name, report in reports.items():
-        log.moe.setdefault(name, {})[str(rank)] = report
-        total = routing_total(log.moe[name])
-        tag = f"{prefix}moe/{name}"
-        writer.add_scalar(f"{tag}/load_cv2", total.load_cv2(), step)
-        picks = total.picks / max(float(total.picks.sum()), 1.0)
-        importance = total.importance / max(float(total.importance.sum()), 1e-9)
-        for expert in torch.nonzero(total.allowed).flatten().tolist():
-            writer.add_scalar(f"{tag}/load/expert{expert}", picks[expert], step)
-            writer.add_scalar(f"{tag}/importance/expert{expert}", importance[expert], step)
-        if rank == 0:  # one image per round of reports
-            writer.add_image(f"{tag}/usage", routing_image(total.picks, total.allowed), step)
 
 
 def env_spaces(env_id: str, seed: int) -> tuple[tuple[int, ...], int]:
@@ -172,133 +95,216 @@ def worker_group(
     return WorkerGroup(max_restarts=max_restarts, on_restart=on_restart)
 
 
-def make_progress(console: Console, enabled: bool) -> Progress:
-    return Progress(
-        TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed:,.0f} steps"),
-        TextColumn("mean return {task.fields[mean]:.2f}"), TimeElapsedColumn(),
-        console=console, disable=not enabled,
-    )  # fmt: skip
+WorkerArgs = Callable[[WorkerGroup | RayWorkerGroup], list[tuple[Any, ...]]]
+"""``build_args(group)``: one argument tuple per worker, made once the group (its stop flag and
+queue) exists."""
 
 
 def run_phase(
     target: Callable[..., None],
-    build_args: Callable[[WorkerGroup], list[tuple[Any, ...]]],
+    build_args: WorkerArgs,
     *,
     steps: torch.Tensor,
     budget: int,
     log: PhaseLog,
-    writer: SummaryWriter,
-    prefix: str,
-    progress: Progress,
-    checkpoint: Callable[[], None],
-    checkpoint_every: int,
-    checkpoint_minutes: float | None = None,
+    reporters: Sequence[Reporter],
     max_restarts: int = 3,
-    target_return: float | None = None,
-    population: SharedPopulation | None = None,
-    frozen: Sequence[torch.Tensor] | None = None,
     backend: str = "processes",
     ray_address: str | None = None,
 ) -> None:
-    """Run workers until the budget is spent; log their messages; checkpoint now and then:
-    every ``checkpoint_every`` steps or ``checkpoint_minutes`` of wall time, whichever comes
-    first (a slow environment loses at most that much work to a killed run).
+    """Run ``target`` workers until ``budget`` environment steps (the sum of ``steps`` [W]
+    long) are done or a reporter stops them; record their messages in ``log``; hand every
+    message to ``reporters``.
 
     A worker that fails (raises, or is killed) is restarted with the same arguments — its
-    population slot, so its genome, and a fresh environment — up to ``max_restarts`` times;
-    each restart is reported on stderr and as TensorBoard text (``events/worker_restarts``).
-    ``population`` (PathNet) adds fitness scalars and the module-usage image after tournaments;
-    ``frozen`` (per layer a bool [M_l], as ``library.frozen_mask()``) marks frozen modules in
-    that image. ``backend``: ``processes`` (local processes sharing memory) or ``ray`` (Ray
-    actors around a parameter server, :mod:`agents.ray_workers`, on a local instance or the
-    cluster at ``ray_address``); the runner's model, optimiser, counters and population are
-    up to date whenever ``checkpoint`` runs and when the phase ends, with either.
+    population slot, so its genome, and a fresh environment — up to ``max_restarts`` times.
+    ``backend``: ``processes`` (local processes sharing memory) or ``ray`` (Ray actors around a
+    parameter server, :mod:`pathevo.agents.ray_workers`, on a local instance or the cluster at
+    ``ray_address``); the runner's model, optimiser, counters and population are up to date
+    whenever a reporter syncs the workers and when the phase ends, with either.
     """
-    start_steps, start = int(steps.sum()), time.monotonic()
-    next_checkpoint = (start_steps // checkpoint_every + 1) * checkpoint_every
-    interval = None if checkpoint_minutes is None else 60.0 * checkpoint_minutes
-    last_checkpoint = start
-    rate_mark = (start, start_steps)
-    steady_from: tuple[float, int] | None = None  # (time, steps) once every worker updated
-    steady_until: tuple[float, int] | None = None  # (time, steps) of the latest update since
-    updated: set[int] = set()
-    bar = progress.add_task(prefix.rstrip("/") or "train", total=budget, mean=float("nan"))
-    progress.update(bar, completed=start_steps)
+    report = ReporterSet(reporters)
+    report.started(done=int(steps.sum()), budget=budget, workers=steps.numel())
 
-    def report_restart(rank: int, reason: str, restarts: int) -> None:
+    def on_restart(rank: int, reason: str, restarts: int) -> None:
         log.worker_restarts += 1
-        event = f"worker {rank} failed and was restarted ({restarts} of {max_restarts}): {reason}"
-        print(f"{prefix}{event}", file=sys.stderr)
-        writer.add_text(f"{prefix}events/worker_restarts", event, int(steps.sum()))
+        report.restarted(rank=rank, reason=reason, restarts=restarts,
+                         max_restarts=max_restarts, done=int(steps.sum()))  # fmt: skip
 
     try:
         with worker_group(backend, ray_address, steps.numel(), max_restarts,
-                          report_restart) as group:  # fmt: skip
-            args = build_args(group)
-            group.start(target, args)
+                          on_restart) as group:  # fmt: skip
+            group.start(target, build_args(group))
             for message in group.messages():
                 kind, rank, step = message["kind"], message["rank"], message["step"]
                 if kind == "episode":
                     if group.stop.item():
-                        # The target was reached: episodes finishing while the workers wind
-                        # down are not part of the run (they would move the reported mean).
+                        # Stopped early: episodes finishing while the workers wind down are
+                        # not part of the run (they would move the reported mean).
                         continue
                     log.episodes.append((step, message["return"]))
-                    mean = final_mean_return(log.episodes)
-                    writer.add_scalar(f"{prefix}charts/episodic_return/worker{rank}",
-                                      message["return"], step)  # fmt: skip
-                    writer.add_scalar(f"{prefix}charts/mean_return_20", mean, step)
-                    progress.update(bar, completed=min(int(steps.sum()), budget), mean=mean)
-                    reached = target_return is not None and mean >= target_return
-                    if reached and len(log.episodes) >= 20:
-                        group.stop.fill_(True)
+                    report.episode(
+                        rank=rank, step=step, episode_return=message["return"],
+                        mean=final_mean_return(log.episodes), episodes=len(log.episodes),
+                        done=int(steps.sum()), workers=group,
+                    )  # fmt: skip
                 elif kind == "update":
-                    updated.add(rank)
-                    if steady_from is None and len(updated) == len(args):
-                        steady_from = (time.monotonic(), int(steps.sum()))
-                    elif steady_from is not None:
-                        steady_until = (time.monotonic(), int(steps.sum()))
                     if "moe" in message:
-                        log_routing(writer, prefix, log, rank, step, message["moe"])
-                    for key in ("policy_loss", "value_loss", "entropy", "grad_norm", "aux_loss"):
-                        if key in message:  # aux_loss: agents with MoE layers
-                            writer.add_scalar(f"{prefix}losses/{key}", message[key], step)
-                    if message.get("skipped_updates"):
-                        log.skipped_updates += message["skipped_updates"]
-                        writer.add_scalar(f"{prefix}losses/skipped_updates",
-                                          log.skipped_updates, step)  # fmt: skip
-                    now = time.monotonic()
-                    if now - rate_mark[0] >= 2.0:
-                        rate = (int(steps.sum()) - rate_mark[1]) / (now - rate_mark[0])
-                        writer.add_scalar(f"{prefix}charts/steps_per_second", rate, step)
-                        rate_mark = (now, int(steps.sum()))
-                elif kind == "tournament" and population is not None and frozen is not None:
-                    fitness = population.fitness[~population.fitness.isnan()]
-                    writer.add_scalar(f"{prefix}evolution/fitness/worker{rank}",
-                                      message["fitness"], step)  # fmt: skip
-                    if fitness.numel():  # every slot may be between a copy and its evaluation
-                        writer.add_scalar(f"{prefix}evolution/fitness_max", fitness.max(), step)
-                        writer.add_scalar(f"{prefix}evolution/fitness_mean", fitness.mean(), step)
-                    sizes = [len(row) for row in frozen]
-                    active = population.genomes.shape[1] // len(sizes)
-                    usage = module_usage(population.genomes.tolist(), len(sizes), active, sizes)
-                    writer.add_image(f"{prefix}evolution/paths", usage_image(usage, frozen), step)
-                done = int(steps.sum())
-                overdue = interval is not None and time.monotonic() - last_checkpoint >= interval
-                if done >= next_checkpoint or overdue:
-                    group.sync()  # Ray: the server's state into the runner's objects
-                    checkpoint()
-                    next_checkpoint = (done // checkpoint_every + 1) * checkpoint_every
-                    last_checkpoint = time.monotonic()
+                        record_routing(log, rank, message["moe"])
+                    log.skipped_updates += message.get("skipped_updates", 0)
+                    report.update(rank=rank, step=step, message=message, done=int(steps.sum()))
+                elif kind == "tournament":
+                    report.tournament(rank=rank, step=step, fitness=message["fitness"])
+                report.handled(done=int(steps.sum()), workers=group)
     except KeyboardInterrupt:
-        checkpoint()
+        report.interrupted(done=int(steps.sum()))
         raise
     finally:
-        now = time.monotonic()
-        log.seconds += now - start
-        # Steady state: from every worker's first logged update to the last one (process
-        # start-up and shut-down excluded); a run too short for that counts its whole session.
-        if steady_from is None or steady_until is None:
-            steady_from, steady_until = (start, start_steps), (now, int(steps.sum()))
-        log.session_seconds = steady_until[0] - steady_from[0]
-        log.session_steps = steady_until[1] - steady_from[1]
+        report.ended(done=int(steps.sum()))
+
+
+@dataclass
+class Phase:
+    """One A3C training phase's shared state, set up in one place for every recipe.
+
+    The network (in shared memory), a shared optimiser over it, the workers' step counters and
+    learning rates, the phase's log and — for path agents — the population of path genomes
+    (one per worker) with its PathNet settings. Its checkpoint is :meth:`state` (the network is
+    the recipe's to save, with whatever else it keeps of it).
+    """
+
+    model: nn.Module
+    a3c: A3CConfig
+    optimizer: torch.optim.Optimizer
+    steps: torch.Tensor
+    """[W] long, shared: environment steps done by each worker."""
+    lrs: torch.Tensor
+    """[W] float64: each worker's learning rate."""
+    seed: int
+    """The phase's seed: worker r's first session uses seed + r."""
+    population: SharedPopulation | None = None
+    """Path agents: one genome per worker, in shared memory; None for agents without paths."""
+    pathnet: PathNetA3CConfig | None = None
+    """The population's settings (tournaments, per-worker learning rates)."""
+    log: PhaseLog = field(default_factory=PhaseLog)
+
+    @classmethod
+    def create(
+        cls,
+        model: nn.Module,
+        a3c: A3CConfig,
+        workers: int,
+        seed: int,
+        *,
+        population: SharedPopulation | None = None,
+        pathnet: PathNetA3CConfig | None = None,
+    ) -> Phase:
+        """A fresh phase of ``workers`` over ``model`` (put in shared memory here, after any
+        growth of its library). ``population`` (a path agent's, with its settings ``pathnet``)
+        also chooses the learning rates: ``pathnet``'s (sampled per worker if it says so);
+        ``a3c.lr`` for every worker otherwise."""
+        if population is not None and pathnet is None:
+            raise ValueError("a phase with a population of paths needs its PathNet settings")
+        model.share_memory()
+        optimizer = make_shared_optimizer(
+            a3c.optimizer, model.parameters(), a3c.lr, a3c.rmsprop_alpha, a3c.rmsprop_eps
+        )
+        steps = torch.zeros(workers, dtype=torch.long).share_memory_()
+        if population is not None:
+            lrs = pathnet.learning_rates(workers, a3c.lr, seed)
+        else:
+            lrs = torch.full((workers,), a3c.lr, dtype=torch.float64)
+        return cls(model, a3c, optimizer, steps, lrs, seed, population, pathnet)
+
+    @property
+    def workers(self) -> int:
+        return self.steps.numel()
+
+    @property
+    def frozen(self) -> list[torch.Tensor] | None:
+        """Path agents: per layer a bool [M_l] of the library's frozen modules (the usage
+        image marks them); None without paths."""
+        return None if self.population is None else self.model.library.frozen_mask()
+
+    def state(self) -> dict[str, Any]:
+        """The phase's checkpoint besides its network
+        (:func:`pathevo.agents.phase_log.phase_state`)."""
+        return phase_state(self.optimizer, self.steps, self.population, self.log)
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Go on from :meth:`state` ``state``: optimiser, counters, population and log (the
+        log object is updated in place, so reporters made earlier see it)."""
+        restored = restore_phase(state, self.optimizer, self.steps, self.population)
+        vars(self.log).update(vars(restored))
+
+    def worker_args(
+        self,
+        group: WorkerGroup | RayWorkerGroup,
+        *,
+        env_id: str,
+        budget: int,
+        task: str | None = None,
+        evolve: bool = True,
+    ) -> list[tuple[int, WorkerSpec | PathNetWorkerSpec]]:
+        """``(rank, spec)`` for every worker on ``env_id`` until ``budget`` steps: the A3C spec,
+        wrapped with the population for path agents (trained on head ``task``, default the env
+        id; ``evolve`` False keeps every worker on its initial path)."""
+        spec = WorkerSpec(
+            env_id, self.seed, self.workers, self.a3c, self.model, self.optimizer, self.steps,
+            budget, group.stop, group.queue, self.lrs,
+        )  # fmt: skip
+        if self.population is None:
+            return [(rank, spec) for rank in range(self.workers)]
+        paths = PathNetWorkerSpec(spec, self.population, self.pathnet, task or env_id, evolve)
+        return [(rank, paths) for rank in range(self.workers)]
+
+    def reporters(
+        self,
+        *,
+        writer: SummaryWriter,
+        prefix: str,
+        progress: Progress,
+        checkpoint: Callable[[], None] | None = None,
+        checkpoint_every: int | None = None,
+        checkpoint_minutes: float | None = None,
+        target_return: float | None = None,
+    ) -> list[Reporter]:
+        """The reporters of a recipe's phase, tags under ``prefix``: TensorBoard, progress,
+        throughput and restarts; checkpoints with ``checkpoint`` (every ``checkpoint_every``
+        steps or ``checkpoint_minutes``), an early stop with ``target_return``. Make them after
+        :meth:`restore`: the usage image marks the frozen modules the restored network has."""
+        reporters: list[Reporter] = [
+            TensorBoardReporter(writer, prefix, self.log, self.population, self.frozen),
+            ProgressReporter(progress, prefix.rstrip("/") or "train"),
+            ThroughputReporter(writer, prefix, self.log),
+            RestartReporter(writer, prefix),
+        ]
+        if checkpoint is not None:
+            reporters.append(Checkpointer(checkpoint, checkpoint_every, checkpoint_minutes))
+        if target_return is not None:
+            reporters.append(EarlyStop(target_return))
+        return reporters
+
+    def run(
+        self,
+        target: Callable[..., None],
+        *,
+        env_id: str,
+        budget: int,
+        reporters: Sequence[Reporter],
+        task: str | None = None,
+        evolve: bool = True,
+        max_restarts: int = 3,
+        backend: str = "processes",
+        ray_address: str | None = None,
+    ) -> None:
+        """Train with ``target`` workers (the agent's worker function) on ``env_id`` until
+        ``budget`` steps (:func:`run_phase`; ``task`` and ``evolve`` as :meth:`worker_args`)."""
+        build_args = functools.partial(
+            self.worker_args, env_id=env_id, budget=budget, task=task, evolve=evolve
+        )
+        run_phase(
+            target, build_args, steps=self.steps, budget=budget, log=self.log,
+            reporters=reporters, max_restarts=max_restarts, backend=backend,
+            ray_address=ray_address,
+        )  # fmt: skip

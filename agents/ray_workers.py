@@ -5,11 +5,11 @@ asynchronous tournament: Fernando et al. 2017 (arXiv:1701.08734). Shared memory 
 another machine, so on Ray one :class:`ParameterServer` actor owns what local worker processes
 share: the model (for PathNet the whole module library and every head), the optimiser and its
 statistics, the step counters and the population of path genomes. Each worker is a
-:class:`WorkerActor` running the very loop of a local worker (:func:`agents.a3c.run_worker`)
+:class:`WorkerActor` running the very loop of a local worker (:func:`pathevo.agents.a3c.run_worker`)
 through a :class:`RayHub`: before every update it pulls the current values of the parameters
 it is about to use (a PathNet worker: its path's modules and its task's head), and it pushes
 their gradients, which the server applies with the shared optimiser at the worker's learning
-rate. The guard of frozen modules (:meth:`modules.library.PathLibrary.guard`) sits on the
+rate. The guard of frozen modules (:meth:`pathevo.modules.library.PathLibrary.guard`) sits on the
 server's optimiser, so a frozen module stays bitwise fixed. The server runs one call at a time:
 the updates of different workers are serialised instead of interleaved (Hogwild's races do
 not happen), and a tournament reads and writes the population in one call. Worker messages
@@ -19,12 +19,13 @@ optimiser, population) when it checkpoints (:meth:`RayWorkerGroup.sync`).
 
 A worker that raises or whose actor dies (SIGKILL, a lost node) is started again in a fresh
 actor with its rank, so its population slot and genome, and a fresh environment, up to
-``max_restarts`` times, as :class:`agents.processes.WorkerGroup` does for processes. Actors are
-owned by the runner's Ray driver (not detached): Ray ends them when the driver exits.
+``max_restarts`` times, as :class:`pathevo.agents.processes.WorkerGroup` does for processes.
+Actors are owned by the runner's Ray driver (not detached): Ray ends them when the driver exits.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import time
 from collections.abc import Callable, Iterator
@@ -41,13 +42,34 @@ from pathevo.evolution.ray_backend import ray_session
 from pathevo.evolution.toolbox import make_toolbox
 
 
+def synced_tensors(
+    steps: torch.Tensor, population: SharedPopulation | None
+) -> dict[str, torch.Tensor]:
+    """What the server and the runner keep in step besides the parameters and optimiser, by
+    name: the step counters [W] and a population's genomes [P, L*N], fitness [P] and adoptions
+    [P] (none for agents without paths)."""
+    tensors = {"steps": steps}
+    if population is not None:
+        tensors.update(
+            {f.name: getattr(population, f.name) for f in dataclasses.fields(population)}
+        )
+    return tensors
+
+
+def shared_of(spec: Any) -> tuple[Any, SharedPopulation | None, Any]:
+    """A worker spec's shared state: its A3C part (``spec.a3c``: a PathNet spec wraps one, an
+    A3C spec is its own), the population and its PathNet settings (None for A3C specs)."""
+    return spec.a3c, getattr(spec, "population", None), getattr(spec, "pathnet", None)
+
+
 class ParameterServer:
     """The state every worker shares, owned by one actor: model, optimiser, counters, genomes.
 
     ``shared`` is ``(model, optimizer)`` in one object, so the optimiser's parameters arrive as
     the model's own; ``population`` and ``pathnet`` (an
-    :class:`agents.pathnet_a3c.PathNetA3CConfig`) only for PathNet. Worker ``rank``'s tournaments
-    draw from ``random.Random(seeds[rank])``: its session seed, as a local worker's do.
+    :class:`pathevo.agents.pathnet_a3c.PathNetA3CConfig`) only for PathNet. Worker ``rank``'s
+    tournaments draw from ``random.Random(seeds[rank])``: its session seed, as a local worker's
+    do.
     """
 
     def __init__(
@@ -67,6 +89,7 @@ class ParameterServer:
             library.guard(self.optimizer)  # frozen modules stay bitwise identical
         self.steps, self.budget = steps.clone(), budget
         self.population, self.pathnet = population, pathnet
+        self.synced = synced_tensors(self.steps, population)
         self.seeds = seeds or list(range(steps.numel()))
         self.toolboxes: dict[int, Any] = {}
         self.stopped = False
@@ -125,27 +148,17 @@ class ParameterServer:
         )
         return outcome.copied_from, population.genomes[rank].tolist()
 
-    def drain(self) -> tuple[list[dict[str, Any]], torch.Tensor, torch.Tensor | None,
-                             torch.Tensor | None]:  # fmt: skip
-        """The messages since the last call, the step counters, the genomes and fitness."""
+    def drain(self) -> tuple[list[dict[str, Any]], dict[str, torch.Tensor]]:
+        """The messages since the last call, and the counters and population
+        (:func:`synced_tensors`)."""
         messages, self.messages = self.messages, []
-        population = self.population
-        if population is None:
-            return messages, self.steps, None, None
-        return messages, self.steps, population.genomes, population.fitness
+        return messages, self.synced
 
     def state(self) -> dict[str, Any]:
-        """Everything a checkpoint needs of the shared state."""
-        state = {
-            "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-            "steps": self.steps,
-        }  # fmt: skip
-        if self.population is not None:
-            state["population"] = {
-                "genomes": self.population.genomes, "fitness": self.population.fitness,
-                "adoptions": self.population.adoptions,
-            }  # fmt: skip
-        return state
+        """Everything a checkpoint needs of the shared state: model, optimiser and
+        :func:`synced_tensors` (``synced``)."""
+        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "synced": self.synced}  # fmt: skip
 
     def _population(self) -> SharedPopulation:
         if self.population is None:
@@ -154,7 +167,7 @@ class ParameterServer:
 
 
 class RayHub:
-    """A worker actor's :class:`agents.a3c.Hub` (and PathNet's ``PathHub``): parameters by
+    """A worker actor's :class:`pathevo.agents.a3c.Hub` (and PathNet's ``PathHub``): parameters by
     name, every call a round trip to the :class:`ParameterServer`; messages ride along with the
     next push."""
 
@@ -216,12 +229,13 @@ class RayHub:
 class WorkerActor:
     """One A3C / PathNet-A3C worker: ``target(rank, spec, hub)`` with a :class:`RayHub`."""
 
-    def run(self, target: Callable[..., None], rank: int, spec: Any, server: Any) -> None:
+    def run(
+        self, target: Callable[..., None], rank: int, spec: Any, server: Any, lr: float
+    ) -> None:
         import ray
 
         torch.set_num_threads(1)
-        base = getattr(spec, "a3c", spec)  # a PathNet worker's spec holds the A3C one
-        hub = RayHub(ray, server, rank, float(base.lrs[rank]))
+        hub = RayHub(ray, server, rank, lr)
         try:
             target(rank, spec, hub)
         finally:
@@ -229,13 +243,13 @@ class WorkerActor:
 
 
 class RayWorkerGroup:
-    """:class:`agents.processes.WorkerGroup`'s interface, the workers being Ray actors.
+    """:class:`pathevo.agents.processes.WorkerGroup`'s interface, the workers being Ray actors.
 
     ``start(target, args)`` takes the same ``(rank, spec)`` tuples: the first spec's shared
     model, optimiser, step counters and population become the :class:`ParameterServer`'s, and
     :meth:`sync` (before every checkpoint, and on exit) copies the server's state back into
     them, so the runner saves and reports the run as it does with processes. ``address``: as
-    :func:`evolution.ray_backend.ray_session` (None: a local instance of ``workers`` CPUs).
+    :func:`pathevo.evolution.ray_backend.ray_session` (None: a local instance of ``workers`` CPUs).
     """
 
     def __init__(
@@ -259,7 +273,8 @@ class RayWorkerGroup:
         self.actors: list[Any] = []
         self.runs: dict[Any, int] = {}  # a running actor's run() -> its rank
         self.server: Any = None
-        self._spec: Any = None
+        self._base: Any = None  # the runner's A3C spec: its model, optimiser, counters
+        self._synced: dict[str, torch.Tensor] = {}
         self._target: Callable[..., None] | None = None
         self._args: list[tuple[Any, ...]] = []
         self._stop_sent = False
@@ -270,10 +285,8 @@ class RayWorkerGroup:
     def start(self, target: Callable[..., None], args: list[tuple[Any, ...]]) -> None:
         ray = self.ray
         self._target, self._args = target, list(args)
-        self._spec = args[0][1]
-        base = getattr(self._spec, "a3c", self._spec)
-        population = getattr(self._spec, "population", None)
-        pathnet = getattr(self._spec, "pathnet", None)
+        base, population, pathnet = shared_of(args[0][1])
+        self._base, self._synced = base, synced_tensors(base.steps, population)
         server = ray.remote(num_cpus=0)(ParameterServer)
         seeds = [base.session_seed(rank, int(base.steps[rank])) for rank in range(len(args))]
         self.server = server.remote(
@@ -288,7 +301,8 @@ class RayWorkerGroup:
         actor = self.ray.remote(num_cpus=1)(WorkerActor).remote()
         self.actors[rank] = actor
         rank_arg, spec = self._args[rank]
-        self.runs[actor.run.remote(self._target, rank_arg, spec, self.server)] = rank
+        lr = float(self._base.lrs[rank])
+        self.runs[actor.run.remote(self._target, rank_arg, spec, self.server, lr)] = rank
 
     def messages(self, poll: float = 0.2) -> Iterator[dict[str, Any]]:
         """Yield worker messages until every worker has finished; restart failed workers (up
@@ -326,13 +340,8 @@ class RayWorkerGroup:
             self.on_restart(rank, reason, self.restarts[rank])
 
     def _drain(self) -> Iterator[dict[str, Any]]:
-        messages, steps, genomes, fitness = self.ray.get(self.server.drain.remote())
-        base = getattr(self._spec, "a3c", self._spec)
-        base.steps.copy_(steps)
-        population = getattr(self._spec, "population", None)
-        if population is not None:
-            population.genomes.copy_(genomes)
-            population.fitness.copy_(fitness)
+        messages, synced = self.ray.get(self.server.drain.remote())
+        self._copy_synced(synced)
         yield from messages
 
     def sync(self) -> None:
@@ -340,17 +349,17 @@ class RayWorkerGroup:
         if self.server is None:
             return
         state = self.ray.get(self.server.state.remote())
-        base = getattr(self._spec, "a3c", self._spec)
-        base.model.load_state_dict(state["model"])
-        base.optimizer.load_state_dict(state["optimizer"])
-        share = getattr(base.optimizer, "share_memory", None)
+        self._base.model.load_state_dict(state["model"])
+        self._base.optimizer.load_state_dict(state["optimizer"])
+        share = getattr(self._base.optimizer, "share_memory", None)
         if share is not None:
             share()  # the runner's optimiser stays usable by local worker processes
-        base.steps.copy_(state["steps"])
-        population = getattr(self._spec, "population", None)
-        if population is not None:
-            for name, value in state["population"].items():
-                getattr(population, name).copy_(value)
+        self._copy_synced(state["synced"])
+
+    def _copy_synced(self, synced: dict[str, torch.Tensor]) -> None:
+        """The server's counters and population into the runner's tensors."""
+        for name, value in synced.items():
+            self._synced[name].copy_(value)
 
     def __exit__(
         self,

@@ -4,8 +4,11 @@ Like the environment registry, a name maps to everything a runner needs to train
 how to build its shared network from the run's settings (the ``a3c``, ``pathnet``, ``moe`` or
 ``hyperneat`` config sections), which worker function trains (or scores) it, which trainer
 drives it — A3C workers, or neuroevolution without gradients — and whether it evolves paths
-through a module library (only those can transfer by freezing a path). New agents (neuroevolution,
-pruned heads, …) call :func:`register_agent`; runners never test agent names. Kinds of a path
+through a module library (only those can transfer by freezing a path). What differs between
+path-evolving and other agents — the network for one task, a population, how many workers —
+the record answers (:meth:`Agent.build_for_task`, :meth:`Agent.population`,
+:meth:`Agent.check_workers`), so runners neither test names nor kinds. New agents
+(neuroevolution, pruned heads, …) call :func:`register_agent`. Kinds of a path
 library's last layer (linear modules, an MoE layer, …) are registered the same way in
 :data:`LAYER_KINDS`.
 
@@ -21,7 +24,7 @@ Example:
 from __future__ import annotations
 
 import difflib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -32,6 +35,8 @@ from pathevo.agents.hyper_agents import HyperConfig
 from pathevo.agents.moe_agents import MoEConfig
 from pathevo.agents.neuroevolution import SubstratePolicy, genome_fitness
 from pathevo.agents.pathnet_a3c import PathNetA3C, PathNetA3CConfig, pathnet_library, pathnet_worker
+from pathevo.agents.phase import new_population
+from pathevo.evolution.async_tournament import SharedPopulation
 from pathevo.modules.actor_critic import HeadFactory
 from pathevo.modules.cppn_layer import cppn_layer_factory
 from pathevo.modules.layers import LinearModuleLayer
@@ -65,7 +70,7 @@ class Agent:
     description: str
     build: Builder
     """The shared network from the run's settings. Path agents return a
-    :class:`~agents.pathnet_a3c.PathNetA3C` without tasks (runners add each task's head)."""
+    :class:`~pathevo.agents.pathnet_a3c.PathNetA3C` without tasks (runners add each task's head)."""
     worker: Callable[..., Any]
     """The A3C worker process function (``a3c_worker`` or ``pathnet_worker``), or for
     neuroevolution the fitness function ``(task, genome) -> (fitness,)`` the map backend runs."""
@@ -73,6 +78,30 @@ class Agent:
     """A population of paths through a module library (PathNet): tournaments, transfer."""
     trainer: str = "a3c"
     """Which runners can train it: ``"a3c"`` (A3C workers) or ``"neuroevolution"``."""
+
+    def build_for_task(
+        self, settings: AgentSettings, obs_shape: tuple[int, ...], num_actions: int, task: str
+    ) -> nn.Module:
+        """The shared network for one task: a path agent's library gets ``task``'s head (the
+        others are built with theirs)."""
+        model = self.build(settings, obs_shape, num_actions)
+        if self.evolves_paths:
+            model.add_task(task, num_actions)
+        return model
+
+    def population(
+        self, pathnet: PathNetA3CConfig, workers: int, seed: int,
+        sizes: Sequence[int] | None = None,
+    ) -> SharedPopulation | None:  # fmt: skip
+        """A path agent's population: one random path genome per worker, in shared memory
+        (:func:`pathevo.agents.phase.new_population`); None for agents without paths."""
+        return new_population(pathnet, workers, seed, sizes) if self.evolves_paths else None
+
+    def check_workers(self, workers: int) -> None:
+        """A one-line ValueError if ``workers`` cannot train the agent: a path agent's
+        tournaments need at least two genomes, one per worker."""
+        if self.evolves_paths and workers < 2:
+            raise ValueError(f"{self.name} needs at least 2 workers (one path genome each)")
 
 
 AGENTS: dict[str, Agent] = {}

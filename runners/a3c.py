@@ -20,24 +20,15 @@ from rich.table import Table
 from torch import nn
 from torch.utils.tensorboard import SummaryWriter
 
-from pathevo.agents.a3c import A3CConfig, WorkerSpec
+from pathevo.agents.a3c import A3CConfig
 from pathevo.agents.curves import final_mean_return, learning_curve
 from pathevo.agents.hyper_agents import HyperConfig
 from pathevo.agents.moe_agents import MoEConfig
-from pathevo.agents.pathnet_a3c import PathNetA3CConfig, PathNetWorkerSpec
-from pathevo.agents.phase import (
-    WORKER_BACKENDS,
-    PhaseLog,
-    check_worker_backend,
-    env_spaces,
-    make_progress,
-    moe_load_cv2,
-    new_population,
-    run_phase,
-)
-from pathevo.agents.processes import WorkerGroup
+from pathevo.agents.pathnet_a3c import PathNetA3CConfig
+from pathevo.agents.phase import WORKER_BACKENDS, Phase, check_worker_backend, env_spaces
+from pathevo.agents.phase_log import POPULATION_KEYS, moe_load_cv2
+from pathevo.agents.phase_reporters import make_progress
 from pathevo.agents.registry import agent_names, get_agent
-from pathevo.agents.shared_optim import make_shared_optimizer
 from pathevo.evolution.async_tournament import SharedPopulation
 from pathevo.runners.plumbing import run_dir as rd
 from pathevo.runners.plumbing.cli import choice_of, run_cli
@@ -91,8 +82,7 @@ class A3CRunConfig:
             raise ValueError(
                 "workers, steps, checkpoint_every and checkpoint_minutes must be positive"
             )
-        if get_agent(self.agent, trainer="a3c").evolves_paths and self.workers < 2:
-            raise ValueError(f"{self.agent} needs at least 2 workers (one path genome each)")
+        get_agent(self.agent, trainer="a3c").check_workers(self.workers)
         check_worker_backend(self.backend, self.ray_address)  # Ray: installed, address answers
 
 
@@ -101,13 +91,23 @@ def build_agent(
 ) -> tuple[nn.Module, SharedPopulation | None]:
     """The shared network (and, for path agents, the population), in shared memory."""
     agent = get_agent(cfg.agent)
-    model = agent.build(cfg, obs_shape, num_actions)
-    population = None
-    if agent.evolves_paths:
-        model.add_task(cfg.env_id, num_actions)
-        population = new_population(cfg.pathnet, cfg.workers, cfg.seed)
+    model = agent.build_for_task(cfg, obs_shape, num_actions, cfg.env_id)
     model.share_memory()
-    return model, population
+    return model, agent.population(cfg.pathnet, cfg.workers, cfg.seed)
+
+
+def upgrade_checkpoint(state: dict[str, Any]) -> dict[str, Any]:
+    """A checkpoint in the phase layout every recipe shares (the network, then
+    :meth:`pathevo.agents.phase.Phase.state`, then the summary). Run directories written before
+    kept the population under ``population`` (``{"genomes", "fitness", "adoptions"}``, or
+    None): its tensors move up beside the optimiser and counters, so those runs resume as they
+    were."""
+    if "population" not in state:
+        return state
+    upgraded = {key: value for key, value in state.items() if key != "population"}
+    population = state["population"] or {}
+    upgraded.update({key: population[key] for key in POPULATION_KEYS if key in population})
+    return upgraded
 
 
 def main(cfg: A3CRunConfig) -> dict[str, Any]:
@@ -117,69 +117,45 @@ def main(cfg: A3CRunConfig) -> dict[str, Any]:
         run_path = Path(cfg.resume)
         cfg = dataclasses.replace(rd.load_config(run_path, A3CRunConfig), resume=cfg.resume)
         checkpoint = rd.load_checkpoint(run_path)
-        if checkpoint is not None and checkpoint.get("summary") is not None:
-            return checkpoint["summary"]
+        if checkpoint is not None:
+            checkpoint = upgrade_checkpoint(checkpoint)
+            if checkpoint.get("summary") is not None:
+                return checkpoint["summary"]
     obs_shape, num_actions = env_spaces(cfg.env_id, cfg.seed)  # bad ids fail before any write
     if cfg.resume is None:
         run_path = rd.prepare_run_dir(cfg.run_dir, "a3c", cfg.seed)
         rd.save_config(run_path, cfg)
     torch.manual_seed(cfg.seed)
     model, population = build_agent(cfg, obs_shape, num_actions)
-    a3c = cfg.a3c
-    optimizer = make_shared_optimizer(
-        a3c.optimizer, model.parameters(), a3c.lr, a3c.rmsprop_alpha, a3c.rmsprop_eps
+    phase = Phase.create(
+        model, cfg.a3c, cfg.workers, cfg.seed, population=population, pathnet=cfg.pathnet
     )
-    steps = torch.zeros(cfg.workers, dtype=torch.long).share_memory_()
-    if population is not None:
-        lrs = cfg.pathnet.learning_rates(cfg.workers, a3c.lr, cfg.seed)
-    else:
-        lrs = torch.full((cfg.workers,), a3c.lr, dtype=torch.float64)
-    log = PhaseLog()
     if checkpoint is not None:
         model.load_state_dict(checkpoint["model"])
-        optimizer.load_state_dict(checkpoint["optimizer"])
-        optimizer.share_memory()
-        steps.copy_(checkpoint["steps"])
-        log = PhaseLog(**checkpoint["log"])
-        if population is not None:
-            population.genomes.copy_(checkpoint["population"]["genomes"])
-            population.fitness.copy_(checkpoint["population"]["fitness"])
+        phase.restore(checkpoint)
 
     def save(summary: dict[str, Any] | None = None) -> None:
-        state = {
-            "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-            "steps": steps.clone(), "log": dataclasses.asdict(log), "summary": summary,
-            "population": population and dataclasses.asdict(population),
-        }  # fmt: skip
-        rd.save_checkpoint(run_path, state)
-
-    def build_args(group: WorkerGroup) -> list[tuple[Any, ...]]:
-        spec = WorkerSpec(
-            cfg.env_id, cfg.seed, cfg.workers, a3c, model, optimizer, steps, cfg.steps,
-            group.stop, group.queue, lrs,
-        )  # fmt: skip
-        if population is None:
-            return [(rank, spec) for rank in range(cfg.workers)]
-        pathnet = PathNetWorkerSpec(spec, population, cfg.pathnet, cfg.env_id)
-        return [(rank, pathnet) for rank in range(cfg.workers)]
+        rd.save_checkpoint(run_path, {"model": model.state_dict(), **phase.state(),
+                                      "summary": summary})  # fmt: skip
 
     # Resumed: events a killed run wrote after its last checkpoint are purged, so the curves
     # continue from the checkpoint without duplicated steps.
-    writer = SummaryWriter(str(run_path), purge_step=int(steps.sum()) if checkpoint else None)
+    start = int(phase.steps.sum())
+    writer = SummaryWriter(str(run_path), purge_step=start if checkpoint else None)
     writer.add_text("config", f"```\n{rd.json.dumps(dataclasses.asdict(cfg), indent=2)}\n```")
     console = Console()
-    frozen = model.library.frozen_mask() if population is not None else None
     with make_progress(console, cfg.progress) as progress:
-        run_phase(
-            get_agent(cfg.agent).worker, build_args,
-            steps=steps, budget=cfg.steps, log=log, writer=writer, prefix="",
-            progress=progress, checkpoint=save, checkpoint_every=cfg.checkpoint_every,
-            checkpoint_minutes=cfg.checkpoint_minutes,
-            target_return=cfg.target_return, population=population, frozen=frozen,
-            backend=cfg.backend, ray_address=cfg.ray_address,
+        reporters = phase.reporters(
+            writer=writer, prefix="", progress=progress, checkpoint=save,
+            checkpoint_every=cfg.checkpoint_every, checkpoint_minutes=cfg.checkpoint_minutes,
+            target_return=cfg.target_return,
+        )  # fmt: skip
+        phase.run(
+            get_agent(cfg.agent).worker, env_id=cfg.env_id, budget=cfg.steps,
+            reporters=reporters, backend=cfg.backend, ray_address=cfg.ray_address,
         )  # fmt: skip
 
-    summary = summarise(cfg, steps, log, population)
+    summary = summarise(cfg, phase)
     rd.write_json(run_path / rd.SUMMARY, summary)
     plot_learning_curves(
         run_path / "learning_curve.png",
@@ -193,10 +169,9 @@ def main(cfg: A3CRunConfig) -> dict[str, Any]:
     return summary
 
 
-def summarise(
-    cfg: A3CRunConfig, steps: torch.Tensor, log: PhaseLog, population: SharedPopulation | None
-) -> dict[str, Any]:
+def summarise(cfg: A3CRunConfig, phase: Phase) -> dict[str, Any]:
     """The summary.json content."""
+    steps, log, population = phase.steps, phase.log, phase.population
     summary = {
         "env_id": cfg.env_id,
         "agent": cfg.agent,

@@ -28,31 +28,21 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
-from pathevo.agents.a3c import A3CConfig, WorkerSpec
+from pathevo.agents.a3c import A3CConfig
 from pathevo.agents.curves import curve_auc, final_mean_return, learning_curve, steps_to_threshold
 from pathevo.agents.hyper_agents import HyperConfig
 from pathevo.agents.moe_agents import MoEConfig
-from pathevo.agents.pathnet_a3c import (
-    PathNetA3C,
-    PathNetA3CConfig,
-    PathNetWorkerSpec,
-    common_input_shape,
-)
+from pathevo.agents.pathnet_a3c import PathNetA3C, PathNetA3CConfig, common_input_shape
 from pathevo.agents.phase import (
     WORKER_BACKENDS,
-    PhaseLog,
+    Phase,
     check_worker_backend,
     env_spaces,
-    make_progress,
-    moe_load_cv2,
     new_population,
-    phase_state,
-    restore_phase,
-    run_phase,
 )
-from pathevo.agents.processes import WorkerGroup
+from pathevo.agents.phase_log import PhaseLog, moe_load_cv2
+from pathevo.agents.phase_reporters import make_progress
 from pathevo.agents.registry import agent_names, get_agent
-from pathevo.agents.shared_optim import make_shared_optimizer
 from pathevo.evolution.async_tournament import SharedPopulation
 from pathevo.evolution.operators import genome_to_path
 from pathevo.evolution.transfer import begin_transfer, module_reuse, reused_modules
@@ -168,51 +158,40 @@ def train_phase(
 ) -> None:
     """Train phase ``state["phase"]`` (from its mid-phase checkpoint, if any); record its log,
     best path and, after phase A, A's network and best path in ``state``. Its TensorBoard
-    events go to ``run_path/<phase>`` (:func:`runners.run_dir.segment_writer`)."""
-    phase = PHASES[state["phase"]]
-    model, population, task = setup_phase(phase, cfg, shape, actions, state)
-    env_id = cfg.env_a if phase == "pathnet_a" else cfg.env_b
-    a3c = cfg.a3c
-    optimizer = make_shared_optimizer(
-        a3c.optimizer, model.parameters(), a3c.lr, a3c.rmsprop_alpha, a3c.rmsprop_eps
-    )
-    steps = torch.zeros(cfg.workers, dtype=torch.long).share_memory_()
+    events go to ``run_path/<phase>`` (:func:`pathevo.runners.plumbing.run_dir.segment_writer`)."""
+    name = PHASES[state["phase"]]
+    model, population, task = setup_phase(name, cfg, shape, actions, state)
+    env_id = cfg.env_a if name == "pathnet_a" else cfg.env_b
     seed = cfg.seed + 100 * state["phase"]
-    lrs = cfg.pathnet.learning_rates(cfg.workers, a3c.lr, seed)
-    log = PhaseLog()
+    phase = Phase.create(
+        model, cfg.a3c, cfg.workers, seed, population=population, pathnet=cfg.pathnet
+    )
     start = 0
     if state["current"] is not None:  # resuming inside this phase
         model.load_state_dict(state["current"]["model"])
-        log = restore_phase(state["current"], optimizer, steps, population)
-        start = int(steps.sum()) + 1
-    writer = rd.segment_writer(run_path, phase, start)
+        phase.restore(state["current"])
+        start = int(phase.steps.sum()) + 1
+    writer = rd.segment_writer(run_path, name, start)
 
     def save() -> None:
-        state["current"] = {"model": model.state_dict(),
-                            **phase_state(optimizer, steps, population, log)}  # fmt: skip
+        state["current"] = {"model": model.state_dict(), **phase.state()}
         rd.save_checkpoint(run_path, state)
 
-    def build_args(group: WorkerGroup) -> list[tuple[Any, ...]]:
-        spec = WorkerSpec(
-            env_id, seed, cfg.workers, a3c, model, optimizer, steps, cfg.steps,
-            group.stop, group.queue, lrs,
-        )  # fmt: skip
-        pathnet = PathNetWorkerSpec(spec, population, cfg.pathnet, task, phase != "finetune")
-        return [(rank, pathnet) for rank in range(cfg.workers)]
-
-    run_phase(
-        get_agent(cfg.agent).worker, build_args, steps=steps, budget=cfg.steps, log=log,
-        writer=writer, prefix=f"{phase}/", progress=progress, checkpoint=save,
+    reporters = phase.reporters(
+        writer=writer, prefix=f"{name}/", progress=progress, checkpoint=save,
         checkpoint_every=cfg.checkpoint_every, checkpoint_minutes=cfg.checkpoint_minutes,
-        population=population,
-        frozen=model.library.frozen_mask(), backend=cfg.backend, ray_address=cfg.ray_address,
+    )  # fmt: skip
+    phase.run(
+        get_agent(cfg.agent).worker, env_id=env_id, task=task, budget=cfg.steps,
+        evolve=name != "finetune", reporters=reporters, backend=cfg.backend,
+        ray_address=cfg.ray_address,
     )  # fmt: skip
     writer.close()
-    state["logs"][phase] = dataclasses.asdict(log)
-    state["paths"][phase] = population.genomes[population.best()].tolist()
-    if phase == "pathnet_a":
+    state["logs"][name] = dataclasses.asdict(phase.log)
+    state["paths"][name] = population.genomes[population.best()].tolist()
+    if name == "pathnet_a":
         state["after_a"] = copy.deepcopy(model.state_dict())  # tensors and layers' extra state
-        state["best_a"] = state["paths"][phase]
+        state["best_a"] = state["paths"][name]
 
 
 def main(cfg: TransferConfig, runner: str = "atari_transfer") -> dict[str, Any]:

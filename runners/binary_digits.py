@@ -38,7 +38,8 @@ from torch import nn
 from pathevo.agents.hyper_agents import HyperConfig
 from pathevo.agents.images import usage_image
 from pathevo.agents.moe_agents import MoEConfig
-from pathevo.agents.phase import PhaseLog, log_routing, moe_load_cv2
+from pathevo.agents.phase_log import PhaseLog, moe_load_cv2
+from pathevo.agents.phase_reporters import log_routing
 from pathevo.agents.registry import LAYER_KINDS, layer_kind
 from pathevo.agents.supervised import (
     PathTrainer,

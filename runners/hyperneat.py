@@ -1,11 +1,11 @@
 """Evolve CPPNs with NEAT whose generated weights play a game (HyperNEAT), or seed A3C with one.
 
-Stanley, D'Ambrosio & Gauci 2009 (HyperNEAT) with NEAT's operators (Stanley & Miikkulainen
-2002) in DEAP; Hausknecht et al. 2014 played Atari from the screen this way. Every genome is a
-CPPN; the policy's weights are the CPPN queried at the coordinates of every connection of a
-substrate (:mod:`agents.neuroevolution`); fitness is the policy's episode return, evaluated over
-the map backend (serial, processes), a seed per genome. ``--mode hybrid`` then lets the best
-CPPN initialise a path's modules and fine-tunes them with A3C, beside the same run from a random
+Stanley, D'Ambrosio & Gauci 2009 (HyperNEAT) with NEAT's operators (Stanley & Miikkulainen 2002) in
+DEAP; Hausknecht et al. 2014 played Atari from the screen this way. Every genome is a CPPN; the
+policy's weights are the CPPN queried at the coordinates of every connection of a substrate
+(:mod:`pathevo.agents.neuroevolution`); fitness is the policy's episode return, evaluated over the
+map backend (serial, processes), a seed per genome. ``--mode hybrid`` then lets the best CPPN
+initialise a path's modules and fine-tunes them with A3C, beside the same run from a random
 initialisation.
 
 Run ``pathevo hyperneat --help``; ``tensorboard --logdir runs``.

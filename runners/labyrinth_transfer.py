@@ -2,8 +2,8 @@
 
 Fernando et al. 2017, arXiv:1701.08734, section 3.4 (Labyrinth) with A3C workers and an LSTM
 core (Mnih et al. 2016, arXiv:1602.01783). The phases, controls, figures and summary.json are
-those of :mod:`runners.atari_transfer`; this runner only sets Labyrinth defaults and the LSTM
-switch. Every level gives [4, 84, 84] observations, so one conv library serves both tasks.
+those of :mod:`pathevo.runners.atari_transfer`; this runner only sets Labyrinth defaults and
+the LSTM switch. Every level gives [4, 84, 84] observations, so one conv library serves both tasks.
 Run ``pathevo labyrinth_transfer --help``; ``tensorboard --logdir runs``.
 """
 

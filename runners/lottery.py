@@ -29,7 +29,7 @@ from rich.table import Table
 from torch import nn
 from torch.utils.tensorboard import SummaryWriter
 
-from pathevo.agents.a3c import A3CConfig, WorkerSpec
+from pathevo.agents.a3c import A3CConfig
 from pathevo.agents.curves import curve_auc, final_mean_return, learning_curve
 from pathevo.agents.hyper_agents import HyperConfig
 from pathevo.agents.lottery_agents import (
@@ -41,19 +41,11 @@ from pathevo.agents.lottery_agents import (
     train_classifier,
 )
 from pathevo.agents.moe_agents import MoEConfig
-from pathevo.agents.pathnet_a3c import PathNetA3CConfig, PathNetWorkerSpec
-from pathevo.agents.phase import (
-    PhaseLog,
-    env_spaces,
-    make_progress,
-    new_population,
-    phase_state,
-    restore_phase,
-    run_phase,
-)
-from pathevo.agents.processes import WorkerGroup
+from pathevo.agents.pathnet_a3c import PathNetA3CConfig
+from pathevo.agents.phase import Phase, env_spaces
+from pathevo.agents.phase_log import PhaseLog
+from pathevo.agents.phase_reporters import make_progress
 from pathevo.agents.registry import agent_names, get_agent
-from pathevo.agents.shared_optim import make_shared_optimizer
 from pathevo.envs.digits import make_binary_task
 from pathevo.modules import pruning
 from pathevo.runners.figures.lottery import plot_lottery
@@ -135,8 +127,8 @@ class LotteryConfig:
         if self.rewind_steps >= self.steps:
             raise ValueError(f"rewind_to {self.rewind_to} must be below steps {self.steps}")
         agent = get_agent(self.agent, trainer="a3c")
-        if agent.evolves_paths and self.workers < 2 and digits_task(self.env_id) is None:
-            raise ValueError(f"{self.agent} needs at least 2 workers (one path genome each)")
+        if digits_task(self.env_id) is None:  # a digit task trains in this process
+            agent.check_workers(self.workers)
         if self.prune.scope == "library" and not agent.evolves_paths:
             raise ValueError("--prune.scope library needs a path agent (pathnet, …)")
 
@@ -158,10 +150,7 @@ def build_model(
     cfg: LotteryConfig, task: str, obs_shape: tuple[int, ...], num_actions: int
 ) -> tuple[nn.Module, list[pruning.PruneTarget]]:
     """The agent's network with the task head added and all-ones masks on its targets."""
-    agent = get_agent(cfg.agent)
-    model = agent.build(cfg, obs_shape, num_actions)
-    if agent.evolves_paths:
-        model.add_task(task, num_actions)
+    model = get_agent(cfg.agent).build_for_task(cfg, obs_shape, num_actions, task)
     targets = prune_targets(model, cfg.prune.scope)
     pruning.attach_masks(targets)
     return model, targets
@@ -213,18 +202,12 @@ def train_logged(
                          cfg.pathnet.active, on_batch=on_batch)  # fmt: skip
         return result(log, cfg.steps, time.monotonic() - began)
     agent = get_agent(cfg.agent)
-    model.share_memory()
-    a3c = cfg.a3c
-    optimizer = make_shared_optimizer(
-        a3c.optimizer, model.parameters(), a3c.lr, a3c.rmsprop_alpha, a3c.rmsprop_eps
+    population = agent.population(cfg.pathnet, cfg.workers, cfg.seed)
+    phase = Phase.create(
+        model, cfg.a3c, cfg.workers, cfg.seed, population=population, pathnet=cfg.pathnet
     )
-    steps = torch.zeros(cfg.workers, dtype=torch.long).share_memory_()
-    steps[0] = start
-    population = new_population(cfg.pathnet, cfg.workers, cfg.seed) if agent.evolves_paths else None
-    lrs = torch.full((cfg.workers,), a3c.lr, dtype=torch.float64)
-    if population is not None:
-        lrs = cfg.pathnet.learning_rates(cfg.workers, a3c.lr, cfg.seed)
-    frozen = model.library.frozen_mask() if population is not None else None
+    steps, log = phase.steps, phase.log
+    steps[0] = start  # a rewound training counts from the rewind point k
     budgets = [cfg.steps]
     pending = [on_rewind_point is not None and cfg.rewind_steps > 0]  # θk not yet taken
     if pending[0]:
@@ -241,7 +224,7 @@ def train_logged(
 
     if resume is not None:  # inside this training: go on from its checkpoint
         model.load_state_dict(resume["model"])
-        log = restore_phase(resume, optimizer, steps, population)
+        phase.restore(resume)
         if int(steps.sum()) >= cfg.rewind_steps:  # k passed: θk is in the checkpoint
             pending[0] = False
         budgets = [b for b in budgets if b > int(steps.sum())]
@@ -250,27 +233,15 @@ def train_logged(
         if save_inside is None:
             return
         take_rewind_point()
-        save_inside({"model": model.state_dict(), **phase_state(optimizer, steps, population, log)})
+        save_inside({"model": model.state_dict(), **phase.state()})
 
     worker = functools.partial(keep_zero_worker, worker=agent.worker)
     for budget in budgets:
-
-        def build_args(group: WorkerGroup, budget: int = budget) -> list[tuple[Any, ...]]:
-            spec = WorkerSpec(
-                cfg.env_id, cfg.seed, cfg.workers, a3c, model, optimizer, steps, budget,
-                group.stop, group.queue, lrs,
-            )  # fmt: skip
-            if population is None:
-                return [(rank, spec) for rank in range(cfg.workers)]
-            path_spec = PathNetWorkerSpec(spec, population, cfg.pathnet, cfg.env_id)
-            return [(rank, path_spec) for rank in range(cfg.workers)]
-
-        run_phase(
-            worker, build_args, steps=steps, budget=budget, log=log, writer=writer,
-            prefix=prefix, progress=progress, checkpoint=save,
+        reporters = phase.reporters(
+            writer=writer, prefix=prefix, progress=progress, checkpoint=save,
             checkpoint_every=cfg.checkpoint_every, checkpoint_minutes=cfg.checkpoint_minutes,
-            population=population, frozen=frozen,
         )  # fmt: skip
+        phase.run(worker, env_id=cfg.env_id, budget=budget, reporters=reporters)
         take_rewind_point()
     return result(log, int(steps.sum()), time.monotonic() - began)
 

@@ -5,13 +5,13 @@ Layer", arXiv:1701.06538 (its central result, figures 2-3: more experts at the s
 per example keep lowering the test loss, as long as data is plentiful), at CPU scale.
 
 The task is generated and never runs out: inputs x ~ N(0, I_d) fall into R regions (the nearest of
-R fixed random centroids), and each region has its own random teacher network
-``d -> tanh(t) -> o``; the target is the region's teacher output, normalised to unit variance.
-Every training step draws a fresh batch from a seeded generator (the same stream for every E);
-a fixed held-out set measures the result. The student is an input projection, one
-:class:`modules.moe.MoEModuleLayer` over all E experts (top k, the layer's balancing loss added
-to the training loss) and a linear output layer. E = 1 is the dense baseline: one expert of k
-times the hidden width, k = 1, so every example uses the same expert parameters for every E.
+R fixed random centroids), and each region has its own random teacher network ``d -> tanh(t) -> o``;
+the target is the region's teacher output, normalised to unit variance. Every training step draws a
+fresh batch from a seeded generator (the same stream for every E); a fixed held-out set measures the
+result. The student is an input projection, one :class:`pathevo.modules.moe.MoEModuleLayer` over all
+E experts (top k, the layer's balancing loss added to the training loss) and a linear output layer.
+E = 1 is the dense baseline: one expert of k times the hidden width, k = 1, so every example uses
+the same expert parameters for every E.
 
 Run ``pathevo moe_capacity --help`` for the options; ``tensorboard --logdir runs``.
 """

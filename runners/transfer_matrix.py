@@ -1,13 +1,13 @@
 """PathNet-A3C transfer between every ordered pair of games: a matrix of speed-ups.
 
-Fernando et al. 2017, arXiv:1701.08734, Fig. 6-7 (the Atari and Labyrinth transfer matrices).
-Every pair (A, B), A != B, of ``--envs`` is one run of :mod:`runners.atari_transfer` in its own
-sub-directory; ``matrix.json`` holds, per source row A and target column B, PathNet's speed-up
-over learning B from scratch and fine-tuning's speed-up over scratch (``null`` on the diagonal
-and for pairs not yet run), and ``matrix.png`` draws both as annotated heat maps.
-Works for any family of ids whose observations share a library (Labyrinth, MinAtar, ALE, ...).
-Run ``pathevo transfer_matrix --envs ID ID ID``; ``--resume RUN_DIR`` skips the pairs
-that already have a summary.json.
+Fernando et al. 2017, arXiv:1701.08734, Fig. 6-7 (the Atari and Labyrinth transfer matrices). Every
+pair (A, B), A != B, of ``--envs`` is one run of :mod:`pathevo.runners.atari_transfer` in its own
+sub-directory; ``matrix.json`` holds, per source row A and target column B, PathNet's speed-up over
+learning B from scratch and fine-tuning's speed-up over scratch (``null`` on the diagonal and for
+pairs not yet run), and ``matrix.png`` draws both as annotated heat maps. Works for any family of
+ids whose observations share a library (Labyrinth, MinAtar, ALE, ...).
+Run ``pathevo transfer_matrix --envs ID ID ID``; ``--resume RUN_DIR`` skips the pairs that already
+have a summary.json.
 """
 
 from __future__ import annotations

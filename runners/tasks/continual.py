@@ -1,11 +1,13 @@
 """The two task families of runners/continual.py: what is built, trained and evaluated.
 
 Binary digit tasks (``digits/AvB``) train paths with the serial binary tournament and are
-evaluated on a held-out batch (:mod:`agents.continual`); RL env ids of one family train
-PathNet-A3C phases through the shared phase driver (:mod:`runners.phase`) and are evaluated by
-seeded episodes. Both answer the same questions: ``build(seed)`` (a library with every task's
-head), ``train(model, step)``, ``evaluate(model, j, path)`` (one entry of R) and
-``probe(model, j, path)`` (outputs on a fixed batch, to show zero forgetting bitwise).
+evaluated on a held-out batch (:mod:`pathevo.agents.continual`); RL env ids of one family train
+PathNet-A3C phases (:class:`pathevo.agents.phase.Phase`) and are evaluated by seeded episodes. Both
+answer the same questions: ``build(seed)`` (a library with every task's head),
+``train(model, step)``, ``evaluate(model, j, path)`` (one entry of R) and
+``probe(model, j, path)`` (outputs on a fixed batch, to show zero forgetting bitwise). The
+settings they read are described here (:class:`DigitsSettings`, :class:`GamesSettings`), so
+this module does not import the recipe that uses it.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import torch
 from rich.console import Console
@@ -22,7 +24,6 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from torch import nn
 from torch.utils.tensorboard import SummaryWriter
 
-from pathevo.agents.a3c import WorkerSpec
 from pathevo.agents.continual import (
     PathClassifier,
     accuracy,
@@ -34,34 +35,62 @@ from pathevo.agents.continual import (
 )
 from pathevo.agents.curves import final_mean_return
 from pathevo.agents.images import usage_image
-from pathevo.agents.pathnet_a3c import PathNetWorkerSpec, common_input_shape
-from pathevo.agents.phase import (
-    PhaseLog,
-    env_spaces,
-    make_progress,
-    new_population,
-    phase_state,
-    restore_phase,
-    run_phase,
-)
-from pathevo.agents.processes import WorkerGroup
-from pathevo.agents.registry import get_agent, layer_kind
-from pathevo.agents.shared_optim import make_shared_optimizer
-from pathevo.agents.supervised import PathTrainer, train_fixed_path
+from pathevo.agents.pathnet_a3c import common_input_shape
+from pathevo.agents.phase import Phase, env_spaces, new_population
+from pathevo.agents.phase_reporters import make_progress
+from pathevo.agents.registry import AgentSettings, LayerSettings, get_agent, layer_kind
+from pathevo.agents.supervised import PathTrainer, SupervisedConfig, train_fixed_path
 from pathevo.envs.digits import make_binary_task
 from pathevo.envs.registry import FAMILIES, list_env_ids
 from pathevo.evolution.async_tournament import SharedPopulation
+from pathevo.evolution.config import EvoConfig
 from pathevo.evolution.operators import module_usage
 from pathevo.evolution.toolbox import PathGenome, make_toolbox
 from pathevo.evolution.tournament import SearchState, evolve
 from pathevo.modules.library import linear_library
 from pathevo.runners.plumbing import run_dir as rd
 
-if TYPE_CHECKING:
-    from pathevo.runners.continual import ContinualConfig
-
 DIGITS = "digits/"
 """The prefix of a binary digit task id: ``digits/3v5``."""
+
+
+class Settings(Protocol):
+    """What both families read of the run's settings (runners/continual.py's config)."""
+
+    tasks: tuple[str, ...]
+    seed: int
+    progress: bool
+
+
+class DigitsSettings(Settings, LayerSettings, Protocol):
+    """What the binary digit family reads (and its last layer kind: ``moe``, ``hyper``)."""
+
+    data_dir: str | None
+    resolution: int
+    held_out: float
+    hidden: int
+    last_layer: str
+    library_kind: str
+    evo: EvoConfig
+    train: SupervisedConfig
+    max_generations: int
+    threshold: float
+    image_every: int
+
+
+class GamesSettings(Settings, AgentSettings, Protocol):
+    """What the RL family reads (and its agent's builder: ``a3c``, ``pathnet``, …)."""
+
+    agent: str
+    steps: int
+    workers: int
+    probe_size: int
+    eval_episodes: int
+    eval_max_steps: int
+    checkpoint_every: int
+    checkpoint_minutes: float
+    backend: str
+    ray_address: str | None
 
 
 @dataclass
@@ -82,7 +111,7 @@ class Step:
 
     def writer(self, start: int = 0) -> SummaryWriter:
         """The task's TensorBoard writer, ``run_path/<condition>/task<index>``, opened at
-        ``start`` (:func:`runners.run_dir.segment_writer`)."""
+        ``start`` (:func:`pathevo.runners.plumbing.run_dir.segment_writer`)."""
         return rd.segment_writer(self.run_path, f"{self.condition}/task{self.index}", start)
 
 
@@ -90,14 +119,14 @@ class Step:
 class Digits:
     """Binary digit tasks: the serial binary tournament, R = held-out accuracy."""
 
-    cfg: ContinualConfig
+    cfg: DigitsSettings
     names: list[str]
     train_sets: list[Any]
     probes: list[tuple[torch.Tensor, torch.Tensor]]
     """Per task: the fixed noisy held-out batch x [n, D], y [n]."""
 
     @classmethod
-    def load(cls, cfg: ContinualConfig) -> Digits:
+    def load(cls, cfg: DigitsSettings) -> Digits:
         names = [task.removeprefix(DIGITS) for task in cfg.tasks]
         train_sets, probes = [], []
         for index, name in enumerate(names):
@@ -182,7 +211,7 @@ class Digits:
 class Games:
     """RL env ids of one family: PathNet-A3C phases, R = mean return of seeded episodes."""
 
-    cfg: ContinualConfig
+    cfg: GamesSettings
     names: list[str]
     shape: tuple[int, ...]
     actions: list[int]
@@ -190,7 +219,7 @@ class Games:
     """Per task: a fixed batch of observations [probe_size, ...]."""
 
     @classmethod
-    def load(cls, cfg: ContinualConfig) -> Games:
+    def load(cls, cfg: GamesSettings) -> Games:
         spaces = [env_spaces(env_id, cfg.seed) for env_id in cfg.tasks]  # bad ids fail here
         families = {env_id: env_family(env_id) for env_id in cfg.tasks}
         if len(set(families.values())) > 1:
@@ -216,56 +245,44 @@ class Games:
         return model
 
     def train(self, model: nn.Module, step: Step) -> dict[str, Any]:
-        cfg, a3c, env_id, condition = self.cfg, self.cfg.a3c, self.names[step.index], step.condition
+        cfg, env_id, condition = self.cfg, self.names[step.index], step.condition
         pathnet = cfg.pathnet
         seed = step.rng.randrange(2**31)
-        model.share_memory()  # after any growth: the grown layers' parameters are new
-        optimizer = make_shared_optimizer(
-            a3c.optimizer, model.parameters(), a3c.lr, a3c.rmsprop_alpha, a3c.rmsprop_eps
-        )
-        steps = torch.zeros(cfg.workers, dtype=torch.long).share_memory_()
-        lrs = pathnet.learning_rates(cfg.workers, a3c.lr, seed)
         if condition == "finetune":
             fixed = [m for _ in range(pathnet.layers) for m in range(pathnet.active)]
             population = SharedPopulation.create([fixed] * cfg.workers)
         else:
             population = new_population(pathnet, cfg.workers, seed, step.sizes)
-        log = PhaseLog()
+        # Set up after any growth: the grown layers' parameters are new to shared memory.
+        phase = Phase.create(model, cfg.a3c, cfg.workers, seed, population=population,
+                             pathnet=pathnet)  # fmt: skip
         start = 0
         if step.resume is not None:  # inside this task: the model was restored by the runner
-            log = restore_phase(step.resume, optimizer, steps, population)
-            start = int(steps.sum()) + 1
+            phase.restore(step.resume)
+            start = int(phase.steps.sum()) + 1
         writer = step.writer(start)
 
         def save() -> None:
             if step.save is not None:
-                step.save({
-                    "model": {"state": model.state_dict(),
-                              "sizes": model.library.modules_per_layer},
-                    **phase_state(optimizer, steps, population, log),
-                })  # fmt: skip
+                sizes = model.library.modules_per_layer
+                step.save({"model": {"state": model.state_dict(), "sizes": sizes},
+                           **phase.state()})  # fmt: skip
 
-        def build_args(group: WorkerGroup) -> list[tuple[Any, ...]]:
-            spec = WorkerSpec(
-                env_id, seed, cfg.workers, a3c, model, optimizer, steps, cfg.steps,
-                group.stop, group.queue, lrs,
-            )  # fmt: skip
-            spec = PathNetWorkerSpec(spec, population, pathnet, env_id, condition != "finetune")
-            return [(rank, spec) for rank in range(cfg.workers)]
-
-        run_phase(
-            get_agent(cfg.agent).worker, build_args, steps=steps, budget=cfg.steps, log=log,
+        reporters = phase.reporters(
             writer=writer, prefix=f"{condition}/task{step.index}/", progress=step.progress,
             checkpoint=save, checkpoint_every=cfg.checkpoint_every,
-            checkpoint_minutes=cfg.checkpoint_minutes, population=population,
-            frozen=model.library.frozen_mask(), backend=cfg.backend, ray_address=cfg.ray_address,
+            checkpoint_minutes=cfg.checkpoint_minutes,
+        )  # fmt: skip
+        phase.run(
+            get_agent(cfg.agent).worker, env_id=env_id, budget=cfg.steps, reporters=reporters,
+            evolve=condition != "finetune", backend=cfg.backend, ray_address=cfg.ray_address,
         )  # fmt: skip
         writer.close()
         return {
             "genome": population.genomes[population.best()].tolist(),
-            "steps": int(steps.sum()),
-            "final_mean_return": final_mean_return(log.episodes),
-            "seconds": log.seconds,
+            "steps": int(phase.steps.sum()),
+            "final_mean_return": final_mean_return(phase.log.episodes),
+            "seconds": phase.log.seconds,
         }
 
     def probe(self, model: nn.Module, index: int, path: torch.Tensor) -> torch.Tensor:
@@ -294,5 +311,5 @@ def env_family(env_id: str) -> str:
     return "gymnasium"
 
 
-def load_family(cfg: ContinualConfig) -> Digits | Games:
+def load_family(cfg: DigitsSettings | GamesSettings) -> Digits | Games:
     return Digits.load(cfg) if cfg.tasks[0].startswith(DIGITS) else Games.load(cfg)

@@ -14,12 +14,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from rich.console import Console
 from torch.utils.tensorboard import SummaryWriter
 
 from pathevo.agents.a3c import A3CConfig, WorkerSpec, a3c_worker
 from pathevo.agents.pathnet_a3c import PathNetA3C, PathNetA3CConfig, pathnet_library
-from pathevo.agents.phase import PhaseLog, make_progress, run_phase
+from pathevo.agents.phase import run_phase
+from pathevo.agents.phase_log import PhaseLog
+from pathevo.agents.phase_reporters import RestartReporter, ThroughputReporter
 from pathevo.agents.processes import WorkerError
 from pathevo.agents.ray_workers import ParameterServer
 from pathevo.agents.shared_optim import apply_gradients, make_shared_optimizer
@@ -107,10 +108,9 @@ def test_pathnet_on_ray_runs_tournaments_and_checkpoints_the_servers_state(local
         pathnet=SMALL_PATHNET, backend="ray", run_dir=str(run), progress=False,
     )  # fmt: skip
     summary = runner.main(cfg)
-    state = torch.load(run / rd.CHECKPOINT, weights_only=False)
-    population = state["population"]
-    assert not torch.isnan(population["fitness"]).all() or population["adoptions"].sum() > 0
-    assert summary["best_path"] in population["genomes"].tolist()
+    state = torch.load(run / rd.CHECKPOINT, weights_only=False)  # the phase layout
+    assert not torch.isnan(state["fitness"]).all() or state["adoptions"].sum() > 0
+    assert summary["best_path"] in state["genomes"].tolist()
     moved = [
         name for name, value in state["model"].items() if not torch.equal(value, initial[name])
     ]
@@ -164,12 +164,11 @@ def run_ray_phase(tmp_path: Path, target, budget: int = 3000) -> tuple[PhaseLog,
         return [(rank, spec) for rank in range(2)]
 
     writer = SummaryWriter(str(tmp_path / "tb"))
-    with make_progress(Console(), False) as progress:
-        run_phase(
-            target, build_args, steps=steps, budget=budget, log=log, writer=writer, prefix="",
-            progress=progress, checkpoint=lambda: None, checkpoint_every=1000, max_restarts=2,
-            backend="ray",
-        )  # fmt: skip
+    run_phase(
+        target, build_args, steps=steps, budget=budget, log=log,
+        reporters=[ThroughputReporter(writer, "", log), RestartReporter(writer, "")],
+        max_restarts=2, backend="ray",
+    )  # fmt: skip
     writer.close()
     return log, steps
 

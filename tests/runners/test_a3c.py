@@ -10,6 +10,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from pathevo.agents.a3c import A3CConfig
 from pathevo.agents.pathnet_a3c import PathNetA3CConfig
+from pathevo.agents.phase import Phase
 from pathevo.envs import make_env
 from pathevo.runners import a3c as runner
 from pathevo.runners.plumbing import run_dir as rd
@@ -83,6 +84,47 @@ def test_a_run_killed_after_a_checkpoint_resumes_without_duplicated_tensorboard_
         steps = [event.step for event in events.Scalars(tag)]
         assert steps == sorted(steps), tag  # no second copy of the stretch after the checkpoint
         assert steps[0] < checkpoint_steps < steps[-1], tag  # both sessions' parts are there
+
+
+@pytest.mark.parametrize("agent", ["a3c", "pathnet"])
+def test_a_run_directory_of_the_old_checkpoint_layout_resumes(tmp_path, monkeypatch, agent):
+    """Before the recipe shared the phase checkpoint (the network beside Phase.state()), it kept
+    the population under "population" (None for plain agents): such run directories still
+    resume, converted on load, with their counters, optimiser and population."""
+    run = tmp_path / "run"
+    cfg = runner.A3CRunConfig(
+        env_id="CartPole-v1", agent=agent, workers=2, steps=1000, seed=4,
+        a3c=A3CConfig(t_max=5, hidden=16, envs_per_worker=2, log_every=1),
+        pathnet=PathNetA3CConfig(layers=2, modules=4, active=2, units=16,
+                                 episodes_per_evaluation=1),
+        run_dir=str(run), progress=False,
+    )  # fmt: skip
+    summary = runner.main(cfg)
+    new = torch.load(run / rd.CHECKPOINT, weights_only=False)
+    population_keys = ("genomes", "fitness", "adoptions")
+    assert "population" not in new
+    assert {"model", "optimizer", "steps", "log", "summary"} <= set(new)
+    assert (set(population_keys) <= set(new)) == (agent == "pathnet")
+    old = {key: new[key] for key in ("model", "optimizer", "steps", "log", "summary")}
+    old["population"] = {k: new[k] for k in population_keys} if agent == "pathnet" else None
+    rd.save_checkpoint(run, old)
+    assert runner.main(runner.A3CRunConfig(resume=str(run))) == summary  # finished: as it was
+    old["summary"] = None  # killed before its end
+    rd.save_checkpoint(run, old)
+    starts, real_run = [], Phase.run
+
+    def recorded(phase, *args, **kwargs):
+        starts.append(phase.state())
+        return real_run(phase, *args, **kwargs)
+
+    monkeypatch.setattr(Phase, "run", recorded)
+    resumed = runner.main(runner.A3CRunConfig(resume=str(run)))
+    assert torch.equal(starts[0]["steps"], new["steps"]) and starts[0]["log"] == new["log"]
+    assert starts[0]["optimizer"]["state"].keys() == new["optimizer"]["state"].keys()
+    for key in population_keys if agent == "pathnet" else ():
+        torch.testing.assert_close(starts[0][key], new[key], rtol=0, atol=0, equal_nan=True)
+    assert resumed["steps"] >= summary["steps"] and resumed["episodes"] >= summary["episodes"]
+    assert "population" not in torch.load(run / rd.CHECKPOINT, weights_only=False)
 
 
 def test_unknown_env_id_is_a_one_line_user_error(tmp_path, monkeypatch, capsys):

@@ -65,6 +65,8 @@ def documented_commands() -> list[tuple[str, str, list[str]]]:
                     break
                 rest, position = rest.rstrip()[:-1] + " ", end + 1
             fenced = text.count("```", 0, match.start()) % 2 == 1
+            if match.group(1) == "bench":  # `pathevo bench --help`: the listing (test_command)
+                continue
             if "[" in rest or (match.group(0).startswith("pathevo") and not fenced):
                 continue  # a synopsis, or prose that starts a line with the project's name
             line = text.count("\n", 0, match.start()) + 1

@@ -1,6 +1,7 @@
 """runners/continual.py: R and its summaries, zero forgetting bitwise, fine-tuning's forgetting,
 the full library (error and --grow), resume after the second task, a MinAtar smoke run."""
 
+import ast
 import dataclasses
 import json
 import random
@@ -13,6 +14,7 @@ from rich.console import Console
 
 from pathevo.agents.a3c import A3CConfig
 from pathevo.agents.pathnet_a3c import PathNetA3CConfig
+from pathevo.agents.phase import Phase
 from pathevo.agents.supervised import SupervisedConfig
 from pathevo.evolution.config import EvoConfig
 from pathevo.evolution.operators import genome_to_path
@@ -295,15 +297,61 @@ def test_minatar_resumes_inside_a_task(tmp_path, monkeypatch):
     state = torch.load(run / rd.CHECKPOINT, weights_only=False)
     assert state["done"] == 0 and int(state["current"]["steps"].sum()) >= interrupted[0] >= 300
     monkeypatch.setattr(rd, "save_checkpoint", real)
-    starts, run_phase = [], continual_tasks.run_phase
+    starts, real_run = [], Phase.run
 
-    def recorded(*args, steps, **kwargs):
-        starts.append(int(steps.sum()))
-        return run_phase(*args, steps=steps, **kwargs)
+    def recorded(phase, *args, **kwargs):
+        starts.append(int(phase.steps.sum()))
+        return real_run(phase, *args, **kwargs)
 
-    monkeypatch.setattr(continual_tasks, "run_phase", recorded)
+    monkeypatch.setattr(Phase, "run", recorded)
     summary = runner.main(runner.ContinualConfig(resume=str(run), progress=False))
     # The first task went on from its checkpoint's steps, not from 0; the second began afresh.
     assert starts == [int(state["current"]["steps"].sum()), 0]
     assert summary["pathnet_outputs_identical"] == [True, True]
     assert summary["conditions"]["pathnet"]["tasks"][0]["steps"] >= 900
+
+
+def imported_modules(path: Path) -> set[str]:
+    """Every module a source file imports (at any level, TYPE_CHECKING blocks included), and
+    every ``module.name`` it imports by name."""
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+            names.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return names
+
+
+RUNNERS_DIR = Path(__file__).resolve().parents[2] / "runners"
+
+
+def test_the_task_families_do_not_import_the_recipe_that_uses_them():
+    assert "pathevo.runners.continual" not in imported_modules(
+        RUNNERS_DIR / "tasks" / "continual.py"
+    )
+
+
+def runner_module_aliases(tree: ast.AST) -> set[str]:
+    """Local names bound to modules of pathevo.runners (``from pathevo.runners import a3c``,
+    ``from pathevo.runners.plumbing import run_dir as rd``)."""
+    aliases = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("pathevo.runners"):
+            aliases.update(alias.asname or alias.name for alias in node.names)
+    return aliases
+
+
+def test_no_runner_imports_another_runners_private_names():
+    for path in RUNNERS_DIR.rglob("*.py"):
+        where = path.relative_to(RUNNERS_DIR)
+        for name in imported_modules(path):
+            if name.startswith("pathevo.runners."):
+                assert not name.rsplit(".", 1)[-1].startswith("_"), f"{where} imports {name}"
+        tree = ast.parse(path.read_text())
+        aliases = runner_module_aliases(tree)
+        for node in ast.walk(tree):  # nor reaches one through a module: atari_transfer._x
+            if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name):
+                private = node.attr.startswith("_") and not node.attr.startswith("__")
+                assert not (node.value.id in aliases and private), f"{where}: {node.attr}"

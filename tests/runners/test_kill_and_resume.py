@@ -26,6 +26,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
 from tensorboard.compat.proto.event_pb2 import SessionLog
 
+from pathevo.agents.phase import Phase
 from pathevo.runners.plumbing import run_dir as rd
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -116,12 +117,13 @@ def checkpoints(run: Path) -> list[Path]:
 
 def kill_after_checkpoints(runner: str, args: list[str], run: Path, writes: int) -> None:
     """Start the runner and SIGKILL it once it has written ``writes`` checkpoints (each atomic
-    write is a new file: a new inode), while the run is still going."""
+    write is a new file: a new inode, or a freed one reused with a new modification time),
+    while the run is still going."""
     process = subprocess.Popen(
         command(runner, *args, "--run-dir", str(run)), cwd=ROOT, stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
-    seen: set[tuple[str, int]] = set()
+    seen: set[tuple[str, int, int]] = set()
     deadline = time.monotonic() + 300
     try:
         while len(seen) < writes:
@@ -132,7 +134,8 @@ def kill_after_checkpoints(runner: str, args: list[str], run: Path, writes: int)
             assert time.monotonic() < deadline, f"{runner} wrote {len(seen)} checkpoints in 300 s"
             for path in checkpoints(run):
                 try:
-                    seen.add((str(path), path.stat().st_ino))
+                    stat = path.stat()
+                    seen.add((str(path), stat.st_ino, stat.st_mtime_ns))
                 except FileNotFoundError:  # renamed over between the listing and the stat
                     continue
             time.sleep(0.01)
@@ -207,37 +210,24 @@ def test_a_killed_deterministic_run_resumes_to_the_uninterrupted_result(runner, 
     assert_curves_continue(tmp_path / "killed")
 
 
-def sessions_start(monkeypatch, modules: list[Any]) -> list[dict[str, Any]]:
-    """Record, at the start of every training phase of this process, its population, fitness,
-    step counters, network and shared optimiser state (``run_phase`` as each runner module
-    imported it; the network and optimiser from the workers' arguments)."""
+def sessions_start(monkeypatch) -> list[dict[str, Any]]:
+    """Record, at the start of every training phase of this process (every recipe runs its
+    phases with :meth:`agents.phase.Phase.run`), its network and its checkpoint state: shared
+    optimiser, step counters, log and, for path agents, population."""
     starts: list[dict[str, Any]] = []
-    for module in modules:
-        real = module.run_phase
+    real = Phase.run
 
-        def recording(target, build_args, *args, real=real, **kwargs):
-            start, population = {"steps": kwargs["steps"].clone()}, kwargs.get("population")
-            if population is not None:  # path agents
-                start.update(genomes=population.genomes.clone(), fitness=population.fitness.clone())
+    def recording(phase: Phase, *args, **kwargs):
+        starts.append(copy.deepcopy({"model": phase.model.state_dict(), **phase.state()}))
+        return real(phase, *args, **kwargs)
 
-            def building(group):
-                built = build_args(group)
-                base = getattr(built[0][1], "a3c", built[0][1])  # PathNet's spec holds A3C's
-                if "model" not in start:  # the first budget of the phase
-                    start["model"] = copy.deepcopy(base.model.state_dict())
-                    start["optimizer"] = copy.deepcopy(base.optimizer.state_dict())
-                return built
-
-            starts.append(start)
-            return real(target, building, *args, **kwargs)
-
-        monkeypatch.setattr(module, "run_phase", recording)
+    monkeypatch.setattr(Phase, "run", recording)
     return starts
 
 
-TRAINING = ("steps", "model", "optimizer")
+TRAINING = ("steps", "model", "optimizer", "log")
 """What every A3C checkpoint holds of the phase it was taken in (path agents: and genomes,
-fitness)."""
+fitness, adoptions)."""
 
 
 def assert_bitwise(started: Any, saved: Any, where: str) -> None:
@@ -258,32 +248,31 @@ def assert_bitwise(started: Any, saved: Any, where: str) -> None:
 
 def phase_in_progress(state: dict[str, Any]) -> dict[str, Any] | None:
     """What a checkpoint holds of the phase it was taken in (network, optimiser, counters,
-    population, log), if it was taken inside one."""
-    if "population" in state:  # runners/a3c.py
-        return {**state["population"], **{key: state[key] for key in TRAINING}}
+    log, population), if it was taken inside one: every recipe saves the network beside
+    :meth:`agents.phase.Phase.state`."""
     if "runs" in state:  # runners/lottery.py: the training in progress of the latest repeat
         current = [run.get("current") for run in state["runs"].values()][-1]
         return None if current is None else current["state"]
-    current = state.get("current")
-    if current is None:  # between two phases: the next one starts afresh
-        return None
-    return {key: current[key] for key in ("genomes", "fitness", *TRAINING)}
+    if "model" in state:  # runners/a3c.py: one phase, its state at the top level
+        return {key: value for key, value in state.items() if key != "summary"}
+    return state.get("current")  # None between two phases: the next one starts afresh
 
 
 def check_async_resume(runner: str, args: list[str], tmp_path: Path, monkeypatch) -> None:
-    from pathevo.runners import a3c, atari_transfer, lottery
     from tests.runners.test_cli import RUNNERS, config_type
 
     run = tmp_path / "killed"
     kill_after_checkpoints(runner, args, run, writes=3)
     (latest,) = [path for path in checkpoints(run) if not (path.parent / rd.SUMMARY).exists()]
     saved = phase_in_progress(rd.load_checkpoint(latest.parent))
-    starts = sessions_start(monkeypatch, [a3c, atari_transfer, lottery])
+    starts = sessions_start(monkeypatch)
     monkeypatch.chdir(ROOT)
     RUNNERS[runner].main(config_type(runner)(resume=str(run)))
     assert saved is not None, "killed between two phases: the test should kill inside one"
     assert set(TRAINING) <= set(starts[0]) <= set(saved)
-    for key in starts[0]:  # population, counters, network (frozen masks included), optimiser
+    if runner != "lottery":  # lottery's default agent is plain A3C: no population
+        assert {"genomes", "fitness", "adoptions"} <= set(starts[0])
+    for key in starts[0]:  # population, counters, log, network (frozen masks), optimiser
         assert_bitwise(starts[0][key], saved[key], key)
     assert int(starts[0]["steps"].sum()) > 0
     assert (run / ("matrix.json" if runner == "transfer_matrix" else rd.SUMMARY)).exists()
