@@ -62,7 +62,7 @@ def dispatch(command: str, package: str, args: Sequence[str], what: str) -> int:
         hint = f"did you mean: {', '.join(close)}?" if close else f"one of: {', '.join(listed)}"
         print(f"error: unknown {what} {name!r}; {hint}", file=sys.stderr)
         return 2
-    sys.argv = [f"{command} {name}", *rest]
+    sys.argv[1:] = rest  # runpy puts the recipe's file in sys.argv[0]
     try:
         runpy.run_module(f"{package}.{name}", run_name="__main__", alter_sys=True)
     except SystemExit as exit_:

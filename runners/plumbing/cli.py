@@ -37,7 +37,10 @@ _RULE = re.compile(r"^[─━\-=]{3,}$")
 
 
 def parse_config(
-    config_type: type[Config], description: str, args: Sequence[str] | None = None
+    config_type: type[Config],
+    description: str,
+    args: Sequence[str] | None = None,
+    prog: str | None = None,
 ) -> Config:
     """Build ``config_type`` from ``args`` (default ``sys.argv[1:]``) and validate it.
 
@@ -49,7 +52,7 @@ def parse_config(
     with _validation_suspended(config_type):
         try:
             with contextlib.redirect_stderr(rendered):
-                cfg = tyro.cli(config_type, description=description, args=args)
+                cfg = tyro.cli(config_type, prog=prog, description=description, args=args)
         except SystemExit as exit_:
             if exit_.code in (0, None):  # --help
                 raise
@@ -155,7 +158,7 @@ def choice_of(names: Sequence[str]) -> Any:
 def run_cli(main: Callable[[Config], Any], config_type: type[Config], description: str) -> None:
     """Parse ``sys.argv`` into ``config_type`` and run ``main``; user errors exit with one line."""
     try:
-        main(parse_config(config_type, description))
+        main(parse_config(config_type, description, prog=command_name(main)))
     except USER_ERRORS as error:
         if os.environ.get("PATHEVO_DEBUG"):
             raise
@@ -165,6 +168,17 @@ def run_cli(main: Callable[[Config], Any], config_type: type[Config], descriptio
     except KeyboardInterrupt:
         print("interrupted; resume with --resume RUN_DIR", file=sys.stderr)
         sys.exit(130)
+
+
+def command_name(main: Callable[..., Any]) -> str | None:
+    """How a user types the recipe of ``main`` (``pathevo a3c``, ``pathevo bench moe``), for its
+    usage line, however it was started (the ``pathevo`` command or ``python -m``)."""
+    module = sys.modules.get(main.__module__)
+    spec = getattr(module, "__spec__", None)
+    name = main.__module__ if spec is None else spec.name
+    if not name.startswith("pathevo.runners."):
+        return None
+    return "pathevo " + name.removeprefix("pathevo.runners.").replace(".", " ")
 
 
 def resolve_device(name: str) -> torch.device:
