@@ -432,6 +432,17 @@ class WorkerSpec:
         field), so code handed either reads ``spec.a3c`` without asking which it is."""
         return self
 
+    @property
+    def population(self) -> None:
+        """No population of paths: an A3C worker trains one network (a PathNet worker's spec
+        holds its population here)."""
+        return None
+
+    @property
+    def pathnet(self) -> None:
+        """No PathNet settings (a PathNet worker's spec holds them here)."""
+        return None
+
     def session_seed(self, rank: int, done: int = 0) -> int:
         """The seed of worker ``rank``'s random streams (its actions, environments and
         tournaments) in a session that starts after it did ``done`` environment steps:

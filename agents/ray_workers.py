@@ -59,7 +59,7 @@ def synced_tensors(
 def shared_of(spec: Any) -> tuple[Any, SharedPopulation | None, Any]:
     """A worker spec's shared state: its A3C part (``spec.a3c``: a PathNet spec wraps one, an
     A3C spec is its own), the population and its PathNet settings (None for A3C specs)."""
-    return spec.a3c, getattr(spec, "population", None), getattr(spec, "pathnet", None)
+    return spec.a3c, spec.population, spec.pathnet
 
 
 class ParameterServer:

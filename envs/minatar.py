@@ -57,7 +57,7 @@ class MinAtarEnv(gym.Env[np.ndarray, np.int64]):
         minimal_action_set: bool = True,
     ) -> None:
         # Imported here, not at module top: `minatar` imports matplotlib and seaborn (~3 s), and
-        # `import envs` registers these ids without paying for that.
+        # `import pathevo.envs` registers these ids without paying for that.
         from minatar import Environment
 
         self._game = Environment(

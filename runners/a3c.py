@@ -2,7 +2,8 @@
 
 Mnih et al. 2016, arXiv:1602.01783 (A3C); with ``--agent pathnet``, PathNet-A3C (Fernando et al.
 2017, arXiv:1701.08734): every worker evolves its own path through a shared module library.
-Any id ``envs.make_env`` knows works: ``ALE/Pong-v5``, ``MinAtar/Breakout-v1``, ``CartPole-v1``.
+Any id ``pathevo.envs.make_env`` knows works: ``ALE/Pong-v5``, ``MinAtar/Breakout-v1``,
+``CartPole-v1``.
 
 Run ``pathevo a3c --help`` for the options; ``tensorboard --logdir runs``.
 """
@@ -89,10 +90,10 @@ class A3CRunConfig:
 def build_agent(
     cfg: A3CRunConfig, obs_shape: tuple[int, ...], num_actions: int
 ) -> tuple[nn.Module, SharedPopulation | None]:
-    """The shared network (and, for path agents, the population), in shared memory."""
+    """The network (and, for path agents, the population in shared memory); the phase puts
+    the network in shared memory (:meth:`pathevo.agents.phase.Phase.create`)."""
     agent = get_agent(cfg.agent)
     model = agent.build_for_task(cfg, obs_shape, num_actions, cfg.env_id)
-    model.share_memory()
     return model, agent.population(cfg.pathnet, cfg.workers, cfg.seed)
 
 

@@ -126,7 +126,7 @@ def setup_phase(
     actions: tuple[int, int],
     state: dict[str, Any],
 ) -> tuple[PathNetA3C, SharedPopulation, str]:
-    """The phase's shared model (library + heads), population and the task it trains."""
+    """The phase's model (library + heads), population and the task it trains."""
     seed = cfg.seed + 100 * PHASES.index(phase)
     torch.manual_seed(seed)
     task_a, task_b = task_names(cfg)
@@ -144,7 +144,6 @@ def setup_phase(
         population = SharedPopulation.create([state["best_a"]] * cfg.workers)
     else:
         population = new_population(cfg.pathnet, cfg.workers, seed)
-    model.share_memory()
     return model, population, task_a if phase == "pathnet_a" else task_b
 
 

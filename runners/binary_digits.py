@@ -441,6 +441,21 @@ def main(cfg: BinaryDigitsConfig) -> dict[str, Any]:
     return summary
 
 
+def completed_summary(run_path: Path) -> dict[str, Any] | None:
+    """The summary of a run directory: of the finished run, or of the pairs an unfinished run
+    completed (``partial`` then says how many pairs the run was given); None if none did."""
+    if (run_path / rd.SUMMARY).exists():
+        return json.loads((run_path / rd.SUMMARY).read_text())
+    if not (run_path / rd.CHECKPOINT).exists():
+        return None
+    cfg = rd.load_config(run_path, BinaryDigitsConfig)
+    state = rd.load_checkpoint(run_path) or {"results": []}
+    done = [r for r in state["results"] if "best_b" in r and "finetune_b_generations" in r]
+    if not done:
+        return None
+    return {**summarise(cfg, done), "partial": len(cfg.tasks)}
+
+
 def summarise(cfg: BinaryDigitsConfig, results: list[dict[str, Any]]) -> dict[str, Any]:
     """The summary.json content: generations per condition and pair, speedups, module reuse."""
     generations = {

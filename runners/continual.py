@@ -80,7 +80,7 @@ class ContinualConfig:
     last_layer: Literal["sum", "mean"] = "sum"
     """Digits: how the last shared layer combines its active modules."""
     library_kind: LayerKindName = "linear"
-    """Digits: kind of the last library layer (see runners/binary_digits.py --help)."""
+    """Digits: kind of the last library layer (see pathevo binary_digits --help)."""
     held_out: float = 0.25
     """Digits: share of every task's examples kept out of training; R is measured on them (with
     salt-and-pepper noise drawn once)."""

@@ -8,7 +8,7 @@ the ticket and, at the same sparsity and from the same mask, the random-re-initi
 control (``reinit``) and the random-mask control (``random_mask``: rewound weights, a random mask
 with the ticket's per-layer sparsity), each with the same budget and seed.
 
-A3C agents (``--agent a3c``, ``pathnet``, …) on any id ``envs.make_env`` knows; ``--env-id
+A3C agents (``--agent a3c``, ``pathnet``, …) on any id ``pathevo.envs.make_env`` knows; ``--env-id
 digits/3v5`` trains the same network as a classifier (returns are training accuracies).
 Run ``pathevo lottery --help``; ``tensorboard --logdir runs``.
 """

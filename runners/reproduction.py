@@ -1,6 +1,6 @@
 """Ablation of PathNet's binary-digit result (Fernando et al. 2017, arXiv:1701.08734, §3.1).
 
-Runs ``runners/binary_digits.py`` once per named variant — each variant a list of that runner's
+Runs ``pathevo binary_digits`` once per named variant — each variant a list of that runner's
 flags — over one fixed list of task pairs (half of them sharing a digit), then writes
 ``ablation.json`` and ``ablation.md`` in ``--out``: per variant and condition the mean number of
 generations to the threshold with its 95% Student-t interval, the median and the censored runs
@@ -131,21 +131,6 @@ def run_variant(cfg: ReproductionConfig, name: str) -> dict[str, Any]:
     return binary_digits.main(parse_config(binary_digits.BinaryDigitsConfig, "variant", args))
 
 
-def finished_pairs(run_path: Path) -> dict[str, Any] | None:
-    """A variant's summary: of the finished run, or of the pairs an unfinished run completed
-    (``partial`` then says how many pairs the run was given); None if none completed."""
-    if (run_path / rd.SUMMARY).exists():
-        return json.loads((run_path / rd.SUMMARY).read_text())
-    if not (run_path / rd.CHECKPOINT).exists():
-        return None
-    run_cfg = rd.load_config(run_path, binary_digits.BinaryDigitsConfig)
-    state = rd.load_checkpoint(run_path) or {"results": []}
-    done = [r for r in state["results"] if "best_b" in r and "finetune_b_generations" in r]
-    if not done:
-        return None
-    return {**binary_digits.summarise(run_cfg, done), "partial": len(run_cfg.tasks)}
-
-
 def main(cfg: ReproductionConfig) -> dict[str, Any]:
     """Run the chosen variants, then write the tables over every finished variant in --out."""
     Path(cfg.out).mkdir(parents=True, exist_ok=True)
@@ -154,7 +139,7 @@ def main(cfg: ReproductionConfig) -> dict[str, Any]:
             run_variant(cfg, name)
     rows = {}
     for name in VARIANTS:
-        summary = finished_pairs(Path(cfg.out) / name)
+        summary = binary_digits.completed_summary(Path(cfg.out) / name)
         if summary is not None:
             rows[name] = summary
     report = {

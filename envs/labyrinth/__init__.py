@@ -6,7 +6,7 @@ arXiv:1605.02097), see :mod:`pathevo.envs.labyrinth.doom` and docs/labyrinth.md.
 package registers the ids; the engine is imported only when an environment is made.
 
 Example:
-    >>> from envs.labyrinth import make_labyrinth_env
+    >>> from pathevo.envs.labyrinth import make_labyrinth_env
     >>> env = make_labyrinth_env("pathevo/Labyrinth-NavMaze-v0", seed=0)
     >>> env.observation_space.shape, env.action_space.n
     ((4, 84, 84), 8)

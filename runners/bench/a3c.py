@@ -4,11 +4,11 @@ Mnih et al. 2016, arXiv:1602.01783 (A3C); Fernando et al. 2017, arXiv:1701.08734
 Three measurements on the same machine, one after the other:
 
 * ``raw``: ale-py's C++ vector env stepping uniformly random actions with the same
-  preprocessing as ``envs.make_env`` (84×84 gray, frame skip 4 with max-pooling, 4 stacked
+  preprocessing as ``pathevo.envs.make_env`` (84×84 gray, frame skip 4 with max-pooling, 4 stacked
   frames, up to 30 no-ops, sticky actions 0.25), W·E games and as many threads as workers
   (each worker steps its own vector env of the same kind, E games on one thread);
 * ``a3c``: ``runners/a3c.py`` with the standard network, W workers;
-* ``pathnet``: ``runners/a3c.py --agent pathnet`` (the paper's Atari library), W workers, for
+* ``pathnet``: ``pathevo a3c --agent pathnet`` (the paper's Atari library), W workers, for
   each library size M in ``--modules``: the cost of a step must not grow with M.
 
 Each agent is timed in every torso precision of ``--precisions`` (float32, and bfloat16 mixed

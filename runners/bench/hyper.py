@@ -3,15 +3,17 @@
 Stanley et al. 2009: a CPPN is queried once per connection of the substrate. We time, side by
 side in one run,
 
-1. **expression**: a ``--cppn-nodes``-node CPPN (:func:`modules.cppn.random_cppn` with hidden
+1. **expression**: a ``--cppn-nodes``-node CPPN (:func:`pathevo.modules.cppn.random_cppn` with
+hidden
    nodes; 7 inputs) generating (a) one conv module of PathNet's first Atari layer
    on an 84×84 input (``--conv`` = C_out, C_in, k) and (b) a linear module from the 84×84 screen
    to a ``--hidden``×``--hidden`` grid, with the compiled torch CPPN (all queries at once,
-   :func:`modules.substrate.conv_weights` / :func:`~modules.substrate.linear_weights`) against the
-   node-by-node, connection-by-connection Python reference (:func:`modules.cppn.reference_cppn`).
-   The reference's time per query is measured on ``--reference-queries`` queries and multiplied
-   by the module's query count (it is linear in the queries; the full linear module would take
-   minutes) — the JSON says which figures are extrapolated;
+   :func:`pathevo.modules.substrate.conv_weights` /
+   :func:`~pathevo.modules.substrate.linear_weights`) against the node-by-node,
+   connection-by-connection Python reference (:func:`pathevo.modules.cppn.reference_cppn`). The
+   reference's time per query is measured on ``--reference-queries`` queries and multiplied by the
+   module's query count (it is linear in the queries; the full linear module would take minutes) —
+   the JSON says which figures are extrapolated;
 2. **evaluation**: genomes scored per second on ``--env-id`` (CartPole-v1) over the map
    backend with 1 and with 2 processes (pool start-up excluded: one warm-up generation first).
 

@@ -1,10 +1,10 @@
 """Benchmark: inference time of a pruned head, dense masked vs. sparse, and where sparse pays.
 
 Lottery tickets (Frankle & Carbin 2019, arXiv:1803.03635; in RL Yu et al. 2020,
-arXiv:1906.02768) leave heads at 80–98 % sparsity, but :mod:`modules.pruning` keeps them dense:
-``torch.nn.utils.prune``'s forward pre-hook multiplies ``weight_orig`` by its mask on every call.
-For an MLP head of ``--widths`` (default 256 -> 256 -> 18: a feature vector, a hidden layer, an
-Atari action set; ReLU between) pruned layer-wise to each ``--sparsities`` level, we time one
+arXiv:1906.02768) leave heads at 80–98 % sparsity, but :mod:`pathevo.modules.pruning` keeps them
+dense: ``torch.nn.utils.prune``'s forward pre-hook multiplies ``weight_orig`` by its mask on every
+call. For an MLP head of ``--widths`` (default 256 -> 256 -> 18: a feature vector, a hidden layer,
+an Atari action set; ReLU between) pruned layer-wise to each ``--sparsities`` level, we time one
 no-grad forward on batches of ``--batches`` rows in four ways, side by side in one run:
 
 - ``masked``: the pruned modules as training runs them (prune's hook, then a dense matmul);

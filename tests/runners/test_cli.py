@@ -223,3 +223,16 @@ def test_every_flag_spelled_in_the_docs_is_a_runner_flag() -> None:
         for match in re.finditer(r"(?<![\w-])--[a-z][\w.-]*", document.read_text())
     }
     assert {(where, flag) for where, flag in spelled if flag not in known} == set()
+
+
+def test_no_document_spells_a_command_the_old_way() -> None:
+    """Recipes run as `pathevo RECIPE` (or `python -m pathevo.runners.RECIPE`); a script path
+    with flags, or a bare `python -m envs`, would send a user to what no longer runs."""
+    old = re.compile(r"python runners/|runners/\w+\.py --|python -m (envs|runners|agents)\b")
+    found = [
+        f"{document.name}:{number}"
+        for document in DOCUMENTS
+        for number, line in enumerate(document.read_text().splitlines(), 1)
+        if old.search(line)
+    ]
+    assert found == []

@@ -212,8 +212,8 @@ def test_a_killed_deterministic_run_resumes_to_the_uninterrupted_result(runner, 
 
 def sessions_start(monkeypatch) -> list[dict[str, Any]]:
     """Record, at the start of every training phase of this process (every recipe runs its
-    phases with :meth:`agents.phase.Phase.run`), its network and its checkpoint state: shared
-    optimiser, step counters, log and, for path agents, population."""
+    phases with :meth:`pathevo.agents.phase.Phase.run`), its network and its checkpoint state:
+    shared optimiser, step counters, log and, for path agents, population."""
     starts: list[dict[str, Any]] = []
     real = Phase.run
 
@@ -249,7 +249,7 @@ def assert_bitwise(started: Any, saved: Any, where: str) -> None:
 def phase_in_progress(state: dict[str, Any]) -> dict[str, Any] | None:
     """What a checkpoint holds of the phase it was taken in (network, optimiser, counters,
     log, population), if it was taken inside one: every recipe saves the network beside
-    :meth:`agents.phase.Phase.state`."""
+    :meth:`pathevo.agents.phase.Phase.state`."""
     if "runs" in state:  # runners/lottery.py: the training in progress of the latest repeat
         current = [run.get("current") for run in state["runs"].values()][-1]
         return None if current is None else current["state"]
