@@ -11,6 +11,7 @@ invocation so the comparison is side by side.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -91,10 +92,13 @@ def fine_tune(
     graph: CPPNGraph,
     neat_cfg: HyperNEATConfig,
     seed: int,
-    writer: SummaryWriter,
+    writers: Callable[[str], SummaryWriter],
     show_progress: bool,
 ) -> dict[str, dict[str, Any]]:
-    """A3C from the CPPN's initialisation and from a random one; their results by name."""
+    """A3C from the CPPN's initialisation and from a random one; their results by name.
+
+    ``writers(name)``: the TensorBoard writer of ``cppn_init`` or ``random_init``, a directory
+    of its own, so both write the same tags (``charts/mean_return_20``…) and overlay."""
     results = {}
     for name, init in (("cppn_init", graph), ("random_init", None)):
         torch.manual_seed(seed)
@@ -103,8 +107,8 @@ def fine_tune(
         phase = Phase.create(
             model, a3c, cfg.workers, seed, population=population, pathnet=SINGLE_PATH
         )
-        with make_progress(Console(), show_progress) as progress:
-            reporters = phase.reporters(writer=writer, prefix=f"hybrid/{name}/", progress=progress)
+        with make_progress(Console(), show_progress) as progress, writers(name) as writer:
+            reporters = phase.reporters(writer=writer, name=f"hybrid/{name}", progress=progress)
             # Every worker stays on the one path: gradient descent only, no tournaments.
             phase.run(pathnet_worker, env_id=env_id, budget=cfg.steps, reporters=reporters,
                       evolve=False)  # fmt: skip

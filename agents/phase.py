@@ -262,22 +262,24 @@ class Phase:
         self,
         *,
         writer: SummaryWriter,
-        prefix: str,
+        name: str,
         progress: Progress,
         checkpoint: Callable[[], None] | None = None,
         checkpoint_every: int | None = None,
         checkpoint_minutes: float | None = None,
         target_return: float | None = None,
     ) -> list[Reporter]:
-        """The reporters of a recipe's phase, tags under ``prefix``: TensorBoard, progress,
-        throughput and restarts; checkpoints with ``checkpoint`` (every ``checkpoint_every``
-        steps or ``checkpoint_minutes``), an early stop with ``target_return``. Make them after
+        """The reporters of a recipe's phase called ``name`` (its progress bar, its restarts on
+        stderr): TensorBoard into ``writer`` (the phase's own directory: tags name only the
+        quantity), progress, throughput and restarts; checkpoints with ``checkpoint`` (every
+        ``checkpoint_every`` steps or ``checkpoint_minutes``), an early stop with
+        ``target_return``. Make them after
         :meth:`restore`: the usage image marks the frozen modules the restored network has."""
         reporters: list[Reporter] = [
-            TensorBoardReporter(writer, prefix, self.log, self.population, self.frozen),
-            ProgressReporter(progress, prefix.rstrip("/") or "train"),
-            ThroughputReporter(writer, prefix, self.log),
-            RestartReporter(writer, prefix),
+            TensorBoardReporter(writer, self.log, self.population, self.frozen),
+            ProgressReporter(progress, name or "train"),
+            ThroughputReporter(writer, self.log),
+            RestartReporter(writer, name),
         ]
         if checkpoint is not None:
             reporters.append(Checkpointer(checkpoint, checkpoint_every, checkpoint_minutes))

@@ -15,6 +15,9 @@ reporter overrides only the hooks it needs.
 * :class:`Checkpointer`: every ``every`` steps or ``minutes`` of wall time, and on Ctrl-C;
 * :class:`EarlyStop`: stops the workers once the mean return reaches a target;
 * :class:`RestartReporter`: a restarted worker on stderr and as TensorBoard text.
+
+Tags name the quantity only (docs/tensorboard.md): each phase writes its own run directory
+(``pathnet_b/``, ``scratch/``…), so TensorBoard overlays the same tag of every condition.
 """
 
 from __future__ import annotations
@@ -132,14 +135,14 @@ class ReporterSet(Reporter):
 
 
 def draw_routing(
-    writer: SummaryWriter, prefix: str, log: PhaseLog, rank: int, step: int, names: Sequence[str]
+    writer: SummaryWriter, log: PhaseLog, rank: int, step: int, names: Sequence[str]
 ) -> None:
     """TensorBoard for the MoE layers and tasks ``names`` after worker ``rank``'s report:
     per-expert load and importance (shares of all workers' latest reports in ``log``), load
     CV², and an image of expert usage per task."""
     for name in names:
         total = routing_total(log.moe[name])
-        tag = f"{prefix}moe/{name}"
+        tag = f"moe/{name}"
         writer.add_scalar(f"{tag}/load_cv2", total.load_cv2(), step)
         picks = total.picks / max(float(total.picks.sum()), 1.0)
         importance = total.importance / max(float(total.importance.sum()), 1e-9)
@@ -152,7 +155,6 @@ def draw_routing(
 
 def log_routing(
     writer: SummaryWriter,
-    prefix: str,
     log: PhaseLog,
     rank: int,
     step: int,
@@ -160,7 +162,7 @@ def log_routing(
 ) -> None:
     """Record one worker's routing report in ``log`` and draw it (:func:`draw_routing`)."""
     record_routing(log, rank, reports)
-    draw_routing(writer, prefix, log, rank, step, list(reports))
+    draw_routing(writer, log, rank, step, list(reports))
 
 
 LOSSES = ("policy_loss", "value_loss", "entropy", "grad_norm", "aux_loss")
@@ -169,7 +171,8 @@ LOSSES = ("policy_loss", "value_loss", "entropy", "grad_norm", "aux_loss")
 
 class TensorBoardReporter(Reporter):
     """``charts/…`` returns, ``losses/…``, ``moe/…`` routing and, for path agents, the
-    population's ``evolution/…`` fitness and module usage, under ``prefix``.
+    population's ``evolution/…`` fitness and module usage; ``writer`` is the phase's own
+    directory, so the tags do not name the phase.
 
     ``population`` and ``frozen`` (per layer a bool [M_l], as ``library.frozen_mask()``): the
     phase's paths, drawn after every tournament with frozen modules marked; None: no paths.
@@ -178,45 +181,42 @@ class TensorBoardReporter(Reporter):
     def __init__(
         self,
         writer: SummaryWriter,
-        prefix: str,
         log: PhaseLog,
         population: SharedPopulation | None = None,
         frozen: Sequence[torch.Tensor] | None = None,
     ) -> None:
-        self.writer, self.prefix, self.log = writer, prefix, log
+        self.writer, self.log = writer, log
         self.population, self.frozen = population, frozen
 
     def episode(
         self, *, rank: int, step: int, episode_return: float, mean: float, episodes: int,
         done: int, workers: Workers,
     ) -> None:  # fmt: skip
-        prefix = self.prefix
-        self.writer.add_scalar(f"{prefix}charts/episodic_return/worker{rank}", episode_return, step)
-        self.writer.add_scalar(f"{prefix}charts/mean_return_20", mean, step)
+        self.writer.add_scalar(f"charts/episodic_return/worker{rank}", episode_return, step)
+        self.writer.add_scalar("charts/mean_return_20", mean, step)
 
     def update(self, *, rank: int, step: int, message: Mapping[str, Any], done: int) -> None:
         if "moe" in message:
-            draw_routing(self.writer, self.prefix, self.log, rank, step, list(message["moe"]))
+            draw_routing(self.writer, self.log, rank, step, list(message["moe"]))
         for key in LOSSES:
             if key in message:
-                self.writer.add_scalar(f"{self.prefix}losses/{key}", message[key], step)
+                self.writer.add_scalar(f"losses/{key}", message[key], step)
         if message.get("skipped_updates"):
-            self.writer.add_scalar(f"{self.prefix}losses/skipped_updates",
-                                   self.log.skipped_updates, step)  # fmt: skip
+            self.writer.add_scalar("losses/skipped_updates", self.log.skipped_updates, step)
 
     def tournament(self, *, rank: int, step: int, fitness: float) -> None:
-        population, frozen, prefix = self.population, self.frozen, self.prefix
+        population, frozen = self.population, self.frozen
         if population is None or frozen is None:
             return
         evaluated = population.fitness[~population.fitness.isnan()]  # [<= P] float64
-        self.writer.add_scalar(f"{prefix}evolution/fitness/worker{rank}", fitness, step)
+        self.writer.add_scalar(f"evolution/fitness/worker{rank}", fitness, step)
         if evaluated.numel():  # every slot may be between a copy and its evaluation
-            self.writer.add_scalar(f"{prefix}evolution/fitness_max", evaluated.max(), step)
-            self.writer.add_scalar(f"{prefix}evolution/fitness_mean", evaluated.mean(), step)
+            self.writer.add_scalar("evolution/fitness_max", evaluated.max(), step)
+            self.writer.add_scalar("evolution/fitness_mean", evaluated.mean(), step)
         sizes = [len(row) for row in frozen]
         active = population.genomes.shape[1] // len(sizes)
         usage = module_usage(population.genomes.tolist(), len(sizes), active, sizes)
-        self.writer.add_image(f"{prefix}evolution/paths", usage_image(usage, frozen), step)
+        self.writer.add_image("evolution/paths", usage_image(usage, frozen), step)
 
 
 def make_progress(console: Console, enabled: bool) -> Progress:
@@ -255,10 +255,8 @@ class ThroughputReporter(Reporter):
     worker's first logged update to the last one, process start-up and shut-down excluded (a
     session too short for that counts whole)."""
 
-    def __init__(
-        self, writer: SummaryWriter, prefix: str, log: PhaseLog, every: float = 2.0
-    ) -> None:
-        self.writer, self.prefix, self.log, self.every = writer, prefix, log, every
+    def __init__(self, writer: SummaryWriter, log: PhaseLog, every: float = 2.0) -> None:
+        self.writer, self.log, self.every = writer, log, every
         self.start: tuple[float, int] = (time.monotonic(), 0)  # (time, steps) of the session
         self.rate_mark = self.start
         self.steady_from: tuple[float, int] | None = None  # once every worker updated
@@ -279,7 +277,7 @@ class ThroughputReporter(Reporter):
         now = time.monotonic()
         if now - self.rate_mark[0] >= self.every:
             rate = (done - self.rate_mark[1]) / (now - self.rate_mark[0])
-            self.writer.add_scalar(f"{self.prefix}charts/steps_per_second", rate, step)
+            self.writer.add_scalar("charts/steps_per_second", rate, step)
             self.rate_mark = (now, done)
 
     def ended(self, *, done: int) -> None:
@@ -342,14 +340,15 @@ class EarlyStop(Reporter):
 
 
 class RestartReporter(Reporter):
-    """A restarted worker on stderr and as TensorBoard text (``events/worker_restarts``)."""
+    """A restarted worker on stderr, after the phase's ``name``, and as TensorBoard text
+    (``events/worker_restarts``)."""
 
-    def __init__(self, writer: SummaryWriter, prefix: str) -> None:
-        self.writer, self.prefix = writer, prefix
+    def __init__(self, writer: SummaryWriter, name: str = "") -> None:
+        self.writer, self.name = writer, name
 
     def restarted(
         self, *, rank: int, reason: str, restarts: int, max_restarts: int, done: int
     ) -> None:
         event = f"worker {rank} failed and was restarted ({restarts} of {max_restarts}): {reason}"
-        print(f"{self.prefix}{event}", file=sys.stderr)
-        self.writer.add_text(f"{self.prefix}events/worker_restarts", event, done)
+        print(f"{self.name}: {event}" if self.name else event, file=sys.stderr)
+        self.writer.add_text("events/worker_restarts", event, done)

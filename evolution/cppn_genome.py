@@ -94,6 +94,40 @@ class NeatTracker(InnovationTracker):
         self.__dict__.update(state)
 
 
+def genome_to_data(genome: DefaultGenome) -> dict[str, Any]:
+    """A CPPN genome as plain data (a ``weights_only`` checkpoint holds it): its key, neat's
+    fitness and every gene's attributes, genes in the genome's order (neat sums in that order)."""
+    return {
+        "key": genome.key,
+        "fitness": genome.fitness,
+        "nodes": [[key, _gene_attributes(gene)] for key, gene in genome.nodes.items()],
+        "connections": [[list(key), _gene_attributes(gene)]
+                        for key, gene in genome.connections.items()],
+    }  # fmt: skip
+
+
+def genome_from_data(data: dict[str, Any]) -> DefaultGenome:
+    """The genome :func:`genome_to_data` stored (equal genes, innovation numbers, order)."""
+    genome = DefaultGenome(data["key"])
+    genome.fitness = data["fitness"]
+    for key, attributes in data["nodes"]:
+        genome.nodes[key] = _gene(CPPNNodeGene(key), attributes)
+    for key, attributes in data["connections"]:
+        key = tuple(key)
+        connection = DefaultConnectionGene(key, innovation=attributes["innovation"])
+        genome.connections[key] = _gene(connection, attributes)
+    return genome
+
+
+def _gene_attributes(gene: Any) -> dict[str, Any]:
+    return {name: value for name, value in vars(gene).items() if name != "key"}
+
+
+def _gene(gene: Any, attributes: dict[str, Any]) -> Any:
+    vars(gene).update(attributes)
+    return gene
+
+
 def make_genome_config(cfg: NeatConfig, num_inputs: int, num_outputs: int) -> DefaultGenomeConfig:
     """A neat-python genome config built from ``cfg`` (no INI file), with a fresh tracker.
 

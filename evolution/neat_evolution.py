@@ -10,6 +10,7 @@ every counter the run needs (innovation numbers, node/genome/species keys), so a
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import random
 from collections.abc import Sequence
@@ -18,13 +19,20 @@ from typing import Any
 
 from deap import base
 
-from pathevo.evolution.cppn_genome import NeatTracker, seeded_random
+from pathevo.evolution.cppn_genome import (
+    NeatTracker,
+    genome_from_data,
+    genome_to_data,
+    seeded_random,
+)
 from pathevo.evolution.neat_config import NeatConfig
 from pathevo.evolution.speciation import (
     Species,
     adjust_threshold,
     allocate_offspring,
     speciate,
+    species_from_data,
+    species_to_data,
     surviving_species,
     update_stagnation,
 )
@@ -50,6 +58,19 @@ class NeatState:
         """Generation 0 without counters: ``next_generation`` then takes them from the toolbox
         that made the population (counters only ever move forward)."""
         return cls(0, cfg.compatibility_threshold, 0, 0, 0)
+
+
+def neat_state_to_data(state: NeatState) -> dict[str, Any]:
+    """The state as plain data (a ``weights_only`` checkpoint holds it): counters, threshold and
+    the species, their representatives as genome dicts."""
+    species = {key: species_to_data(s, genome_to_data) for key, s in state.species.items()}
+    return {**dataclasses.asdict(dataclasses.replace(state, species={})), "species": species}
+
+
+def neat_state_from_data(data: dict[str, Any]) -> NeatState:
+    """The state :func:`neat_state_to_data` stored."""
+    species = {key: species_from_data(s, genome_from_data) for key, s in data["species"].items()}
+    return NeatState(**{**data, "species": species})
 
 
 def initial_state(toolbox: base.Toolbox) -> NeatState:

@@ -8,6 +8,7 @@ neat-python's ``DefaultGenome.distance`` (see :func:`compatibility_distance`).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -33,6 +34,19 @@ class Species:
     """Best fitness the species ever reached."""
     last_improved: int = 0
     """Generation ``best_fitness`` last rose."""
+
+
+def species_to_data(species: Species, encode: Callable[[Any], Any]) -> dict[str, Any]:
+    """A species as plain data, its representative through ``encode`` (e.g.
+    :func:`pathevo.evolution.cppn_genome.genome_to_data`)."""
+    data = dataclasses.asdict(dataclasses.replace(species, representative=None))
+    return {**data, "representative": encode(species.representative)}
+
+
+def species_from_data(data: dict[str, Any], decode: Callable[[Any], Any]) -> Species:
+    """The species :func:`species_to_data` stored, its representative through ``decode``."""
+    return Species(**{**data, "representative": decode(data["representative"]),
+                      "members": list(data["members"])})  # fmt: skip
 
 
 def compatibility_distance(genome1: Any, genome2: Any, config: Any) -> float:

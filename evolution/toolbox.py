@@ -17,6 +17,8 @@ from neat.genome import DefaultGenome, DefaultGenomeConfig
 from pathevo.evolution.config import EvoConfig
 from pathevo.evolution.cppn_genome import (
     crossover_genomes,
+    genome_from_data,
+    genome_to_data,
     make_genome_config,
     mutate_genome,
     new_cppn_genome,
@@ -42,6 +44,21 @@ def new_genome(
     """A uniformly random path genome of L*N genes (layer l's from its ``sizes[l]`` modules;
     ``cfg.modules`` in every layer by default)."""
     return PathGenome(random_genome(cfg.layers, cfg.active, sizes or cfg.modules, rng))
+
+
+def path_genome_to_data(genome: PathGenome) -> dict[str, list]:
+    """A path genome as plain data (a ``weights_only`` checkpoint holds it): genes and fitness
+    values (empty when invalid)."""
+    return {"genes": [int(gene) for gene in genome],
+            "fitness": [float(value) for value in genome.fitness.values]}  # fmt: skip
+
+
+def path_genome_from_data(data: dict[str, list]) -> PathGenome:
+    """The genome :func:`path_genome_to_data` stored."""
+    genome = PathGenome(int(gene) for gene in data["genes"])
+    if data["fitness"]:
+        genome.fitness.values = tuple(data["fitness"])
+    return genome
 
 
 def make_toolbox(
@@ -115,6 +132,18 @@ if not hasattr(creator, "CPPNGenome"):
     creator.create("CPPNGenome", _GenomeHolder, fitness=creator.CPPNFitness)
 
 CPPNGenome = creator.CPPNGenome
+
+
+def cppn_individual_to_data(individual: CPPNGenome) -> dict[str, Any]:
+    """A CPPN individual as plain data: its genome's dict
+    (:func:`pathevo.evolution.cppn_genome.genome_to_data`) and DEAP fitness values."""
+    return {"genome": genome_to_data(individual.genome),
+            "fitness": [float(value) for value in individual.fitness.values]}  # fmt: skip
+
+
+def cppn_individual_from_data(data: dict[str, Any]) -> CPPNGenome:
+    """The individual :func:`cppn_individual_to_data` stored."""
+    return _rebuild_cppn_genome(genome_from_data(data["genome"]), tuple(data["fitness"]))
 
 
 def new_cppn_individual(config: DefaultGenomeConfig) -> CPPNGenome:

@@ -9,8 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from deap import base, tools
+
+from pathevo.evolution.toolbox import path_genome_from_data, path_genome_to_data
 
 
 @dataclass
@@ -38,6 +41,48 @@ class SearchState:
     def best(self) -> list[int]:
         """The fittest genome seen so far."""
         return list(self.hall_of_fame[0])
+
+
+def logbook_to_data(logbook: tools.Logbook) -> list[dict[str, Any]]:
+    """A logbook's records as plain dicts."""
+    return [dict(record) for record in logbook]
+
+
+def logbook_from_data(records: list[dict[str, Any]]) -> tools.Logbook:
+    """The logbook of :func:`logbook_to_data`'s records."""
+    logbook = tools.Logbook()
+    for record in records:
+        logbook.record(**record)
+    return logbook
+
+
+def search_to_data(state: SearchState) -> dict[str, Any]:
+    """The search state as plain data (a ``weights_only`` checkpoint holds it): genomes as
+    :func:`pathevo.evolution.toolbox.path_genome_to_data` dicts, the logbook as its records."""
+    return {
+        "population": [path_genome_to_data(genome) for genome in state.population],
+        "generation": state.generation,
+        "solved_at": state.solved_at,
+        "best_fitness": float(state.best_fitness),
+        "hall_of_fame": {"maxsize": state.hall_of_fame.maxsize,
+                         "items": [path_genome_to_data(g) for g in state.hall_of_fame]},
+        "logbook": logbook_to_data(state.logbook),
+    }  # fmt: skip
+
+
+def search_from_data(data: dict[str, Any]) -> SearchState:
+    """The search state :func:`search_to_data` stored."""
+    hall_of_fame = tools.HallOfFame(data["hall_of_fame"]["maxsize"])
+    for item in reversed(data["hall_of_fame"]["items"]):  # worst first: ties keep their order
+        hall_of_fame.insert(path_genome_from_data(item))
+    return SearchState(
+        population=[path_genome_from_data(genome) for genome in data["population"]],
+        generation=data["generation"],
+        solved_at=data["solved_at"],
+        best_fitness=data["best_fitness"],
+        hall_of_fame=hall_of_fame,
+        logbook=logbook_from_data(data["logbook"]),
+    )
 
 
 def binary_tournament(population: list, toolbox: base.Toolbox) -> TournamentOutcome:

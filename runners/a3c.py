@@ -97,6 +97,10 @@ def build_agent(
     return model, agent.population(cfg.pathnet, cfg.workers, cfg.seed)
 
 
+NEEDS = {"model": dict, "optimizer": dict, "steps": torch.Tensor, "log": dict}
+"""What an a3c checkpoint holds (and the types of those values) to resume from."""
+
+
 def upgrade_checkpoint(state: dict[str, Any]) -> dict[str, Any]:
     """A checkpoint in the phase layout every recipe shares (the network, then
     :meth:`pathevo.agents.phase.Phase.state`, then the summary). Run directories written before
@@ -117,7 +121,7 @@ def main(cfg: A3CRunConfig) -> dict[str, Any]:
     if cfg.resume is not None:
         run_path = Path(cfg.resume)
         cfg = dataclasses.replace(rd.load_config(run_path, A3CRunConfig), resume=cfg.resume)
-        checkpoint = rd.load_checkpoint(run_path)
+        checkpoint = rd.load_checkpoint(run_path, "a3c", NEEDS)  # refused: nothing has run
         if checkpoint is not None:
             checkpoint = upgrade_checkpoint(checkpoint)
             if checkpoint.get("summary") is not None:
@@ -132,8 +136,11 @@ def main(cfg: A3CRunConfig) -> dict[str, Any]:
         model, cfg.a3c, cfg.workers, cfg.seed, population=population, pathnet=cfg.pathnet
     )
     if checkpoint is not None:
-        model.load_state_dict(checkpoint["model"])
-        phase.restore(checkpoint)
+        try:
+            model.load_state_dict(checkpoint["model"])
+            phase.restore(checkpoint)
+        except (RuntimeError, KeyError, TypeError, ValueError) as error:
+            raise rd.malformed(run_path, "model", error) from None
 
     def save(summary: dict[str, Any] | None = None) -> None:
         rd.save_checkpoint(run_path, {"model": model.state_dict(), **phase.state(),
@@ -147,7 +154,7 @@ def main(cfg: A3CRunConfig) -> dict[str, Any]:
     console = Console()
     with make_progress(console, cfg.progress) as progress:
         reporters = phase.reporters(
-            writer=writer, prefix="", progress=progress, checkpoint=save,
+            writer=writer, name="train", progress=progress, checkpoint=save,
             checkpoint_every=cfg.checkpoint_every, checkpoint_minutes=cfg.checkpoint_minutes,
             target_return=cfg.target_return,
         )  # fmt: skip

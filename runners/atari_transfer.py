@@ -167,8 +167,11 @@ def train_phase(
     )
     start = 0
     if state["current"] is not None:  # resuming inside this phase
-        model.load_state_dict(state["current"]["model"])
-        phase.restore(state["current"])
+        try:
+            model.load_state_dict(state["current"]["model"])
+            phase.restore(state["current"])
+        except (RuntimeError, KeyError, TypeError, ValueError) as error:
+            raise rd.malformed(run_path, "current", error) from None
         start = int(phase.steps.sum()) + 1
     writer = rd.segment_writer(run_path, name, start)
 
@@ -177,7 +180,7 @@ def train_phase(
         rd.save_checkpoint(run_path, state)
 
     reporters = phase.reporters(
-        writer=writer, prefix=f"{name}/", progress=progress, checkpoint=save,
+        writer=writer, name=name, progress=progress, checkpoint=save,
         checkpoint_every=cfg.checkpoint_every, checkpoint_minutes=cfg.checkpoint_minutes,
     )  # fmt: skip
     phase.run(
@@ -193,6 +196,22 @@ def train_phase(
         state["best_a"] = state["paths"][name]
 
 
+NEEDS = {"phase": int, "logs": dict, "paths": dict, "after_a": (dict, type(None)),
+         "best_a": (list, type(None)), "current": (dict, type(None))}  # fmt: skip
+"""What an atari_transfer checkpoint holds (and the types of those values) to resume from."""
+PHASE_NEEDS = {"model": dict, "optimizer": dict, "steps": torch.Tensor, "log": dict}
+"""What its ``current`` (a phase it was inside) holds."""
+
+
+def load_state(run_path: Path) -> dict[str, Any] | None:
+    """The run's checkpoint, None if it has none; a one-line ValueError if it is refused or
+    lacks what a resume needs (checked before anything runs)."""
+    state = rd.load_checkpoint(run_path, "atari_transfer", NEEDS)
+    if state is not None and state["current"] is not None:
+        rd.require(state["current"], PHASE_NEEDS, run_path, "atari_transfer")
+    return state
+
+
 def main(cfg: TransferConfig, runner: str = "atari_transfer") -> dict[str, Any]:
     """Run the four phases (or resume them) and return the summary written to summary.json.
 
@@ -202,7 +221,7 @@ def main(cfg: TransferConfig, runner: str = "atari_transfer") -> dict[str, Any]:
     if cfg.resume is not None:
         run_path = Path(cfg.resume)
         cfg = dataclasses.replace(rd.load_config(run_path, TransferConfig), resume=cfg.resume)
-        checkpoint = rd.load_checkpoint(run_path)
+        checkpoint = load_state(run_path)  # refused or malformed: nothing has run
         if checkpoint is not None and checkpoint.get("summary") is not None:
             return checkpoint["summary"]
     shape_a, actions_a = env_spaces(cfg.env_a, cfg.seed)

@@ -52,8 +52,19 @@ from pathevo.envs.digits import BinaryTask, all_tasks, make_binary_task, parse_t
 from pathevo.evolution.backends import BACKENDS, check_backend, map_backend
 from pathevo.evolution.config import EvoConfig
 from pathevo.evolution.operators import genome_to_path, module_usage
-from pathevo.evolution.toolbox import PathGenome, make_toolbox
-from pathevo.evolution.tournament import SearchState, TournamentOutcome, evolve
+from pathevo.evolution.toolbox import (
+    PathGenome,
+    make_toolbox,
+    path_genome_from_data,
+    path_genome_to_data,
+)
+from pathevo.evolution.tournament import (
+    SearchState,
+    TournamentOutcome,
+    evolve,
+    search_from_data,
+    search_to_data,
+)
 from pathevo.evolution.transfer import begin_transfer, module_reuse, reused_modules
 from pathevo.modules.library import PathLibrary, linear_library
 from pathevo.modules.moe import take_routing
@@ -276,26 +287,27 @@ def load_tasks(cfg: BinaryDigitsConfig, names: list[str], device: torch.device) 
 
 
 class GenerationLogger:
-    """Per generation: TensorBoard scalars and the module-usage image, progress, checkpoints."""
+    """Per generation: TensorBoard scalars and the module-usage image (into the phase's own
+    directory ``pair<k>/<phase>``: tags name only the quantity), progress, checkpoints."""
 
-    def __init__(self, cfg, writer, progress, bar, tag, library, checkpoint) -> None:
+    def __init__(self, cfg, writer, progress, bar, library, checkpoint) -> None:
         self.cfg, self.writer, self.progress, self.bar = cfg, writer, progress, bar
-        self.tag, self.library, self.checkpoint = tag, library, checkpoint
+        self.library, self.checkpoint = library, checkpoint
         self.routing = PhaseLog()
         """The MoE layers' routing of the latest generation (in this process: serial backend)."""
 
     def __call__(self, *, state: SearchState, outcome: TournamentOutcome) -> None:
         gen, evo = state.generation, self.cfg.evo
-        self.writer.add_scalar(f"{self.tag}/fitness_best", state.best_fitness, gen)
-        self.writer.add_scalar(f"{self.tag}/fitness_mean", state.logbook[-1]["mean"], gen)
-        self.writer.add_scalar(f"{self.tag}/accuracy", outcome.winner_fitness, gen)
+        self.writer.add_scalar("evolution/fitness_best", state.best_fitness, gen)
+        self.writer.add_scalar("evolution/fitness_mean", state.logbook[-1]["mean"], gen)
+        self.writer.add_scalar("charts/accuracy", outcome.winner_fitness, gen)
         if gen % self.cfg.image_every == 0:
             usage = module_usage(state.population, evo.layers, evo.active, evo.modules)
             frozen = torch.stack(self.library.frozen_mask()).cpu()
-            self.writer.add_image(f"{self.tag}/module_usage", usage_image(usage, frozen), gen)
+            self.writer.add_image("evolution/paths", usage_image(usage, frozen), gen)
         reports = {name: r.as_lists() for name, r in take_routing(self.library).items()}
         if reports:  # an MoE layer: per-expert load and importance, load CV², usage image
-            log_routing(self.writer, f"{self.tag}/", self.routing, 0, gen, reports)
+            log_routing(self.writer, self.routing, 0, gen, reports)
         self.progress.update(self.bar, completed=gen, best=state.best_fitness)
         if gen % self.cfg.checkpoint_every == 0:
             self.checkpoint(state)
@@ -318,8 +330,41 @@ def open_run(cfg: BinaryDigitsConfig) -> tuple[BinaryDigitsConfig, Path, dict[st
     run_path = Path(cfg.resume)
     saved = rd.load_config(run_path, BinaryDigitsConfig)
     cfg = dataclasses.replace(saved, resume=cfg.resume, progress=cfg.progress)
-    state = rd.load_checkpoint(run_path)
+    state = load_state(run_path)  # refused or malformed: nothing has run
     return cfg, run_path, state or {"pair": 0, "phase": 0, "results": [], "search": None}
+
+
+NEEDS = {"pair": int, "phase": int, "results": list, "search": (dict, type(None))}
+"""What a binary_digits checkpoint holds (and the types of those values) to resume from."""
+
+
+def to_checkpoint(state: dict[str, Any]) -> dict[str, Any]:
+    """``state`` as a checkpoint holds it: the search state and pathnet_a's population as plain
+    data (:func:`pathevo.evolution.tournament.search_to_data`), the rest as it is."""
+    saved = dict(state)
+    if state.get("search") is not None:
+        saved["search"] = search_to_data(state["search"])
+    if state.get("after_a") is not None:
+        population = [path_genome_to_data(genome) for genome in state["after_a"]["population"]]
+        saved["after_a"] = {**state["after_a"], "population": population}
+    return saved
+
+
+def load_state(run_path: Path) -> dict[str, Any] | None:
+    """The run's state from its checkpoint (the inverse of :func:`to_checkpoint`), None if it has
+    none; a one-line ValueError if the checkpoint is refused or lacks what a resume needs."""
+    state = rd.load_checkpoint(run_path, "binary_digits", NEEDS)
+    if state is None:
+        return None
+    try:
+        if state["search"] is not None:
+            state["search"] = search_from_data(state["search"])
+        if state.get("after_a") is not None:
+            population = [path_genome_from_data(g) for g in state["after_a"]["population"]]
+            state["after_a"] = {**state["after_a"], "population": population}
+    except (KeyError, TypeError, ValueError, IndexError) as error:
+        raise rd.malformed(run_path, "search", error) from None
+    return state
 
 
 def record_phase(cfg: BinaryDigitsConfig, result: dict, phase: str, search: SearchState) -> None:
@@ -353,17 +398,20 @@ def main(cfg: BinaryDigitsConfig) -> dict[str, Any]:
     head = nn.Linear(cfg.hidden, 2).to(device)
     if state.get("library") is not None:  # resuming: restore the exact state
         library = fresh_library(cfg, tasks[pairs[0][0]].input_size, device)
-        library.load_state_dict(state["library"])
-        head.load_state_dict(state["head"])
-        rng.setstate(state["rng"])
-        torch.set_rng_state(state["torch_rng"])
+        try:
+            library.load_state_dict(state["library"])
+            head.load_state_dict(state["head"])
+            rng.setstate(state["rng"])
+            torch.set_rng_state(state["torch_rng"])
+        except (RuntimeError, KeyError, TypeError, ValueError) as error:
+            raise rd.malformed(run_path, "library", error) from None
 
     def checkpoint(search: SearchState | None) -> None:
         state["search"] = search
         state["library"] = library.state_dict() if library is not None else None
         state["head"] = head.state_dict()
         state["rng"], state["torch_rng"] = rng.getstate(), torch.get_rng_state()
-        rd.save_checkpoint(run_path, state)
+        rd.save_checkpoint(run_path, to_checkpoint(state))
 
     writer = rd.segment_writer(run_path, "")  # config and summary: every session writes all
     writer.add_text("config", f"```\n{json.dumps(dataclasses.asdict(cfg), indent=2)}\n```")
@@ -409,7 +457,7 @@ def main(cfg: BinaryDigitsConfig) -> dict[str, Any]:
             progress.update(bar, description=description, completed=search.generation, best=best)
             segment = f"pair{k}/{phase}"
             phase_writer = rd.segment_writer(run_path, segment, start)
-            log = GenerationLogger(cfg, phase_writer, progress, bar, segment, library, checkpoint)
+            log = GenerationLogger(cfg, phase_writer, progress, bar, library, checkpoint)
             if phase.startswith("finetune") and cfg.finetune == "fixed":
                 train_fixed_path(search, trainer, cfg.max_generations, cfg.threshold, log)
             else:
@@ -436,7 +484,7 @@ def main(cfg: BinaryDigitsConfig) -> dict[str, Any]:
         writer.add_scalar(f"summary/{condition}_generations_mean", mean)
     writer.close()
     state["summary"] = summary
-    rd.save_checkpoint(run_path, state)
+    rd.save_checkpoint(run_path, to_checkpoint(state))
     print_table(console, summary, run_path)
     return summary
 
@@ -449,7 +497,7 @@ def completed_summary(run_path: Path) -> dict[str, Any] | None:
     if not (run_path / rd.CHECKPOINT).exists():
         return None
     cfg = rd.load_config(run_path, BinaryDigitsConfig)
-    state = rd.load_checkpoint(run_path) or {"results": []}
+    state = load_state(run_path) or {"results": []}
     done = [r for r in state["results"] if "best_b" in r and "finetune_b_generations" in r]
     if not done:
         return None

@@ -163,6 +163,11 @@ class ContinualConfig:
             raise ValueError(f"threshold must lie in (0, 1], got {self.threshold}")
 
 
+NEEDS = {"done": int, "reference": list, "models": dict, "grown": list, "probes": list, "R": dict,
+         "records": dict, "occupancy": list, "modules_per_layer": list}  # fmt: skip
+"""What a continual checkpoint holds (and the types of those values) to resume from."""
+
+
 def open_run(
     cfg: ContinualConfig,
 ) -> tuple[ContinualConfig, Path, dict[str, Any] | None, Digits | Games]:
@@ -176,7 +181,13 @@ def open_run(
     saved = rd.load_config(run_path, ContinualConfig)
     grow = saved.grow or cfg.grow  # a run stopped by a full library can go on with --grow
     cfg = dataclasses.replace(saved, resume=cfg.resume, progress=cfg.progress, grow=grow)
-    checkpoint, family = rd.load_checkpoint(run_path), load_family(cfg)  # refused: nothing changed
+    checkpoint = rd.load_checkpoint(run_path, "continual", NEEDS)  # refused: nothing changed
+    if checkpoint is not None:  # the saved models (and a task it was inside), checked likewise
+        models = [*checkpoint["models"].values(), (checkpoint.get("current") or {}).get("model")]
+        for entry in filter(None, models):
+            rd.require({"model": entry}, {"model": dict}, run_path, "continual")
+            rd.require(entry, {"state": dict, "sizes": list}, run_path, "continual")
+    family = load_family(cfg)
     if grow != saved.grow:
         rd.save_config(run_path, dataclasses.replace(cfg, resume=None))
     return cfg, run_path, checkpoint, family
@@ -185,11 +196,15 @@ def open_run(
 def restore(family: Digits | Games, saved: dict[str, Any]) -> nn.Module:
     """A model rebuilt from a checkpoint entry: grown to its layer sizes, then loaded."""
     model = family.build(0)
-    for layer, size in enumerate(saved["sizes"]):
-        extra = size - model.library.modules_per_layer[layer]
-        if extra > 0:
-            model.library.grow(layer, extra)
-    model.load_state_dict(saved["state"])
+    try:
+        for layer, size in enumerate(saved["sizes"]):
+            extra = size - model.library.modules_per_layer[layer]
+            if extra > 0:
+                model.library.grow(layer, extra)
+        model.load_state_dict(saved["state"])
+    except (RuntimeError, KeyError, TypeError, ValueError, IndexError) as error:
+        detail = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise ValueError(f"checkpoint.pt's saved model does not fit this run ({detail})") from None
     return model
 
 
@@ -288,10 +303,10 @@ def main(cfg: ContinualConfig) -> dict[str, Any]:
                         row[j] = family.evaluate(model, j, path)
                 else:
                     row[j] = family.evaluate(model, j, path_of(c, j) if j <= i else probe_path)
-                matrices[c].add_scalar(f"R/task{j}", row[j], i)
+                matrices[c].add_scalar(f"charts/R/task{j}", row[j], i)
             if c == "pathnet":
                 for layer, share in enumerate(state["occupancy"][-1]):
-                    matrices[c].add_scalar(f"occupancy/layer{layer}", share, i)
+                    matrices[c].add_scalar(f"evolution/occupancy/layer{layer}", share, i)
             if c != "scratch":
                 sizes = model.library.modules_per_layer
                 state["models"][c] = {"state": model.state_dict(), "sizes": sizes}

@@ -42,8 +42,18 @@ from pathevo.agents.phase import env_spaces
 from pathevo.agents.registry import agent_names, get_agent
 from pathevo.evolution.backends import BACKENDS, check_backend, map_backend
 from pathevo.evolution.neat_config import NeatConfig
-from pathevo.evolution.neat_evolution import NeatState, initial_state, next_generation
-from pathevo.evolution.toolbox import make_neat_toolbox
+from pathevo.evolution.neat_evolution import (
+    NeatState,
+    initial_state,
+    neat_state_from_data,
+    neat_state_to_data,
+    next_generation,
+)
+from pathevo.evolution.toolbox import (
+    cppn_individual_from_data,
+    cppn_individual_to_data,
+    make_neat_toolbox,
+)
 from pathevo.modules.cppn import CPPNGraph
 from pathevo.runners.figures.neat import plot_cppn, plot_fitness, weight_image
 from pathevo.runners.plumbing import run_dir as rd
@@ -120,7 +130,7 @@ def main(cfg: HyperNEATRunConfig) -> dict[str, Any]:
     if cfg.resume is not None:
         run_path = Path(cfg.resume)
         cfg = dataclasses.replace(rd.load_config(run_path, HyperNEATRunConfig), resume=cfg.resume)
-        checkpoint = rd.load_checkpoint(run_path)
+        checkpoint = load_state(run_path)  # refused or malformed: nothing has run
         if checkpoint is not None and checkpoint.get("summary") is not None:
             return checkpoint["summary"]
     obs_shape, num_actions = env_spaces(cfg.env_id, cfg.seed)  # bad ids fail before any write
@@ -154,10 +164,10 @@ def main(cfg: HyperNEATRunConfig) -> dict[str, Any]:
             )
 
         def save(summary: dict[str, Any] | None = None) -> None:
-            rd.save_checkpoint(run_path, {
+            rd.save_checkpoint(run_path, to_checkpoint({
                 "population": population, "state": state, "history": history, "best": best,
                 "checked": checked, "rng": rng.getstate(), "summary": summary,
-            })  # fmt: skip
+            }))  # fmt: skip
 
         console = Console()
         solved = best is not None and _reached(cfg, best)
@@ -192,7 +202,8 @@ def main(cfg: HyperNEATRunConfig) -> dict[str, Any]:
     if cfg.mode == "hybrid" and best is not None:
         summary["hybrid"] = fine_tune(
             cfg.hybrid, cfg.a3c, cfg.env_id, obs_shape, num_actions, best["graph"],
-            cfg.hyperneat, cfg.seed, writer, cfg.progress,
+            cfg.hyperneat, cfg.seed, lambda name: rd.segment_writer(run_path, f"hybrid/{name}"),
+            cfg.progress,
         )  # fmt: skip
         plot_learning_curves(
             run_path / "hybrid_learning_curve.png",
@@ -294,6 +305,43 @@ def _log(
     policy.express(best["graph"])
     for index, weights in enumerate(policy.weight_matrices()):
         writer.add_image(f"genome/best_weights_layer{index}", weight_image(weights), generation)
+
+
+NEEDS = {"population": list, "state": dict, "history": list, "best": (dict, type(None)),
+         "checked": dict, "rng": tuple}  # fmt: skip
+"""What a hyperneat checkpoint holds (and the types of those values) to resume from."""
+
+
+def to_checkpoint(state: dict[str, Any]) -> dict[str, Any]:
+    """The run's state as plain data: individuals as genome dicts
+    (:func:`pathevo.evolution.toolbox.cppn_individual_to_data`), the NEAT state with its species
+    (:func:`pathevo.evolution.neat_evolution.neat_state_to_data`), the best CPPN as its dict."""
+    best = state["best"]
+    return {
+        **state,
+        "population": [cppn_individual_to_data(ind) for ind in state["population"]],
+        "state": neat_state_to_data(state["state"]),
+        "best": None if best is None else {**best, "graph": best["graph"].to_dict()},
+    }
+
+
+def load_state(run_path: Path) -> dict[str, Any] | None:
+    """The run's state from its checkpoint (the inverse of :func:`to_checkpoint`), None if it has
+    none; a one-line ValueError if the checkpoint is refused or lacks what a resume needs."""
+    state = rd.load_checkpoint(run_path, "hyperneat", NEEDS)
+    if state is None:
+        return None
+    key = "population"
+    try:
+        state["population"] = [cppn_individual_from_data(d) for d in state["population"]]
+        key = "state"
+        state["state"] = neat_state_from_data(state["state"])
+        key = "best"
+        if state["best"] is not None:
+            state["best"] = {**state["best"], "graph": CPPNGraph.from_dict(state["best"]["graph"])}
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError) as error:
+        raise rd.malformed(run_path, key, error) from None
+    return state
 
 
 def summarise(

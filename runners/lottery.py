@@ -181,7 +181,7 @@ def train_logged(
     progress: Any, on_rewind_point: Any, resume: dict[str, Any] | None, save_inside: Any,
 ) -> dict[str, Any]:  # fmt: skip
     """:func:`train`, writing to ``writer``."""
-    log, prefix, began = PhaseLog(), f"{name}/", time.monotonic()
+    log, began = PhaseLog(), time.monotonic()
     task = digits_task(cfg.env_id)
     if task is not None:
         data = make_binary_task(task, resolution=cfg.digits.resolution)
@@ -191,7 +191,7 @@ def train_logged(
             log.episodes.append((start + step, accuracy))
             if (start + step) % 50 == 0:
                 mean = final_mean_return(log.episodes)
-                writer.add_scalar(f"{prefix}charts/accuracy_20", mean, start + step)
+                writer.add_scalar("charts/accuracy_20", mean, start + step)
                 progress.update(bar, completed=start + step, mean=mean)
             if on_rewind_point is not None and start + step == cfg.rewind_steps:
                 on_rewind_point()
@@ -238,7 +238,7 @@ def train_logged(
     worker = functools.partial(keep_zero_worker, worker=agent.worker)
     for budget in budgets:
         reporters = phase.reporters(
-            writer=writer, prefix=prefix, progress=progress, checkpoint=save,
+            writer=writer, name=name, progress=progress, checkpoint=save,
             checkpoint_every=cfg.checkpoint_every, checkpoint_minutes=cfg.checkpoint_minutes,
         )  # fmt: skip
         phase.run(worker, env_id=cfg.env_id, budget=budget, reporters=reporters)
@@ -262,7 +262,10 @@ def main(cfg: LotteryConfig) -> dict[str, Any]:
     if cfg.resume is not None:
         run_path = Path(cfg.resume)
         cfg = dataclasses.replace(rd.load_config(run_path, LotteryConfig), resume=cfg.resume)
-        state = rd.load_checkpoint(run_path) or state
+        state = rd.load_checkpoint(run_path, "lottery", {"runs": dict}) or state
+        for seed, run in state["runs"].items():  # each repeat's entry, before anything runs
+            rd.require({f"runs[{seed}]": run}, {f"runs[{seed}]": dict}, run_path, "lottery")
+            rd.require(run, {"results": dict, "masks": dict}, run_path, "lottery")
         if state.get("summary") is not None:
             return state["summary"]
     task = digits_task(cfg.env_id)
@@ -349,7 +352,7 @@ def run_rounds(
         results["dense"]["sparsity"] = pruning.sparsity(targets)
         run["trained"] = copy.deepcopy(model.state_dict())
         save()
-    log_level(writer, tag, 0, results["dense"]["sparsity"], {"dense": results["dense"]})
+    log_level(writer, 0, results["dense"]["sparsity"], {"dense": results["dense"]})
     for level in range(1, cfg.rounds + 1):
         if level not in run["masks"]:  # prune the latest ticket's trained weights
             model, targets = fresh()
@@ -369,7 +372,7 @@ def run_rounds(
                 run["trained"] = copy.deepcopy(model.state_dict())
             save()
         level_results = {c: results[f"r{level}/{c}"] for c in CONDITIONS}
-        log_level(writer, tag, level, level_results["ticket"]["sparsity"], level_results)
+        log_level(writer, level, level_results["ticket"]["sparsity"], level_results)
 
 
 def start_model(
@@ -392,23 +395,22 @@ def start_model(
     return model, targets
 
 
-def log_level(
-    writer: SummaryWriter, tag: str, level: int, sparsity: float, runs: dict[str, Any]
-) -> None:
-    """One repeat's round in TensorBoard: ``lottery/<tag>/…`` against the round."""
-    writer.add_scalar(f"lottery/{tag}/sparsity", sparsity, level)
+def log_level(writer: SummaryWriter, level: int, sparsity: float, runs: dict[str, Any]) -> None:
+    """One repeat's round in TensorBoard (its directory ``s<seed>``): ``summary/sparsity`` and
+    ``summary/<condition>_return`` against the round, as the means (:func:`log_summary`)."""
+    writer.add_scalar("summary/sparsity", sparsity, level)
     for condition, run in runs.items():
-        writer.add_scalar(f"lottery/{tag}/{condition}_return", run["final_mean_return"], level)
+        writer.add_scalar(f"summary/{condition}_return", run["final_mean_return"], level)
 
 
 def log_summary(writer: SummaryWriter, summary: dict[str, Any]) -> None:
-    """The means over repeats: ``lottery/sparsity`` and ``lottery/<condition>_return``."""
-    writer.add_scalar("lottery/sparsity", 0.0, 0)
-    writer.add_scalar("lottery/dense_return", summary["dense"]["final_mean_return"], 0)
+    """The means over repeats: ``summary/sparsity`` and ``summary/<condition>_return``."""
+    writer.add_scalar("summary/sparsity", 0.0, 0)
+    writer.add_scalar("summary/dense_return", summary["dense"]["final_mean_return"], 0)
     for level in summary["levels"]:
-        writer.add_scalar("lottery/sparsity", level["sparsity"], level["round"])
+        writer.add_scalar("summary/sparsity", level["sparsity"], level["round"])
         for condition in CONDITIONS:
-            writer.add_scalar(f"lottery/{condition}_return", level[condition], level["round"])
+            writer.add_scalar(f"summary/{condition}_return", level[condition], level["round"])
 
 
 def aggregate(runs: list[dict[str, Any]]) -> dict[str, Any]:

@@ -297,7 +297,6 @@ def train_one(
         optimiser,
         lambda step: 0.5 * (1 + math.cos(math.pi * step / cfg.steps)) if cfg.cosine else 1,
     )
-    tag = f"E{experts}"
     curve: list[list[float]] = []
     train_seconds, sums, started = 0.0, torch.zeros(2), time.perf_counter()
     progress.update(bar, description=f"E={experts:<4} k={model.k}", completed=0, loss=float("nan"))
@@ -317,15 +316,15 @@ def train_one(
         sums += torch.stack([mse.detach(), aux.detach()]).cpu()
         if step % cfg.log_every == 0:
             mean_mse, mean_aux = (sums / cfg.log_every).tolist()
-            writer.add_scalar(f"{tag}/train_loss", mean_mse, step)
-            writer.add_scalar(f"{tag}/aux_loss", mean_aux, step)
+            writer.add_scalar("losses/train_loss", mean_mse, step)
+            writer.add_scalar("losses/aux_loss", mean_aux, step)
             sums.zero_()
             progress.update(bar, completed=step, loss=mean_mse)
         if step % cfg.eval_every == 0 or step == cfg.steps:
             metrics = evaluate(model, *heldout, cfg.batch_size)
-            writer.add_scalar(f"{tag}/heldout_loss", metrics["heldout_loss"], step)
-            writer.add_scalar(f"{tag}/heldout_r2", metrics["heldout_r2"], step)
-            writer.add_scalar(f"{tag}/load_cv2", metrics["load_cv2"], step)
+            writer.add_scalar("charts/heldout_loss", metrics["heldout_loss"], step)
+            writer.add_scalar("charts/heldout_r2", metrics["heldout_r2"], step)
+            writer.add_scalar("moe/load_cv2", metrics["load_cv2"], step)
             curve.append([step, metrics["heldout_loss"]])
     progress.update(bar, completed=cfg.steps)
     result = {
@@ -354,7 +353,7 @@ def open_run(cfg: MoECapacityConfig) -> tuple[MoECapacityConfig, Path, dict[str,
     run_path = Path(cfg.resume)
     saved = rd.load_config(run_path, MoECapacityConfig)
     cfg = dataclasses.replace(saved, resume=cfg.resume, progress=cfg.progress)
-    state = rd.load_checkpoint(run_path)
+    state = rd.load_checkpoint(run_path, RUNNER, {"results": dict, "models": dict})
     return cfg, run_path, state or fresh
 
 

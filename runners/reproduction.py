@@ -135,6 +135,10 @@ def main(cfg: ReproductionConfig) -> dict[str, Any]:
     """Run the chosen variants, then write the tables over every finished variant in --out."""
     Path(cfg.out).mkdir(parents=True, exist_ok=True)
     if not cfg.report_only:
+        for name in cfg.variants or tuple(VARIANTS):  # a refused checkpoint: before any runs
+            run_path = Path(cfg.out) / name
+            if (run_path / rd.CONFIG).exists() and not (run_path / rd.SUMMARY).exists():
+                binary_digits.load_state(run_path)
         for name in cfg.variants or tuple(VARIANTS):
             run_variant(cfg, name)
     rows = {}

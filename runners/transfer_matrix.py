@@ -93,7 +93,7 @@ def check_pairs(cfg: MatrixConfig, run_path: Path) -> None:
             path = pair_dir(run_path, env_a, env_b)
             if env_a != env_b and (path / rd.CONFIG).exists() and not (path / rd.SUMMARY).exists():
                 rd.load_config(path, TransferConfig)
-                rd.load_checkpoint(path)
+                atari_transfer.load_state(path)  # refused or malformed: before any pair runs
 
 
 def speedups(summary: dict[str, Any]) -> dict[str, float]:

@@ -20,9 +20,9 @@ import dataclasses
 import json
 import os
 import pickle
+import re
 import tempfile
 import time
-import types
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
@@ -123,49 +123,86 @@ def save_checkpoint(run_dir: Path, state: dict[str, Any]) -> None:
     atomic_write(run_dir / CHECKPOINT, lambda handle: torch.save(state, handle))
 
 
-def load_checkpoint(run_dir: str | Path) -> dict[str, Any] | None:
-    """The run's checkpoint, or ``None`` if it has none yet; a clear error if it is unreadable."""
+def load_checkpoint(
+    run_dir: str | Path, recipe: str | None = None, needs: dict[str, Any] | None = None
+) -> dict[str, Any] | None:
+    """The run's checkpoint, or ``None`` if it has none yet; a one-line ValueError if it is
+    unreadable, stores anything but data, or (``needs``, see :func:`require`) lacks what
+    ``recipe`` resumes from.
+
+    Loaded with ``weights_only=True``: a checkpoint is tensors and plain containers only, so
+    loading one never runs code from the file (a pickle naming any other callable is refused
+    before it is called). Genomes, logbooks and NEAT state are stored as plain data (see
+    ``to_data``/``from_data`` beside their classes in :mod:`pathevo.evolution`).
+    """
     path = Path(run_dir) / CHECKPOINT
     if not path.exists():
         return None
     try:
-        # Our own file, holding DEAP genomes and logbooks as well as tensors.
-        state = torch.load(
-            path, map_location="cpu", weights_only=False, pickle_module=_RENAMING_PICKLE
-        )
-    except Exception as error:  # noqa: BLE001 - any unpickling failure means the same to the user
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        if "GLOBAL" not in str(error):  # not a refused callable: a broken file
+            raise ValueError(f"unreadable checkpoint {path}: UnpicklingError") from None
+        raise ValueError(_refusal(run_dir, path, str(error))) from None
+    except Exception as error:  # noqa: BLE001 - any load failure means the same to the user
         raise ValueError(f"unreadable checkpoint {path}: {type(error).__name__}") from None
     if not isinstance(state, dict):
         raise ValueError(f"unreadable checkpoint {path}: not a pathevo checkpoint")
+    if needs is not None:
+        require(state, needs, run_dir, recipe or "pathevo")
     return state
 
 
-_MOVED_MODULES = {
-    "runners.phase": "pathevo.agents.phase",
-    "runners.hybrid": "pathevo.agents.hybrid",
-    "runners.continual_tasks": "pathevo.runners.tasks.continual",
-}
-"""Modules that moved when pathevo became one package (others only gained the prefix)."""
-_OLD_TOP_LEVEL = ("agents", "envs", "evolution", "modules", "runners")
+_EARLIER_PATHEVO = ("pathevo.", "deap.", "neat.", "agents.", "envs.", "evolution.", "modules.",
+                    "runners.")  # fmt: skip
+"""Where the classes pickled by checkpoints of earlier versions (DEAP genomes, NEAT state) lived
+(before pathevo was one package, without the ``pathevo.`` prefix)."""
 
 
-def current_module(module: str) -> str:
-    """Where a class pickled under ``module`` lives now: checkpoints written before pathevo was
-    one package name their classes ``evolution.…``, ``modules.…`` (e.g. HyperNEAT's genomes)."""
-    if module.partition(".")[0] not in _OLD_TOP_LEVEL:
-        return module
-    return _MOVED_MODULES.get(module, f"pathevo.{module}")
+def _refusal(run_dir: str | Path, path: Path, error: str) -> str:
+    """Why a checkpoint that ``weights_only`` will not load is refused: the Python objects
+    (callables) its pickle names, read from the file without running any of them."""
+    try:
+        names = torch.serialization.get_unsafe_globals_in_checkpoint(path)
+    except Exception:  # noqa: BLE001 - a legacy (not zip) file: the name torch's error gives
+        names = re.findall(r"GLOBAL ([\w.]+)", error)[:1]
+    shown = ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
+    ours = [name for name in names if not name.startswith("builtins.")]  # e.g. DEAP's list
+    if ours and all(name.startswith(_EARLIER_PATHEVO) for name in ours):
+        return (
+            f"cannot resume from {run_dir}: its {CHECKPOINT} stores Python objects ({shown}; "
+            "written by an earlier pathevo); loading it could run code from the file, so it is "
+            "refused - start a new run"
+        )
+    named = f" ({shown})" if names else ""
+    return (
+        f"cannot resume from {run_dir}: its {CHECKPOINT} is not data only: it names Python "
+        f"objects{named} that loading would call, so it is refused"
+    )
 
 
-class _RenamingUnpickler(pickle.Unpickler):
-    def find_class(self, module: str, name: str) -> Any:
-        return super().find_class(current_module(module), name)
+def require(state: dict[str, Any], needs: dict[str, Any], run_dir: str | Path, recipe: str) -> None:
+    """A one-line ValueError unless ``state`` has every key of ``needs`` with a value of its
+    type (a type or tuple of types, as ``isinstance`` takes; ``None`` accepts anything): what a
+    recipe checks before it resumes from a checkpoint."""
+    hint = f"(is it a {recipe} run?)"
+    for key, kind in needs.items():
+        if key not in state:
+            raise ValueError(f"cannot resume from {run_dir}: {CHECKPOINT} lacks {key!r} {hint}")
+        if kind is not None and not isinstance(state[key], kind):
+            names = " or ".join(k.__name__ for k in (kind if isinstance(kind, tuple) else (kind,)))
+            raise ValueError(
+                f"cannot resume from {run_dir}: {CHECKPOINT}'s {key!r} is a "
+                f"{type(state[key]).__name__}, not {names} {hint}"
+            )
 
 
-_RENAMING_PICKLE = types.SimpleNamespace(
-    Unpickler=_RenamingUnpickler, load=pickle.load, loads=pickle.loads, __name__="pickle"
-)
-"""``pickle`` for ``torch.load``, resolving the module names of earlier run directories."""
+def malformed(run_dir: str | Path, key: str, error: Exception) -> ValueError:
+    """The one-line error of a checkpoint entry that has the right type but not the content the
+    run's config needs (a library of other shapes, a genome without genes)."""
+    detail = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    return ValueError(f"cannot resume from {run_dir}: {CHECKPOINT}'s {key!r} does not fit "
+                      f"this run ({detail[:200]})")  # fmt: skip
 
 
 def segment_writer(run_dir: Path, segment: str, start: int = 0) -> SummaryWriter:

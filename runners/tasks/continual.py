@@ -170,13 +170,13 @@ class Digits:
 
         def log(*, state: SearchState, outcome: Any) -> None:
             gen = state.generation
-            writer.add_scalar(f"{tag}/fitness_best", state.best_fitness, gen)
-            writer.add_scalar(f"{tag}/accuracy", outcome.winner_fitness, gen)
+            writer.add_scalar("evolution/fitness_best", state.best_fitness, gen)
+            writer.add_scalar("charts/accuracy", outcome.winner_fitness, gen)
             last = state.solved_at is not None or gen == cfg.max_generations
             if gen % cfg.image_every == 0 or last:  # and the final paths of every task
                 usage = module_usage(state.population, evo.layers, evo.active, sizes)
                 frozen = model.library.frozen_mask()
-                writer.add_image(f"{tag}/module_usage", usage_image(usage, frozen), gen)
+                writer.add_image("evolution/paths", usage_image(usage, frozen), gen)
             progress.update(bar, completed=gen, best=state.best_fitness)
 
         if condition == "finetune":
@@ -269,7 +269,7 @@ class Games:
                            **phase.state()})  # fmt: skip
 
         reporters = phase.reporters(
-            writer=writer, prefix=f"{condition}/task{step.index}/", progress=step.progress,
+            writer=writer, name=f"{condition}/task{step.index}", progress=step.progress,
             checkpoint=save, checkpoint_every=cfg.checkpoint_every,
             checkpoint_minutes=cfg.checkpoint_minutes,
         )  # fmt: skip

@@ -50,8 +50,8 @@ def checkpoints(tmp_path, checkpoint_every: int, checkpoint_minutes: float | Non
     log = PhaseLog()
     with SummaryWriter(str(tmp_path)) as writer, make_progress(Console(), False) as progress:
         reporters = [
-            TensorBoardReporter(writer, "", log), ProgressReporter(progress, "train"),
-            ThroughputReporter(writer, "", log),
+            TensorBoardReporter(writer, log), ProgressReporter(progress, "train"),
+            ThroughputReporter(writer, log),
             Checkpointer(lambda: saved.append(int(steps.sum())), checkpoint_every,
                          checkpoint_minutes),
         ]  # fmt: skip
@@ -182,7 +182,7 @@ class CtrlC(Reporter):
 def test_ctrl_c_checkpoints_once_and_still_accounts_the_session(tmp_path):
     steps, log, saved = torch.zeros(1, dtype=torch.long).share_memory_(), PhaseLog(), []
     reporters = [
-        ThroughputReporter(SummaryWriter(str(tmp_path)), "", log),
+        ThroughputReporter(SummaryWriter(str(tmp_path)), log),
         Checkpointer(lambda: saved.append(int(steps.sum())), every=10**9),
         CtrlC(),
     ]
@@ -228,7 +228,7 @@ def test_the_checkpointer_syncs_then_saves_at_every_multiple_of_its_steps():
 
 def test_throughput_counts_the_steady_state_from_every_workers_first_update(tmp_path):
     log = PhaseLog(seconds=5.0)
-    throughput = ThroughputReporter(SummaryWriter(str(tmp_path)), "", log)
+    throughput = ThroughputReporter(SummaryWriter(str(tmp_path)), log)
     throughput.started(done=100, budget=1000, workers=2)
     for rank, done in ((0, 110), (0, 120), (1, 130), (0, 150), (1, 170)):
         throughput.update(rank=rank, step=done, message={}, done=done)
@@ -246,7 +246,7 @@ def test_tensorboard_tags_of_episodes_losses_routing_and_paths(tmp_path):
     report = {"picks": [3.0, 1.0], "importance": [0.7, 0.3], "allowed": [True, True], "tokens": 4}
     log.moe["layer/task"] = {"0": report}  # recorded by the driver before the reporters run
     writer = SummaryWriter(str(tmp_path))
-    board = TensorBoardReporter(writer, "p/", log, population, frozen)
+    board = TensorBoardReporter(writer, log, population, frozen)
     board.episode(rank=1, step=10, episode_return=4.0, mean=3.0, episodes=2, done=10,
                   workers=FakeWorkers())  # fmt: skip
     board.update(rank=0, step=11, done=11, message={"value_loss": 0.1, "policy_loss": -0.2,
@@ -257,13 +257,14 @@ def test_tensorboard_tags_of_episodes_losses_routing_and_paths(tmp_path):
     events.Reload()
     scalars = set(events.Tags()["scalars"])
     assert {
-        "p/charts/episodic_return/worker1", "p/charts/mean_return_20", "p/losses/value_loss",
-        "p/losses/policy_loss", "p/losses/skipped_updates", "p/moe/layer/task/load_cv2",
-        "p/moe/layer/task/load/expert0", "p/moe/layer/task/importance/expert1",
-        "p/evolution/fitness/worker0", "p/evolution/fitness_max", "p/evolution/fitness_mean",
+        "charts/episodic_return/worker1", "charts/mean_return_20", "losses/value_loss",
+        "losses/policy_loss", "losses/skipped_updates", "moe/layer/task/load_cv2",
+        "moe/layer/task/load/expert0", "moe/layer/task/importance/expert1",
+        "evolution/fitness/worker0", "evolution/fitness_max", "evolution/fitness_mean",
     } <= scalars  # fmt: skip
-    assert [e.value for e in events.Scalars("p/losses/skipped_updates")] == [3.0]
-    assert {"p/moe/layer/task/usage", "p/evolution/paths"} <= set(events.Tags()["images"])
+    assert {tag.split("/")[0] for tag in scalars} == {"charts", "losses", "moe", "evolution"}
+    assert [e.value for e in events.Scalars("losses/skipped_updates")] == [3.0]
+    assert {"moe/layer/task/usage", "evolution/paths"} == set(events.Tags()["images"])
 
 
 # --- the set-up object -----------------------------------------------------------------------
@@ -360,13 +361,13 @@ def test_a_phase_reports_to_tensorboard_progress_throughput_and_restarts_and_che
 ):
     phase = Phase.create(torch.nn.Linear(2, 2), A3CConfig(), 2, seed=0)
     with SummaryWriter(str(tmp_path)) as writer, make_progress(Console(), False) as progress:
-        kinds = [type(r).__name__ for r in phase.reporters(writer=writer, prefix="a/",
+        kinds = [type(r).__name__ for r in phase.reporters(writer=writer, name="a",
                                                            progress=progress)]  # fmt: skip
         assert kinds == [
             "TensorBoardReporter", "ProgressReporter", "ThroughputReporter", "RestartReporter",
         ]  # fmt: skip
         reporters = phase.reporters(
-            writer=writer, prefix="a/", progress=progress, checkpoint=lambda: None,
+            writer=writer, name="a", progress=progress, checkpoint=lambda: None,
             checkpoint_every=100, checkpoint_minutes=1.0, target_return=1.0,
         )  # fmt: skip
     assert [type(r).__name__ for r in reporters[-2:]] == ["Checkpointer", "EarlyStop"]

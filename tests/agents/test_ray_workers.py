@@ -166,7 +166,7 @@ def run_ray_phase(tmp_path: Path, target, budget: int = 3000) -> tuple[PhaseLog,
     writer = SummaryWriter(str(tmp_path / "tb"))
     run_phase(
         target, build_args, steps=steps, budget=budget, log=log,
-        reporters=[ThroughputReporter(writer, "", log), RestartReporter(writer, "")],
+        reporters=[ThroughputReporter(writer, log), RestartReporter(writer)],
         max_restarts=2, backend="ray",
     )  # fmt: skip
     writer.close()

@@ -13,6 +13,8 @@ from neat.nn import FeedForwardNetwork
 from pathevo.evolution.cppn_genome import (
     CPPNNodeGene,
     crossover_genomes,
+    genome_from_data,
+    genome_to_data,
     is_acyclic,
     make_genome_config,
     mutate_add_node,
@@ -225,3 +227,27 @@ def test_compatibility_distance_matches_hand_computation():
     assert compatibility_distance(g1, g2, config) == pytest.approx(expected)
     assert compatibility_distance(g2, g1, config) == pytest.approx(expected)
     assert compatibility_distance(g1, g1, config) == 0.0
+
+
+def test_genome_to_data_and_back_is_exact():
+    """Plain data (ints, floats, strings, lists): every gene's attributes, innovation numbers,
+    the genes' order (neat sums in that order), the key and neat's fitness come back equal."""
+    config = make_genome_config(NeatConfig(), 3, 2)
+    with seeded_random(4):
+        genome = new_cppn_genome(config)
+        for _ in range(5):
+            mutate_genome(genome, config, node_add_prob=0.5)
+    genome.fitness = 0.75
+    data = genome_to_data(genome)
+    assert all(type(v) in (int, float, str, bool, type(None)) for _, a in data["nodes"]
+               for v in a.values())  # fmt: skip
+    again = genome_from_data(data)
+    assert type(again.nodes[0]) is CPPNNodeGene
+    assert str(again) == str(genome) and again.fitness == 0.75 and again.key == genome.key
+    assert list(again.nodes) == list(genome.nodes)
+    assert list(again.connections) == list(genome.connections)
+    assert innovations(again) == innovations(genome)
+    assert compatibility_distance(again, genome, config) == 0.0
+    inputs = [[0.1, -0.5, 0.9], [1.0, 0.0, -1.0]]
+    assert outputs(again, config, inputs) == outputs(genome, config, inputs)
+    assert genome_to_data(again) == data

@@ -15,9 +15,16 @@ from pathevo.evolution.neat_evolution import (
     NeatState,
     current_species,
     initial_state,
+    neat_state_from_data,
+    neat_state_to_data,
     next_generation,
 )
-from pathevo.evolution.toolbox import CPPNGenome, make_neat_toolbox
+from pathevo.evolution.toolbox import (
+    CPPNGenome,
+    cppn_individual_from_data,
+    cppn_individual_to_data,
+    make_neat_toolbox,
+)
 
 GRID = [(x / 3, y / 3) for x in range(-3, 4) for y in range(-3, 4)]
 
@@ -191,3 +198,53 @@ def test_pickled_run_resumes_exactly_and_keeps_numbering():
 def test_config_rejects_bad_values(kwargs):
     with pytest.raises(ValueError):
         NeatConfig(**kwargs)
+
+
+def weights_only_round_trip(data):
+    """``data`` through ``torch.save`` and ``torch.load(weights_only=True)``, as a checkpoint."""
+    import io
+
+    import torch
+
+    buffer = io.BytesIO()
+    torch.save(data, buffer)
+    buffer.seek(0)
+    return torch.load(buffer, weights_only=True)
+
+
+def test_state_as_plain_data_resumes_exactly_and_keeps_numbering():
+    """The checkpoint form (plain data, loaded ``weights_only``) resumes as the pickle does:
+    genomes, fitness, species ids, innovation numbers and the rng stream all equal."""
+    cfg = NeatConfig(population=30, target_species=3)
+    toolbox = make_neat_toolbox(cfg, 2, 1, rng=random.Random(5))
+    population, state = toolbox.population(n=cfg.population), initial_state(toolbox)
+    _, population, state = advance(population, state, toolbox, 4)
+    saved = weights_only_round_trip({
+        "population": [cppn_individual_to_data(ind) for ind in population],
+        "state": neat_state_to_data(state), "rng": toolbox.rng.getstate(),
+    })  # fmt: skip
+    best, final_pop, final_state = advance(population, state, toolbox, 4)
+
+    population = [cppn_individual_from_data(d) for d in saved["population"]]
+    state = neat_state_from_data(saved["state"])
+    resumed = make_neat_toolbox(cfg, 2, 1, rng=random.Random())
+    resumed.rng.setstate(saved["rng"])
+    best2, final_pop2, final_state2 = advance(population, state, resumed, 4)
+    assert best2 == best
+    assert [str(i.genome) for i in final_pop2] == [str(i.genome) for i in final_pop]
+    assert [i.fitness.values for i in final_pop2] == [i.fitness.values for i in final_pop]
+    assert summary(final_state2) == summary(final_state)
+
+
+def test_neat_state_to_data_and_back_is_exact():
+    toolbox = make_neat_toolbox(CFG, 2, 1, rng=random.Random(3))
+    _, population, state, _ = run(CFG, 3, seed=3)
+    data = weights_only_round_trip(neat_state_to_data(state))
+    restored = neat_state_from_data(data)
+    assert summary(restored) == summary(state)
+    assert neat_state_to_data(restored) == neat_state_to_data(state)
+    individual = population[0]
+    individual.fitness.values = (0.25,)
+    again = cppn_individual_from_data(weights_only_round_trip(cppn_individual_to_data(individual)))
+    assert str(again.genome) == str(individual.genome) and again.fitness.values == (0.25,)
+    assert toolbox.distance(again.genome, individual.genome) == 0.0

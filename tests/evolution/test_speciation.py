@@ -119,3 +119,13 @@ def test_stagnant_species_is_removed_in_a_generation():
     assert worst not in new_state.species
     assert best in new_state.species
     assert len(population) == cfg.population
+
+
+def test_species_to_data_and_back_is_exact():
+    from pathevo.evolution.speciation import Species, species_from_data, species_to_data
+
+    species = Species(key=3, representative=[1, 2], created=4, members=[0, 5], fitness=0.5,
+                      best_fitness=0.75, last_improved=6)  # fmt: skip
+    data = species_to_data(species, lambda genome: {"genes": genome})
+    assert data["representative"] == {"genes": [1, 2]} and data["members"] == [0, 5]
+    assert species_from_data(data, lambda d: d["genes"]) == species

@@ -4,7 +4,13 @@ import random
 
 from pathevo.evolution.config import EvoConfig
 from pathevo.evolution.toolbox import PathGenome, make_toolbox
-from pathevo.evolution.tournament import SearchState, binary_tournament, evolve
+from pathevo.evolution.tournament import (
+    SearchState,
+    binary_tournament,
+    evolve,
+    search_from_data,
+    search_to_data,
+)
 
 
 def toolbox_with(fitness_of, seed=0, **cfg):
@@ -63,3 +69,54 @@ def test_evolution_improves_a_simple_fitness():
     assert state.solved_at is None and state.generation == 300
     last_mean = sum(sum(g) for g in state.population) / (16 * 81)
     assert last_mean > first_mean + 0.2
+
+
+def test_search_state_to_data_and_back_resumes_exactly():
+    """Plain data (a ``weights_only`` checkpoint): population, fitness, hall of fame and logbook
+    come back equal, and evolution goes on exactly as it would have."""
+    import io
+
+    import torch
+
+    def fitness_of(genome):
+        return sum(genome) / 90
+
+    def toolbox_on(rng):
+        toolbox = make_toolbox(EvoConfig(population=6, modules=10), rng=rng)
+        toolbox.register("evaluate", lambda genome: (fitness_of(genome),))
+        return toolbox
+
+    rng = random.Random(1)
+    toolbox = toolbox_on(rng)
+    state = SearchState(population=toolbox.population(n=6))
+    evolve(state, toolbox, 5, threshold=2.0)
+    buffer = io.BytesIO()
+    torch.save({"search": search_to_data(state), "rng": rng.getstate()}, buffer)
+    buffer.seek(0)
+    saved = torch.load(buffer, weights_only=True)
+    restored = search_from_data(saved["search"])
+    assert restored.population == state.population
+    assert [g.fitness.values for g in restored.population] == [
+        g.fitness.values for g in state.population
+    ]
+    assert list(restored.hall_of_fame) == list(state.hall_of_fame)
+    assert restored.hall_of_fame[0].fitness.values == state.hall_of_fame[0].fitness.values
+    assert restored.logbook == state.logbook and restored.best == state.best
+    assert (restored.generation, restored.best_fitness) == (state.generation, state.best_fitness)
+
+    evolve(state, toolbox, 20, threshold=2.0)
+    resumed_rng = random.Random()
+    resumed_rng.setstate(saved["rng"])
+    evolve(restored, toolbox_on(resumed_rng), 20, threshold=2.0)
+    assert restored.population == state.population and restored.logbook == state.logbook
+    assert restored.best == state.best and restored.generation == state.generation == 20
+
+
+def test_path_genome_to_data_and_back_keeps_fitness():
+    from pathevo.evolution.toolbox import path_genome_from_data, path_genome_to_data
+
+    genome = PathGenome([1, 2, 3])
+    assert path_genome_from_data(path_genome_to_data(genome)).fitness.valid is False
+    genome.fitness.values = (0.5,)
+    again = path_genome_from_data(path_genome_to_data(genome))
+    assert again == genome and again.fitness.values == (0.5,) and type(again) is PathGenome

@@ -9,6 +9,7 @@ import torch
 from pathevo.agents.a3c import A3CConfig
 from pathevo.agents.pathnet_a3c import PathNetA3CConfig
 from pathevo.runners import atari_transfer as runner
+from pathevo.runners.figures.tensorboard import scalar_tags
 from pathevo.runners.plumbing import run_dir as rd
 
 TINY = PathNetA3CConfig(layers=2, modules=4, active=2, units=16, episodes_per_evaluation=1)
@@ -32,6 +33,14 @@ def test_transfer_smoke_with_tiny_budgets(tmp_path):
         "pathnet", "scratch", "finetune",
     }  # fmt: skip
     assert (run / "learning_curves.png").exists() and (run / "paths.png").exists()
+    # One tag scheme: each phase's directory carries the same tags, so TensorBoard overlays them.
+    tags = scalar_tags(run)
+    assert set(tags) == {"", *runner.PHASES}
+    for phase in runner.PHASES:
+        assert {"charts/mean_return_20", "losses/policy_loss", "losses/value_loss"} <= tags[phase]
+        assert {tag.split("/")[0] for tag in tags[phase]} <= {"charts", "losses", "evolution"}
+    assert {"evolution/fitness_max", "evolution/fitness_mean"} <= tags["pathnet_b"]
+    assert tags[""] == {f"summary/{name}_auc" for name in runner.CONDITIONS}
     state = torch.load(run / rd.CHECKPOINT, weights_only=False)
     assert set(state["logs"]) == set(runner.PHASES)
     # The fine-tuning control starts from A's network on A's best path.

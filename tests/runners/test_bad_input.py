@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
 import sys
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -88,12 +90,55 @@ SHARED = [
     ("corrupt config", lambda cwd: ["--resume", str(cwd / "broken")], "unreadable config.json"),
     ("another runner's run", lambda cwd: ["--resume", str(cwd / "other")], "another runner"),
     ("corrupt checkpoint", lambda cwd: ["--resume", str(cwd / "corrupt")], "unreadable checkpoint"),
+    ("checkpoint whose pickle would run a command", lambda cwd: ["--resume", str(cwd / "code")],
+     "is not data only"),
+    ("checkpoint of an earlier version's Python objects",
+     lambda cwd: ["--resume", str(cwd / "objects")], "written by an earlier pathevo"),
+    ("checkpoint lacking what a resume needs", lambda cwd: ["--resume", str(cwd / "lacking")],
+     "checkpoint.pt lacks '"),
+    ("checkpoint with a wrong-typed entry", lambda cwd: ["--resume", str(cwd / "mistyped")],
+     "' is a str, not "),
+    ("another recipe's checkpoint", lambda cwd: ["--resume", str(cwd / "foreign")], "lacks '"),
 ]  # fmt: skip
 
+FIRST_NEED = {
+    "a3c": "model", "atari_transfer": "phase", "labyrinth_transfer": "phase",
+    "transfer_matrix": "phase", "binary_digits": "pair", "continual": "done",
+    "hyperneat": "population", "lottery": "runs", "moe_capacity": "results",
+}  # fmt: skip
+"""The first entry each recipe's resume needs (a checkpoint with it mistyped is refused)."""
 
-def corrupt_run(path: Path, runner: str) -> None:
-    """A run directory as ``runner`` writes it (its default config) whose checkpoint.pt is
-    garbage; a transfer matrix keeps its checkpoints in its pairs' sub-runs."""
+
+class RunsACommand:
+    """Pickles to ``os.system("touch <marker>")``: a checkpoint whose loading would run it."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def checkpoints(cwd: Path, runner: str) -> dict[str, Callable[[Path], None]]:
+    """Per run directory name: how its checkpoint.pt is written."""
+    from pathevo.modules.cppn import CPPNGraph, CPPNNode
+
+    graph = CPPNGraph(1, 1, (CPPNNode(0, "sin", 0.5, 1.0),), ((-1, 0, 0.25),))
+    other = {"results": {}, "models": {}, "summary": None} if runner == "lottery" else {
+        "runs": {}, "summary": None}  # fmt: skip
+    return {
+        "corrupt": lambda path: path.write_bytes(b"\x80\x02 not a checkpoint"),
+        "code": lambda path: torch.save({"summary": RunsACommand(cwd / "marker")}, path),
+        "objects": lambda path: torch.save({"summary": None, "best": graph}, path),
+        "lacking": lambda path: torch.save({"summary": None}, path),
+        "mistyped": lambda path: torch.save({FIRST_NEED[runner]: "oops", "summary": None}, path),
+        "foreign": lambda path: torch.save(other, path),
+    }
+
+
+def bad_run(path: Path, runner: str, write: Callable[[Path], None]) -> None:
+    """A run directory as ``runner`` writes it (its default config) whose checkpoint.pt
+    ``write`` makes; a transfer matrix keeps its checkpoints in its pairs' sub-runs."""
     path.mkdir()
     if runner == "labyrinth_transfer":  # it writes the Atari transfer runner's config
         rd.save_config(path, labyrinth_transfer.transfer_config(config_type(runner)()))
@@ -104,19 +149,20 @@ def corrupt_run(path: Path, runner: str) -> None:
         path = transfer_matrix.pair_dir(path, *matrix.envs[:2])
         path.mkdir()
         rd.save_config(path, replace(matrix.transfer, env_a=matrix.envs[0], env_b=matrix.envs[1]))
-    (path / rd.CHECKPOINT).write_bytes(b"\x80\x02 not a checkpoint")
+    write(path / rd.CHECKPOINT)
 
 
 def prepared(cwd: Path, runner: str) -> None:
-    """The files the shared cases point at: a plain file, a broken run, another runner's, a run
-    with a corrupt checkpoint."""
+    """The files the shared cases point at: a plain file, a broken run, another runner's, runs
+    with a corrupt, a code-running, an old, an incomplete, a mistyped and another's checkpoint."""
     (cwd / "afile").write_text("not a directory\n")
     (cwd / "broken").mkdir()
     (cwd / "broken" / rd.CONFIG).write_text("{not json")
     (cwd / "other").mkdir()
     rd.save_config(cwd / "other", config_type("reproduction" if runner != "reproduction" else
                                               "a3c")())  # fmt: skip
-    corrupt_run(cwd / "corrupt", runner)
+    for name, write in checkpoints(cwd, runner).items():
+        bad_run(cwd / name, runner, write)
 
 
 def snapshot(root: Path) -> dict[str, bytes]:
@@ -160,3 +206,56 @@ def test_bad_input_is_one_line_exit_2_and_changes_nothing(
     assert len(lines) == 1 and lines[0].startswith("error: "), stderr
     assert expected in lines[0] and "Traceback" not in stderr
     assert snapshot(tmp_path) == before  # nothing written, nothing half-written
+    assert not (tmp_path / "marker").exists()  # no command from a checkpoint ran
+
+
+@pytest.mark.parametrize("name", ["code", "objects", "lacking", "mistyped", "foreign"])
+def test_reproduction_refuses_a_bad_checkpoint_of_any_variant_before_one_runs(
+    name, tmp_path, monkeypatch
+):
+    """The reproduction resumes its variants' binary_digits runs in --out: a bad checkpoint in
+    the last variant stops it, in one line, before the first variant trains."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("PATHEVO_DEBUG", raising=False)
+    out = tmp_path / "out"
+    out.mkdir()
+    bad_run(out / "evolve-finetune", "binary_digits", checkpoints(tmp_path, "binary_digits")[name])
+    before = snapshot(tmp_path)
+    code, stderr = run("reproduction", ["--out", str(out), "--no-progress"], monkeypatch)
+    lines = stderr.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and "cannot resume from" in lines[0], stderr
+    assert snapshot(tmp_path) == before and not (tmp_path / "marker").exists()
+
+
+MALFORMED = [
+    ("binary_digits", {"pair": 0, "phase": 0, "results": [], "search": None,
+                       "library": {"w": torch.zeros(1)}, "head": {}, "rng": (3, (), None),
+                       "torch_rng": torch.zeros(1)}, "'library' does not fit this run"),
+    ("binary_digits", {"pair": 0, "phase": 0, "results": [], "search": {"population": 3}},
+     "'search' does not fit this run"),
+    ("hyperneat", {"population": [{"genome": {}}], "state": {}, "history": [], "best": None,
+                   "checked": {}, "rng": (3, (), None)}, "'population' does not fit this run"),
+    ("a3c", {"model": {"w": torch.zeros(3)}, "optimizer": {}, "steps": torch.zeros(2), "log": {},
+             "summary": None}, "'model' does not fit this run"),
+    ("atari_transfer", {"phase": 0, "logs": {}, "paths": {}, "after_a": None, "best_a": None,
+                        "current": {"model": {}}}, "lacks 'optimizer'"),
+    ("lottery", {"runs": {0: []}, "summary": None}, "'runs[0]' is a list, not dict"),
+    ("continual", {"done": 0, "reference": [], "models": {"pathnet": {"state": {}}}, "grown": [],
+                   "probes": [], "R": {}, "records": {}, "occupancy": [],
+                   "modules_per_layer": []}, "lacks 'sizes'"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("runner", "checkpoint", "expected"), MALFORMED,
+                         ids=[f"{c[0]}-{c[2]}" for c in MALFORMED])  # fmt: skip
+def test_a_checkpoint_without_what_the_run_needs_says_what_is_wrong(
+    runner, checkpoint, expected, tmp_path, monkeypatch
+):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("PATHEVO_DEBUG", raising=False)
+    bad_run(tmp_path / "run", runner, lambda path: torch.save(checkpoint, path))
+    before = snapshot(tmp_path)
+    code, stderr = run(runner, ["--resume", str(tmp_path / "run")], monkeypatch)
+    lines = stderr.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and expected in lines[0], stderr
+    assert "cannot resume from" in lines[0] and snapshot(tmp_path) == before

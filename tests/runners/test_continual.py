@@ -19,6 +19,7 @@ from pathevo.agents.supervised import SupervisedConfig
 from pathevo.evolution.config import EvoConfig
 from pathevo.evolution.operators import genome_to_path
 from pathevo.runners import continual as runner
+from pathevo.runners.figures.tensorboard import scalar_tags
 from pathevo.runners.plumbing import run_dir as rd
 from pathevo.runners.plumbing.cli import run_cli
 from pathevo.runners.tasks import continual as continual_tasks
@@ -66,6 +67,20 @@ def test_summary_holds_r_and_its_summaries_for_every_condition(sequence):
     shares = torch.tensor(occupancy)  # [tasks, layers]
     assert bool((shares[1:] >= shares[:-1]).all())
     assert summary["module_reuse"][0] == 0.0 and all(0 <= r <= 1 for r in summary["module_reuse"])
+
+
+def test_conditions_share_their_tensorboard_tags(sequence):
+    run, _ = sequence
+    tags = scalar_tags(run)
+    rows = {f"charts/R/task{j}" for j in range(3)}
+    for condition in runner.CONDITIONS:
+        for index in range(3):
+            name = f"{condition}/task{index}"
+            assert tags[name] == {"evolution/fitness_best", "charts/accuracy"}, name
+        occupancy = {f"evolution/occupancy/layer{layer}" for layer in range(3)}
+        assert tags[condition] == rows | (occupancy if condition == "pathnet" else set())
+    assert tags[""] == {f"summary/{c}_{key}" for c in runner.CONDITIONS
+                        for key in ("acc", "bwt", "fwt")}  # fmt: skip
 
 
 def test_pathnet_forgets_nothing_bitwise(sequence):

@@ -11,6 +11,7 @@ from pathevo.agents.neuroevolution import HyperNEATConfig
 from pathevo.envs import make_env
 from pathevo.evolution.neat_config import NeatConfig
 from pathevo.runners import hyperneat as runner
+from pathevo.runners.figures.tensorboard import scalar_tags
 from pathevo.runners.plumbing import run_dir as rd
 
 
@@ -80,6 +81,11 @@ def test_hybrid_mode_compares_cppn_and_random_initialisation(tmp_path):
     for result in summary["hybrid"].values():
         assert result["steps"] >= 300 and "final_mean_return" in result
     assert (tmp_path / "run" / "hybrid_learning_curve.png").exists()
+    tags = scalar_tags(tmp_path / "run")  # both initialisations: their own runs, the same tags
+    for name in ("hybrid/cppn_init", "hybrid/random_init"):
+        assert "charts/mean_return_20" in tags[name], name
+        assert {tag.split("/")[0] for tag in tags[name]} <= {"charts", "losses", "evolution"}
+    assert not any(tag.startswith("hybrid") for tag in tags[""])
 
 
 def test_hybrid_mode_refuses_screens_before_writing(tmp_path):

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 import pathevo.runners.moe_capacity as runner
+from pathevo.runners.figures.tensorboard import scalar_tags
 from pathevo.runners.moe_capacity import MoECapacityConfig, MoERegressor, RegionTeacherTask, main
 from pathevo.runners.plumbing.cli import parse_config
 
@@ -78,6 +79,10 @@ def test_smoke_run_writes_summary_config_events_checkpoint_and_figure(tmp_path):
     assert params == sorted(params) and params[0] < params[-1]
     assert json.loads((run / "config.json").read_text())["experts"] == [1, 2, 4]
     assert list(run.glob("events.out.tfevents.*"))
+    per_size = {"losses/train_loss", "losses/aux_loss", "charts/heldout_loss",
+                "charts/heldout_r2", "moe/load_cv2"}  # fmt: skip
+    assert scalar_tags(run) == {"": {"summary/heldout_r2", "summary/heldout_loss"},
+                                "E1": per_size, "E2": per_size, "E4": per_size}  # fmt: skip
     assert (run / "checkpoint.pt").exists()
     assert (run / "moe_capacity.png").stat().st_size > 1000
     assert not list(run.glob(".*"))  # no temporary files left behind

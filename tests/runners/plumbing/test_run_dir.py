@@ -1,5 +1,6 @@
 """Run directories: atomic writes, config round trip, checkpoints."""
 
+import os
 import signal
 import subprocess
 import sys
@@ -78,10 +79,10 @@ def test_new_run_dirs_never_collide(tmp_path):
     assert first != second and first.is_dir() and second.is_dir()
 
 
-def test_checkpoints_written_before_the_one_package_still_load(tmp_path):
-    """A run directory from before pathevo was one package pickled HyperNEAT's genomes under
-    their old module names (``modules.cppn``, ``evolution.speciation``); they load as today's
-    classes."""
+def test_checkpoints_of_python_objects_from_earlier_versions_are_refused(tmp_path):
+    """A run directory from before checkpoints were data pickled HyperNEAT's genomes under
+    their old module names (``modules.cppn``): it is refused in one line saying why, without
+    importing or calling anything the file names."""
     from pathevo.modules.cppn import CPPNGraph, CPPNNode
 
     graph = CPPNGraph(num_inputs=1, num_outputs=1, nodes=(CPPNNode(0, "sin", 0.5, 1.0),),
@@ -91,7 +92,46 @@ def test_checkpoints_written_before_the_one_package_still_load(tmp_path):
     old = written.read_bytes().replace(b"pathevo.modules.cppn\n", b"modules.cppn\n")
     assert b"pathevo." not in old
     (tmp_path / rd.CHECKPOINT).write_bytes(old)
-    assert rd.load_checkpoint(tmp_path)["best"] == graph
-    assert rd.current_module("runners.phase") == "pathevo.agents.phase"
-    assert rd.current_module("evolution.speciation") == "pathevo.evolution.speciation"
-    assert rd.current_module("torch._utils") == "torch._utils"
+    with pytest.raises(ValueError, match="stores Python objects") as error:
+        rd.load_checkpoint(tmp_path)
+    message = str(error.value)
+    assert "\n" not in message and "earlier pathevo" in message and "start a new run" in message
+    assert "modules.cppn" in message
+
+    torch.save({"best": graph}, tmp_path / rd.CHECKPOINT)  # today's layout, but not data
+    with pytest.raises(ValueError, match="earlier pathevo"):
+        rd.load_checkpoint(tmp_path)
+    torch.save({"best": graph.to_dict()}, tmp_path / rd.CHECKPOINT)  # data: it loads
+    assert CPPNGraph.from_dict(rd.load_checkpoint(tmp_path)["best"]) == graph
+
+
+class _Touch:
+    """A pickle whose loading would create a file."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+@pytest.mark.parametrize("zip_format", [True, False])
+def test_a_checkpoint_that_would_run_code_is_refused_and_nothing_runs(tmp_path, zip_format):
+    marker = tmp_path / "ran"
+    torch.save({"pair": 0, "x": _Touch(marker)}, tmp_path / rd.CHECKPOINT,
+               _use_new_zipfile_serialization=zip_format)  # fmt: skip
+    with pytest.raises(ValueError, match="is not data only") as error:
+        rd.load_checkpoint(tmp_path)
+    assert "system" in str(error.value) and "\n" not in str(error.value)
+    assert not marker.exists()
+
+
+def test_require_names_the_missing_key_or_the_wrong_type(tmp_path):
+    needs = {"pair": int, "results": list, "search": (dict, type(None))}
+    rd.require({"pair": 1, "results": [], "search": None}, needs, tmp_path, "binary_digits")
+    with pytest.raises(ValueError, match="lacks 'results' \\(is it a binary_digits run\\?\\)"):
+        rd.require({"pair": 1}, needs, tmp_path, "binary_digits")
+    with pytest.raises(ValueError, match="'pair' is a str, not int"):
+        rd.require({"pair": "1", "results": []}, needs, tmp_path, "binary_digits")
+    with pytest.raises(ValueError, match="'search' is a list, not dict or NoneType"):
+        rd.require({"pair": 1, "results": [], "search": []}, needs, tmp_path, "binary_digits")
