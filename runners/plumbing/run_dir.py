@@ -157,6 +157,10 @@ _EARLIER_PATHEVO = ("pathevo.", "deap.", "neat.", "agents.", "envs.", "evolution
                     "runners.")  # fmt: skip
 """Where the classes pickled by checkpoints of earlier versions (DEAP genomes, NEAT state) lived
 (before pathevo was one package, without the ``pathevo.`` prefix)."""
+_PLAIN_STDLIB = ("builtins.", "_operator.", "operator.", "collections.", "copyreg.", "_codecs.")
+"""Standard-library names those checkpoints also pickled beside them (DEAP's fitness weights
+compare with ``operator.eq``, its logbook chapters are a ``defaultdict``): they say nothing about
+who wrote the file."""
 
 
 def _refusal(run_dir: str | Path, path: Path, error: str) -> str:
@@ -167,7 +171,7 @@ def _refusal(run_dir: str | Path, path: Path, error: str) -> str:
     except Exception:  # noqa: BLE001 - a legacy (not zip) file: the name torch's error gives
         names = re.findall(r"GLOBAL ([\w.]+)", error)[:1]
     shown = ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
-    ours = [name for name in names if not name.startswith("builtins.")]  # e.g. DEAP's list
+    ours = [name for name in names if not name.startswith(_PLAIN_STDLIB)]
     if ours and all(name.startswith(_EARLIER_PATHEVO) for name in ours):
         return (
             f"cannot resume from {run_dir}: its {CHECKPOINT} stores Python objects ({shown}; "

@@ -95,7 +95,7 @@ def test_a3c_runner_cli_with_a_hyperlstm_core_smoke(tmp_path):
     summary = a3c_runner.main(cfg)
     assert summary["steps"] >= 400
     assert json.loads((run / rd.CONFIG).read_text())["a3c"]["core"] == "hyperlstm"
-    state = torch.load(run / rd.CHECKPOINT, weights_only=False)
+    state = torch.load(run / rd.CHECKPOINT, weights_only=True)
     assert any(key.endswith("lstm.z_h.weight") for key in state["model"])
 
 

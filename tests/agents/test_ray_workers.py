@@ -91,7 +91,7 @@ def test_a3c_on_ray_solves_cartpole_as_with_processes(local_ray, tmp_path):
     summary = runner.main(cfg)
     assert summary["solved"] and summary["final_mean_return"] >= 195.0, summary["curve"][-5:]
     # The runner's counters are the server's: the checkpoint holds what the workers did.
-    state = torch.load(tmp_path / "run" / rd.CHECKPOINT, weights_only=False)
+    state = torch.load(tmp_path / "run" / rd.CHECKPOINT, weights_only=True)
     assert int(state["steps"].sum()) == summary["steps"]
 
 
@@ -108,7 +108,7 @@ def test_pathnet_on_ray_runs_tournaments_and_checkpoints_the_servers_state(local
         pathnet=SMALL_PATHNET, backend="ray", run_dir=str(run), progress=False,
     )  # fmt: skip
     summary = runner.main(cfg)
-    state = torch.load(run / rd.CHECKPOINT, weights_only=False)  # the phase layout
+    state = torch.load(run / rd.CHECKPOINT, weights_only=True)  # the phase layout
     assert not torch.isnan(state["fitness"]).all() or state["adoptions"].sum() > 0
     assert summary["best_path"] in state["genomes"].tolist()
     moved = [

@@ -48,7 +48,7 @@ def test_smoke_run_writes_everything_and_resumes(tmp_path):
     # A finished run resumes to its summary without training again.
     assert runner.main(runner.A3CRunConfig(resume=str(run))) == summary
     # A run interrupted after its last checkpoint picks up its model, optimiser and history.
-    state = torch.load(run / rd.CHECKPOINT, weights_only=False)
+    state = torch.load(run / rd.CHECKPOINT, weights_only=True)
     state["summary"] = None
     rd.save_checkpoint(run, state)
     resumed = runner.main(runner.A3CRunConfig(resume=str(run)))
@@ -74,7 +74,7 @@ def test_a_run_killed_after_a_checkpoint_resumes_without_duplicated_tensorboard_
     )  # fmt: skip
     runner.main(cfg)
     (run / rd.CHECKPOINT).write_bytes(saved[0])  # killed after the first (step 1000) checkpoint
-    checkpoint_steps = int(torch.load(run / rd.CHECKPOINT, weights_only=False)["steps"].sum())
+    checkpoint_steps = int(torch.load(run / rd.CHECKPOINT, weights_only=True)["steps"].sum())
     assert checkpoint_steps < 3000
     resumed = runner.main(runner.A3CRunConfig(resume=str(run)))
     assert resumed["steps"] >= 3000
@@ -100,7 +100,7 @@ def test_a_run_directory_of_the_old_checkpoint_layout_resumes(tmp_path, monkeypa
         run_dir=str(run), progress=False,
     )  # fmt: skip
     summary = runner.main(cfg)
-    new = torch.load(run / rd.CHECKPOINT, weights_only=False)
+    new = torch.load(run / rd.CHECKPOINT, weights_only=True)
     population_keys = ("genomes", "fitness", "adoptions")
     assert "population" not in new
     assert {"model", "optimizer", "steps", "log", "summary"} <= set(new)
@@ -124,7 +124,7 @@ def test_a_run_directory_of_the_old_checkpoint_layout_resumes(tmp_path, monkeypa
     for key in population_keys if agent == "pathnet" else ():
         torch.testing.assert_close(starts[0][key], new[key], rtol=0, atol=0, equal_nan=True)
     assert resumed["steps"] >= summary["steps"] and resumed["episodes"] >= summary["episodes"]
-    assert "population" not in torch.load(run / rd.CHECKPOINT, weights_only=False)
+    assert "population" not in torch.load(run / rd.CHECKPOINT, weights_only=True)
 
 
 def test_unknown_env_id_is_a_one_line_user_error(tmp_path, monkeypatch, capsys):

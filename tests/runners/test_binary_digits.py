@@ -153,7 +153,7 @@ def test_transfer_with_an_moe_last_layer_learns_and_keeps_each_tasks_gate(tmp_pa
     assert all(summary["pathnet_solved"]) and all(summary["scratch_solved"]), summary
     ((name, cv2),) = summary["moe_load_cv2"][0].items()  # B's routing, its last generation
     assert name.startswith("layers.2/") and 0.0 <= cv2 < 3.0
-    state = torch.load(run / "checkpoint.pt", weights_only=False)
+    state = torch.load(run / "checkpoint.pt", weights_only=True)
     ((task_a, task_b),) = summary["pairs"]
     library = runner.fresh_library(cfg, 28 * 28, torch.device("cpu"))
     library.load_state_dict(state["library"])  # what --resume does: the gates come with it
@@ -254,7 +254,7 @@ def test_frozen_always_active_runs_a_path_on_b_without_moving_it(tmp_path):
     assert len(summary["pathnet_generations"]) == 1
     trainer = runner.FrozenPathTrainer(None, [[0, 1, 2]] * 3)  # type: ignore[arg-type]
     assert trainer.frozen == [[0, 1, 2]] * 3
-    state = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=False)
+    state = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
     assert state["after_a"]["population"]  # the snapshot the B phases start from
 
 

@@ -29,7 +29,7 @@ def test_transfer_with_a_hyper_last_layer_runs_and_freezes_by_cached_weights(tmp
     summary = main(cfg)
     for key in ("scratch_generations", "finetune_generations", "pathnet_generations"):
         assert len(summary[key]) == 1 and 1 <= summary[key][0] <= 6
-    state = torch.load(run / "checkpoint.pt", weights_only=False)
+    state = torch.load(run / "checkpoint.pt", weights_only=True)
     library = runner.fresh_library(cfg, 28 * 28, torch.device("cpu"))
     library.load_state_dict(state["library"])
     # Phase pathnet_b: A's best path frozen (its kernels cached), everything else re-initialised.

@@ -129,7 +129,7 @@ def test_resume_skips_finished_experts_and_reproduces_the_run(tmp_path, monkeypa
         main(tiny(tmp_path / "cut"))
     assert trained == [1]
     assert not (tmp_path / "cut" / "summary.json").exists()
-    first = torch.load(tmp_path / "cut" / "checkpoint.pt", weights_only=False)["results"]["1"]
+    first = torch.load(tmp_path / "cut" / "checkpoint.pt", weights_only=True)["results"]["1"]
 
     def counting(cfg, experts, *args):
         trained.append(experts)

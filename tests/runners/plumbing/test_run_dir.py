@@ -105,6 +105,23 @@ def test_checkpoints_of_python_objects_from_earlier_versions_are_refused(tmp_pat
     assert CPPNGraph.from_dict(rd.load_checkpoint(tmp_path)["best"]) == graph
 
 
+def test_a_mid_run_digit_checkpoint_of_an_earlier_version_names_its_writer(tmp_path):
+    """An earlier binary_digits run stopped mid-pair pickled DEAP's search state: its fitness
+    compares with ``operator.eq`` and its logbook holds a ``defaultdict`` besides pathevo's and
+    DEAP's classes. Those standard-library names do not hide who wrote it."""
+    import collections
+    import operator
+
+    from pathevo.evolution.config import EvoConfig
+
+    state = {"search": {"eq": operator.eq, "chapters": collections.defaultdict(list),
+                        "config": EvoConfig()}}  # fmt: skip
+    torch.save(state, tmp_path / rd.CHECKPOINT)
+    with pytest.raises(ValueError, match="earlier pathevo") as error:
+        rd.load_checkpoint(tmp_path)
+    assert "\n" not in str(error.value)
+
+
 class _Touch:
     """A pickle whose loading would create a file."""
 
