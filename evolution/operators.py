@@ -67,6 +67,17 @@ def genome_to_path(genome: Sequence[int], layers: int, active: int) -> torch.Ten
     return torch.tensor(list(genome), dtype=torch.long).view(layers, active)
 
 
+def check_genome(genome: Sequence[int], layers: int, active: int, modules: Modules) -> None:
+    """A ValueError unless ``genome`` is L*N module ids, each in [0, M_l - 1] of its layer."""
+    sizes = layer_sizes(modules, layers)
+    genes = list(genome)
+    if len(genes) != layers * active or not all(type(g) is int for g in genes):
+        raise ValueError(f"a path genome is {layers * active} module ids, got {genes[:8]}")
+    for index, gene in enumerate(genes):
+        if not 0 <= gene < sizes[index // active]:
+            raise ValueError(f"module id {gene} out of range [0, {sizes[index // active]})")
+
+
 def path_modules(path: torch.Tensor) -> list[set[int]]:
     """The distinct module ids a path ([L, N]) uses in each layer."""
     return [set(row.tolist()) for row in path]

@@ -27,7 +27,7 @@ from pathevo.agents.hyper_agents import HyperConfig
 from pathevo.agents.moe_agents import MoEConfig
 from pathevo.agents.pathnet_a3c import PathNetA3CConfig
 from pathevo.agents.phase import WORKER_BACKENDS, Phase, check_worker_backend, env_spaces
-from pathevo.agents.phase_log import POPULATION_KEYS, moe_load_cv2
+from pathevo.agents.phase_log import POPULATION_KEYS, PhaseLog, moe_load_cv2
 from pathevo.agents.phase_reporters import make_progress
 from pathevo.agents.registry import agent_names, get_agent
 from pathevo.evolution.async_tournament import SharedPopulation
@@ -135,12 +135,22 @@ def main(cfg: A3CRunConfig) -> dict[str, Any]:
     phase = Phase.create(
         model, cfg.a3c, cfg.workers, cfg.seed, population=population, pathnet=cfg.pathnet
     )
-    if checkpoint is not None:
-        try:
-            model.load_state_dict(checkpoint["model"])
-            phase.restore(checkpoint)
-        except (RuntimeError, KeyError, TypeError, ValueError) as error:
-            raise rd.malformed(run_path, "model", error) from None
+    if checkpoint is not None:  # each entry tried on its own, so an error names its key
+        population_keys = [k for k in POPULATION_KEYS if k in checkpoint and population is not None]
+        loads = {
+            "model": lambda: model.load_state_dict(checkpoint["model"]),
+            "optimizer": lambda: phase.optimizer.load_state_dict(checkpoint["optimizer"]),
+            "steps": lambda: phase.steps.copy_(checkpoint["steps"]),
+            "log": lambda: PhaseLog(**checkpoint["log"]),
+            **{k: (lambda k=k: getattr(population, k).copy_(checkpoint[k]))
+               for k in population_keys},
+        }  # fmt: skip
+        for key, load in loads.items():
+            try:
+                load()
+            except (RuntimeError, KeyError, TypeError, ValueError, AttributeError) as error:
+                raise rd.malformed(run_path, key, error) from None
+        phase.restore(checkpoint)  # every entry fits: all of it at once
 
     def save(summary: dict[str, Any] | None = None) -> None:
         rd.save_checkpoint(run_path, {"model": model.state_dict(), **phase.state(),

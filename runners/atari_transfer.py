@@ -44,7 +44,7 @@ from pathevo.agents.phase_log import PhaseLog, moe_load_cv2
 from pathevo.agents.phase_reporters import make_progress
 from pathevo.agents.registry import agent_names, get_agent
 from pathevo.evolution.async_tournament import SharedPopulation
-from pathevo.evolution.operators import genome_to_path
+from pathevo.evolution.operators import check_genome, genome_to_path
 from pathevo.evolution.transfer import begin_transfer, module_reuse, reused_modules
 from pathevo.runners.plumbing import run_dir as rd
 from pathevo.runners.plumbing.cli import choice_of, run_cli
@@ -147,20 +147,34 @@ def setup_phase(
     return model, population, task_a if phase == "pathnet_a" else task_b
 
 
-def train_phase(
+_UNFIT = (RuntimeError, KeyError, TypeError, ValueError, IndexError, AttributeError)
+"""What building a phase from checkpoint entries of other shapes or contents raises."""
+
+
+def prepare_phase(
     cfg: TransferConfig,
     state: dict[str, Any],
     shape: tuple[int, ...],
     actions: tuple[int, int],
     run_path: Path,
-    progress: Progress,
-) -> None:
-    """Train phase ``state["phase"]`` (from its mid-phase checkpoint, if any); record its log,
-    best path and, after phase A, A's network and best path in ``state``. Its TensorBoard
-    events go to ``run_path/<phase>`` (:func:`pathevo.runners.plumbing.run_dir.segment_writer`)."""
+) -> tuple[PathNetA3C, SharedPopulation, str, Phase, int]:
+    """Phase ``state["phase"]`` ready to train (restored from its mid-phase checkpoint, if
+    any) and its first step; a one-line ValueError naming the checkpoint entry (``after_a``,
+    ``best_a``, ``current``) that does not fit this run: called before anything is written."""
     name = PHASES[state["phase"]]
-    model, population, task = setup_phase(name, cfg, shape, actions, state)
-    env_id = cfg.env_a if name == "pathnet_a" else cfg.env_b
+    if name != "pathnet_a":  # A's network and best path, recorded when phase A ended
+        for key in ("after_a", "best_a"):
+            if state[key] is None:
+                raise rd.malformed(run_path, key, ValueError("None after phase pathnet_a"))
+        try:
+            check_genome(state["best_a"], cfg.pathnet.layers, cfg.pathnet.active,
+                         cfg.pathnet.modules)  # fmt: skip
+        except (TypeError, ValueError) as error:
+            raise rd.malformed(run_path, "best_a", error) from None
+    try:
+        model, population, task = setup_phase(name, cfg, shape, actions, state)
+    except _UNFIT as error:
+        raise rd.malformed(run_path, "after_a", error) from None
     seed = cfg.seed + 100 * state["phase"]
     phase = Phase.create(
         model, cfg.a3c, cfg.workers, seed, population=population, pathnet=cfg.pathnet
@@ -170,9 +184,30 @@ def train_phase(
         try:
             model.load_state_dict(state["current"]["model"])
             phase.restore(state["current"])
-        except (RuntimeError, KeyError, TypeError, ValueError) as error:
+        except _UNFIT as error:
             raise rd.malformed(run_path, "current", error) from None
         start = int(phase.steps.sum()) + 1
+    return model, population, task, phase, start
+
+
+def train_phase(
+    cfg: TransferConfig,
+    state: dict[str, Any],
+    shape: tuple[int, ...],
+    actions: tuple[int, int],
+    run_path: Path,
+    progress: Progress,
+    prepared: tuple[PathNetA3C, SharedPopulation, str, Phase, int] | None = None,
+) -> None:
+    """Train phase ``state["phase"]`` (from its mid-phase checkpoint, if any; ``prepared``: what
+    :func:`prepare_phase` returned for it); record its log, best path and, after phase A, A's
+    network and best path in ``state``. Its TensorBoard events go to ``run_path/<phase>``
+    (:func:`pathevo.runners.plumbing.run_dir.segment_writer`)."""
+    name = PHASES[state["phase"]]
+    model, population, task, phase, start = prepared or prepare_phase(
+        cfg, state, shape, actions, run_path
+    )
+    env_id = cfg.env_a if name == "pathnet_a" else cfg.env_b
     writer = rd.segment_writer(run_path, name, start)
 
     def save() -> None:
@@ -233,13 +268,20 @@ def main(cfg: TransferConfig, runner: str = "atari_transfer") -> dict[str, Any]:
     state: dict[str, Any] = checkpoint or {
         "phase": 0, "logs": {}, "paths": {}, "after_a": None, "best_a": None, "current": None,
     }  # fmt: skip
+    if not 0 <= state["phase"] <= len(PHASES):
+        raise rd.malformed(run_path, "phase", ValueError(f"no phase {state['phase']}"))
+    # The first phase to train, built (and restored) before any writer: a checkpoint whose
+    # entries do not fit is refused with nothing written.
+    prepared = prepare_phase(cfg, state, shape, (actions_a, actions_b), run_path) if (
+        state["phase"] < len(PHASES)) else None  # fmt: skip
 
     writer = rd.segment_writer(run_path, "")  # config and summary: every session writes all
     writer.add_text("config", f"```\n{rd.json.dumps(dataclasses.asdict(cfg), indent=2)}\n```")
     console = Console()
     with make_progress(console, cfg.progress) as progress:
         while state["phase"] < len(PHASES):
-            train_phase(cfg, state, shape, (actions_a, actions_b), run_path, progress)
+            train_phase(cfg, state, shape, (actions_a, actions_b), run_path, progress, prepared)
+            prepared = None
             state["phase"] += 1
             state["current"] = None
             rd.save_checkpoint(run_path, state)

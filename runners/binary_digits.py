@@ -51,7 +51,7 @@ from pathevo.agents.supervised import (
 from pathevo.envs.digits import BinaryTask, all_tasks, make_binary_task, parse_task, salt_and_pepper
 from pathevo.evolution.backends import BACKENDS, check_backend, map_backend
 from pathevo.evolution.config import EvoConfig
-from pathevo.evolution.operators import genome_to_path, module_usage
+from pathevo.evolution.operators import check_genome, genome_to_path, module_usage
 from pathevo.evolution.toolbox import (
     PathGenome,
     make_toolbox,
@@ -359,12 +359,69 @@ def load_state(run_path: Path) -> dict[str, Any] | None:
     try:
         if state["search"] is not None:
             state["search"] = search_from_data(state["search"])
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError) as error:
+        raise rd.malformed(run_path, "search", error) from None
+    try:
         if state.get("after_a") is not None:
             population = [path_genome_from_data(g) for g in state["after_a"]["population"]]
             state["after_a"] = {**state["after_a"], "population": population}
-    except (KeyError, TypeError, ValueError, IndexError) as error:
-        raise rd.malformed(run_path, "search", error) from None
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError) as error:
+        raise rd.malformed(run_path, "after_a", error) from None
+    for index, result in enumerate(state["results"]):
+        try:
+            check_result(result)
+        except (KeyError, TypeError, ValueError) as error:
+            raise rd.malformed(run_path, f"results[{index}]", error) from None
     return state
+
+
+def check_result(result: Any) -> None:
+    """A TypeError unless ``result`` has the types a pair's result holds (its tasks' names,
+    generations, solved flags, genomes, module reuse)."""
+    if not isinstance(result, dict):
+        raise TypeError(f"a {type(result).__name__}, not a pair's result (dict)")
+    kinds = {"task_a": str, "task_b": str, "_generations": int, "_solved": bool,
+             "best_a": list, "best_b": list, "module_reuse": (int, float),
+             "reused_modules": list}  # fmt: skip
+    for key in ("task_a", "task_b"):
+        if key not in result:
+            raise KeyError(key)
+    for key, value in result.items():
+        kind = kinds.get(key) or kinds.get("_" + key.rpartition("_")[2])
+        if kind is not None and not isinstance(value, kind):
+            raise TypeError(f"its {key!r} is a {type(value).__name__}")
+        if key in ("best_a", "best_b") and not all(type(gene) is int for gene in value):
+            raise TypeError(f"its {key!r} is not a list of module ids")
+
+
+def check_progress(
+    cfg: BinaryDigitsConfig, state: dict[str, Any], pairs: list[tuple[str, str]],
+    phases: list[str], run_path: Path,
+) -> None:  # fmt: skip
+    """A one-line ValueError naming the checkpoint entry (``pair``, ``phase``, ``results[k]``)
+    that does not fit this run's pairs, phases and paths."""
+    pair, phase, results = state["pair"], state["phase"], state["results"]
+    if not 0 <= pair <= len(pairs):
+        raise rd.malformed(run_path, "pair", ValueError(f"no pair {pair} of {len(pairs)}"))
+    if not 0 <= phase < len(phases):
+        raise rd.malformed(run_path, "phase", ValueError(f"no phase {phase} of {len(phases)}"))
+    if len(results) > pair + 1:
+        raise rd.malformed(run_path, "results", ValueError(f"{len(results)} for pair {pair}"))
+    for k, result in enumerate(results):
+        done = phases if k < pair else phases[:phase]
+        try:
+            if [result["task_a"], result["task_b"]] != list(pairs[k]):
+                raise ValueError(f"pair {result['task_a']}→{result['task_b']}, not {pairs[k]}")
+            for name in done:
+                if f"{name}_generations" not in result:
+                    raise KeyError(f"{name}_generations")
+            for key in ("best_a", "best_b"):
+                if key in result:
+                    check_genome(result[key], cfg.evo.layers, cfg.evo.active, cfg.evo.modules)
+            if "pathnet_a" in done and "best_a" not in result:
+                raise KeyError("best_a")
+        except (KeyError, TypeError, ValueError) as error:
+            raise rd.malformed(run_path, f"results[{k}]", error) from None
 
 
 def record_phase(cfg: BinaryDigitsConfig, result: dict, phase: str, search: SearchState) -> None:
@@ -396,15 +453,23 @@ def main(cfg: BinaryDigitsConfig) -> dict[str, Any]:
     rng = random.Random()
     library: PathLibrary | None = None
     head = nn.Linear(cfg.hidden, 2).to(device)
+    check_progress(cfg, state, pairs, phases, run_path)
+    if state.get("after_a") is not None:  # where the B phases start: fits this run's network
+        for key, module in (("library", fresh_library(cfg, tasks[pairs[0][0]].input_size,
+                                                       device)), ("head", head)):  # fmt: skip
+            try:
+                copy.deepcopy(module).load_state_dict(state["after_a"][key])
+            except (RuntimeError, KeyError, TypeError, ValueError, AttributeError) as error:
+                raise rd.malformed(run_path, f"after_a[{key!r}]", error) from None
     if state.get("library") is not None:  # resuming: restore the exact state
         library = fresh_library(cfg, tasks[pairs[0][0]].input_size, device)
-        try:
-            library.load_state_dict(state["library"])
-            head.load_state_dict(state["head"])
-            rng.setstate(state["rng"])
-            torch.set_rng_state(state["torch_rng"])
-        except (RuntimeError, KeyError, TypeError, ValueError) as error:
-            raise rd.malformed(run_path, "library", error) from None
+        restoring = (("library", library.load_state_dict), ("head", head.load_state_dict),
+                     ("rng", rng.setstate), ("torch_rng", torch.set_rng_state))  # fmt: skip
+        for key, load in restoring:
+            try:
+                load(state[key])
+            except (RuntimeError, KeyError, TypeError, ValueError, AttributeError) as error:
+                raise rd.malformed(run_path, key, error) from None
 
     def checkpoint(search: SearchState | None) -> None:
         state["search"] = search

@@ -188,9 +188,53 @@ def open_run(
             rd.require({"model": entry}, {"model": dict}, run_path, "continual")
             rd.require(entry, {"state": dict, "sizes": list}, run_path, "continual")
     family = load_family(cfg)
+    if checkpoint is not None:  # its nested entries too, before config.json is rewritten
+        check_state(cfg, family, checkpoint, run_path)
     if grow != saved.grow:
         rd.save_config(run_path, dataclasses.replace(cfg, resume=None))
     return cfg, run_path, checkpoint, family
+
+
+def check_state(
+    cfg: ContinualConfig, family: Digits | Games, state: dict[str, Any], run_path: Path
+) -> None:
+    """A one-line ValueError naming the checkpoint entry (``done``, ``reference``, ``R``,
+    ``records``, a condition's model in ``models``, ``current``) that does not fit this run:
+    what :func:`main` reads of a resumed run, checked before any writer exists."""
+    count, layers, active = len(cfg.tasks), family.layers, family.active
+
+    def entry(key: str, fits: bool, detail: str) -> None:
+        if not fits:
+            raise rd.malformed(run_path, key, ValueError(detail))
+
+    done = state["done"]
+    entry("done", 0 <= done <= count * len(cfg.conditions), f"{done} of the run's trainings")
+    reference = state["reference"]
+    entry("reference", len(reference) == count, f"{len(reference)} values for {count} tasks")
+    for c in cfg.conditions:
+        matrix = state["R"].get(c)
+        fits = isinstance(matrix, list) and len(matrix) == count and all(
+            isinstance(row, list) and len(row) == count for row in matrix)  # fmt: skip
+        entry("R", fits, f"no {count} x {count} matrix of condition {c!r}")
+        records = state["records"].get(c)
+        entry("records", isinstance(records, list), f"no list of condition {c!r}")
+        for record in records:
+            try:
+                genome_to_path(record["genome"], layers, active)
+            except (KeyError, RuntimeError, TypeError, ValueError) as error:
+                raise rd.malformed(run_path, "records", error) from None
+    models = {f"models[{c!r}]": saved for c, saved in state["models"].items()}
+    current = state.get("current")
+    if current is not None:
+        entry("current", isinstance(current, dict) and isinstance(current.get("model"), dict),
+              "no model of the task it was inside")  # fmt: skip
+        models["current"] = current["model"]
+    for key, saved in models.items():
+        try:
+            restore(family, saved)
+        except ValueError as error:
+            detail = str(error).partition(" (")[2].rstrip(")") or str(error)
+            raise rd.malformed(run_path, key, ValueError(detail)) from None
 
 
 def restore(family: Digits | Games, saved: dict[str, Any]) -> nn.Module:

@@ -331,6 +331,14 @@ def load_state(run_path: Path) -> dict[str, Any] | None:
     state = rd.load_checkpoint(run_path, "hyperneat", NEEDS)
     if state is None:
         return None
+    checks = [(f"history[{index}]", check_record, record)
+              for index, record in enumerate(state["history"])]  # fmt: skip
+    checks += [("best", check_best, state["best"]), ("checked", check_checked, state["checked"])]
+    for key, check, value in checks:
+        try:
+            check(value)
+        except (KeyError, TypeError, ValueError, IndexError) as error:
+            raise rd.malformed(run_path, key, error) from None
     key = "population"
     try:
         state["population"] = [cppn_individual_from_data(d) for d in state["population"]]
@@ -341,7 +349,45 @@ def load_state(run_path: Path) -> dict[str, Any] | None:
             state["best"] = {**state["best"], "graph": CPPNGraph.from_dict(state["best"]["graph"])}
     except (KeyError, TypeError, ValueError, IndexError, AttributeError) as error:
         raise rd.malformed(run_path, key, error) from None
+    try:
+        random.Random().setstate(state["rng"])
+    except (TypeError, ValueError) as error:
+        raise rd.malformed(run_path, "rng", error) from None
     return state
+
+
+RECORD = {"max": (int, float), "mean": (int, float), "species": int, "species_sizes": list,
+          "nodes_mean": (int, float), "connections_mean": (int, float), "best_nodes": int,
+          "best_connections": int}  # fmt: skip
+"""What a generation's entry of ``history`` holds (see ``_record``), and of what types."""
+
+
+def check_record(record: Any) -> None:
+    """A TypeError (KeyError) unless ``record`` is a generation's entry of ``history``."""
+    if not isinstance(record, dict):
+        raise TypeError(f"a {type(record).__name__}, not a generation's record (dict)")
+    for key, kind in RECORD.items():  # what summary and figures read; the rest, if there
+        if key not in ("max", "mean", "species") and key not in record:
+            continue
+        if not isinstance(record[key], kind) or isinstance(record[key], bool):
+            raise TypeError(f"its {key!r} is a {type(record[key]).__name__}")
+
+
+def check_best(best: dict[str, Any] | None) -> None:
+    """A TypeError (KeyError) unless ``best`` is None or the best genome's entry."""
+    if best is not None:
+        numbers = {"fitness": (int, float), "generation": int,
+                   "eval_mean": (int, float, type(None))}  # fmt: skip
+        for key, kind in numbers.items():
+            if not isinstance(best[key], kind):
+                raise TypeError(f"its {key!r} is a {type(best[key]).__name__}")
+
+
+def check_checked(checked: dict[Any, Any]) -> None:
+    """A TypeError unless ``checked`` maps genome keys to evaluated mean returns."""
+    for key, value in checked.items():
+        if not isinstance(key, int) or not isinstance(value, int | float):
+            raise TypeError(f"{key!r}: {value!r} is not a genome key's mean return")
 
 
 def summarise(

@@ -274,13 +274,16 @@ def main(cfg: LotteryConfig) -> dict[str, Any]:
     else:
         obs_shape, num_actions = (make_binary_task(task, resolution=cfg.digits.resolution)
                                   .input_size,), 2  # fmt: skip
+    shapes = (task or cfg.env_id, obs_shape, num_actions)
     if cfg.resume is None:
         run_path = rd.prepare_run_dir(cfg.run_dir, "lottery", cfg.seed)
         rd.save_config(run_path, cfg)
+    else:  # every repeat's weights and masks fit this run's network: before any writer
+        for seed, run in state["runs"].items():
+            check_run(dataclasses.replace(cfg, seed=seed), run, shapes, run_path)
     writer = rd.segment_writer(run_path, "")  # config and summary: every session writes all
     writer.add_text("config", f"```\n{rd.json.dumps(dataclasses.asdict(cfg), indent=2)}\n```")
     console = Console()
-    shapes = (task or cfg.env_id, obs_shape, num_actions)
     with make_progress(console, cfg.progress) as progress:
         for seed in cfg.seeds:
             run = state["runs"].setdefault(seed, {"results": {}, "masks": {}})
@@ -296,6 +299,41 @@ def main(cfg: LotteryConfig) -> dict[str, Any]:
     rd.save_checkpoint(run_path, state)
     print_table(console, summary, run_path)
     return summary
+
+
+def check_run(
+    cfg: LotteryConfig, run: dict[str, Any], shapes: tuple[str, tuple[int, ...], int],
+    run_path: Path,
+) -> None:  # fmt: skip
+    """A one-line ValueError naming the entry of repeat ``cfg.seed``'s checkpoint (its
+    ``init``, ``rewind`` or ``trained`` weights, a round's ``masks``, the ``current`` training)
+    that does not fit this run's network, tried on a throwaway copy of the network."""
+    seed, results = cfg.seed, run["results"]
+    with torch.random.fork_rng(devices=[]):  # the run's own draws stay as they were
+        model, targets = build_model(cfg, *shapes)
+    weights = [key for key in ("init", "rewind", "trained") if key in run]
+    if "dense" in results:  # the dense training's weights, recorded when it ended
+        weights += [key for key in ("rewind", "trained") if key not in weights]
+    for key in weights:
+        try:
+            model.load_state_dict(run[key])
+        except (KeyError, RuntimeError, TypeError, ValueError, AttributeError) as error:
+            raise rd.malformed(run_path, f"runs[{seed}][{key!r}]", error) from None
+    for level, masks in run["masks"].items():
+        try:
+            if not isinstance(level, int) or level < 1:
+                raise ValueError(f"no round {level!r}")
+            pruning.set_masks(targets, masks)
+        except (IndexError, RuntimeError, TypeError, ValueError, AttributeError) as error:
+            raise rd.malformed(run_path, f"runs[{seed}]['masks'][{level!r}]", error) from None
+    current = run.get("current")
+    if current is not None:
+        try:
+            model.load_state_dict(current["state"]["model"])
+            if not isinstance(current["name"], str):
+                raise TypeError(f"name {current['name']!r} is not a training's name")
+        except (KeyError, RuntimeError, TypeError, ValueError, AttributeError) as error:
+            raise rd.malformed(run_path, f"runs[{seed}]['current']", error) from None
 
 
 def run_repeat(

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import random
 import sys
 from collections.abc import Callable
 from dataclasses import replace
@@ -246,6 +247,117 @@ MALFORMED = [
 ]  # fmt: skip
 
 
+def _genome(runner: str, gene: int = 0) -> list[int]:
+    """A path genome of ``runner``'s default config, every module id ``gene``."""
+    cfg = config_type(runner)()
+    evo = cfg.evo if runner == "binary_digits" else cfg.pathnet
+    return [gene] * (evo.layers * evo.active)
+
+
+def _atari(**entries) -> Callable[[], dict]:
+    """An atari_transfer checkpoint after phase A (with A's best path) but for ``entries``."""
+    return lambda: {"phase": 1, "logs": {}, "paths": {}, "after_a": {"w": torch.zeros(1)},
+                    "best_a": _genome("atari_transfer"), "current": None, **entries}  # fmt: skip
+
+
+def _lottery(**entries) -> Callable[[], dict]:
+    """A lottery checkpoint whose repeat 0 holds ``entries``."""
+    return lambda: {"runs": {0: {"results": {}, "masks": {}, **entries}}, "summary": None}
+
+
+def _continual(**entries) -> Callable[[], dict]:
+    """A continual checkpoint of the default config, fresh but for ``entries``."""
+    from pathevo.evolution.continual import empty_matrix
+
+    def make() -> dict:
+        cfg = config_type("continual")()
+        count = len(cfg.tasks)
+        return {"done": 1, "reference": [0.5] * count, "models": {}, "grown": [], "probes": [],
+                "R": {c: empty_matrix(count) for c in cfg.conditions},
+                "records": {c: [] for c in cfg.conditions}, "occupancy": [],
+                "modules_per_layer": [], **entries}  # fmt: skip
+
+    return make
+
+
+def _binary_digits(**entries) -> Callable[[], dict]:
+    """A binary_digits checkpoint inside pair 0's first phase, with the default config's
+    library and head, but for ``entries``."""
+    from pathevo.runners import binary_digits
+
+    def make() -> dict:
+        cfg = config_type("binary_digits")()
+        cpu = torch.device("cpu")
+        name = binary_digits.choose_pairs(cfg)[0][0]
+        task = binary_digits.load_tasks(cfg, [name], cpu)[name]
+        library = binary_digits.fresh_library(cfg, task.input_size, cpu)
+        head = torch.nn.Linear(cfg.hidden, 2)
+        state = {"pair": 0, "phase": 0, "results": [], "search": None,
+                 "library": library.state_dict(), "head": head.state_dict(),
+                 "rng": random.Random(0).getstate(),
+                 "torch_rng": torch.get_rng_state()}  # fmt: skip
+        return {key: value for key, value in {**state, **entries}.items() if value is not _DROP}
+
+    return make
+
+
+_DROP = object()
+"""An entry a checkpoint lacks."""
+
+
+def _a3c(**entries) -> Callable[[], dict]:
+    """An a3c checkpoint of the default config's fresh run, but for ``entries``."""
+    from pathevo.agents.phase import Phase, env_spaces
+    from pathevo.runners import a3c
+
+    def make() -> dict:
+        cfg = config_type("a3c")()
+        model, population = a3c.build_agent(cfg, *env_spaces(cfg.env_id, cfg.seed))
+        phase = Phase.create(model, cfg.a3c, cfg.workers, cfg.seed, population=population,
+                             pathnet=cfg.pathnet)  # fmt: skip
+        return {"model": model.state_dict(), **phase.state(), "summary": None, **entries}
+
+    return make
+
+
+WRONG = {"w": torch.zeros(1)}
+"""A network's weights of another network."""
+
+MALFORMED += [
+    ("atari_transfer", _atari(), "'after_a' does not fit this run"),
+    ("atari_transfer", _atari(best_a=_genome("atari_transfer", 99)),
+     "'best_a' does not fit this run"),
+    ("atari_transfer", _atari(best_a=None), "'best_a' does not fit this run"),
+    ("atari_transfer", _atari(phase=0, current={"model": WRONG, "optimizer": {},
+                                                "steps": torch.zeros(2), "log": {}}),
+     "'current' does not fit this run"),
+    ("lottery", _lottery(rewind=WRONG), "\"runs[0]['rewind']\" does not fit this run"),
+    ("lottery", _lottery(init=WRONG), "\"runs[0]['init']\" does not fit this run"),
+    ("lottery", _lottery(trained=WRONG), "\"runs[0]['trained']\" does not fit this run"),
+    ("lottery", _lottery(masks={1: [torch.zeros(1)]}),
+     "\"runs[0]['masks'][1]\" does not fit this run"),
+    ("continual", _continual(R={}), "'R' does not fit this run"),
+    ("continual", _continual(models={"finetune": {"state": WRONG, "sizes": []}}),
+     "\"models['finetune']\" does not fit this run"),
+    ("continual", _continual(records={}), "'records' does not fit this run"),
+    ("continual", _continual(done=-1), "'done' does not fit this run"),
+    ("binary_digits", _binary_digits(results=["oops"]), "'results[0]' does not fit this run"),
+    ("binary_digits", _binary_digits(results=[{"task_a": 3, "task_b": "x"}]),
+     "'results[0]' does not fit this run"),
+    ("binary_digits", _binary_digits(rng=_DROP), "'rng' does not fit this run"),
+    ("binary_digits", _binary_digits(head=WRONG), "'head' does not fit this run"),
+    ("hyperneat", lambda: {"population": [], "state": {}, "history": [{"max": 1.0}],
+                           "best": None, "checked": {}, "rng": (3, (), None)},
+     "'history[0]' does not fit this run"),
+    ("hyperneat", lambda: {"population": [], "state": {}, "history": ["oops"], "best": None,
+                           "checked": {}, "rng": (3, (), None)},
+     "'history[0]' does not fit this run"),
+    ("a3c", _a3c(optimizer={"state": 5}), "'optimizer' does not fit this run"),
+    ("a3c", _a3c(steps=torch.zeros(99)), "'steps' does not fit this run"),
+    ("a3c", _a3c(log={"bogus": 1}), "'log' does not fit this run"),
+]  # fmt: skip
+
+
 @pytest.mark.parametrize(("runner", "checkpoint", "expected"), MALFORMED,
                          ids=[f"{c[0]}-{c[2]}" for c in MALFORMED])  # fmt: skip
 def test_a_checkpoint_without_what_the_run_needs_says_what_is_wrong(
@@ -253,9 +365,12 @@ def test_a_checkpoint_without_what_the_run_needs_says_what_is_wrong(
 ):
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("PATHEVO_DEBUG", raising=False)
+    if callable(checkpoint):
+        checkpoint = checkpoint()
     bad_run(tmp_path / "run", runner, lambda path: torch.save(checkpoint, path))
-    before = snapshot(tmp_path)
+    before, listing = snapshot(tmp_path), sorted(tmp_path.rglob("*"))
     code, stderr = run(runner, ["--resume", str(tmp_path / "run")], monkeypatch)
     lines = stderr.strip().splitlines()
     assert code == 2 and len(lines) == 1 and expected in lines[0], stderr
     assert "cannot resume from" in lines[0] and snapshot(tmp_path) == before
+    assert sorted(tmp_path.rglob("*")) == listing  # no new directory (no writer's) either
