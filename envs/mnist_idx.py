@@ -66,29 +66,33 @@ def write_idx(path: str | Path, array: np.ndarray) -> None:
         handle.write(payload)
 
 
-def load_mnist(data_dir: str | Path, split: str = "train") -> tuple[np.ndarray, np.ndarray]:
+def load_mnist(
+    data_dir: str | Path, split: str = "train", prefix: str = ""
+) -> tuple[np.ndarray, np.ndarray]:
     """MNIST images ``[n, 28, 28]`` uint8 and labels ``[n]`` from the standard IDX files.
 
     Looks for ``{train,t10k}-images-idx3-ubyte`` / ``-labels-idx1-ubyte`` (also with ``.`` before
-    ``idx`` and with ``.gz``) in ``data_dir``.
+    ``idx`` and with ``.gz``; after ``prefix``, such as EMNIST's ``emnist-digits-``) in
+    ``data_dir``.
     """
     if split not in ("train", "test"):
         raise ValueError(f"split must be 'train' or 'test', got {split!r}")
-    prefix = "train" if split == "train" else "t10k"
-    images = _find(Path(data_dir), prefix, "images", "idx3")
-    labels = _find(Path(data_dir), prefix, "labels", "idx1")
+    names = ("train",) if split == "train" else ("t10k", "test")  # EMNIST: test
+    images = _find(Path(data_dir), [prefix + name for name in names], "images", "idx3")
+    labels = _find(Path(data_dir), [prefix + name for name in names], "labels", "idx1")
     x, y = read_idx(images), read_idx(labels)
     if x.ndim != 3 or y.ndim != 1 or len(x) != len(y):
         raise ValueError(f"{images} and {labels} do not hold matching images and labels")
     return x, y
 
 
-def _find(data_dir: Path, prefix: str, kind: str, idx: str) -> Path:
-    for sep in ("-", "."):
-        for suffix in ("", ".gz"):
-            candidate = data_dir / f"{prefix}-{kind}{sep}{idx}-ubyte{suffix}"
-            if candidate.is_file():
-                return candidate
+def _find(data_dir: Path, stems: list[str], kind: str, idx: str) -> Path:
+    for stem in stems:
+        for sep in ("-", "."):
+            for suffix in ("", ".gz"):
+                candidate = data_dir / f"{stem}-{kind}{sep}{idx}-ubyte{suffix}"
+                if candidate.is_file():
+                    return candidate
     raise ValueError(
-        f"no MNIST {prefix} {kind} file ({prefix}-{kind}-{idx}-ubyte[.gz]) in {data_dir}"
+        f"no MNIST {stems[0]} {kind} file ({stems[0]}-{kind}-{idx}-ubyte[.gz]) in {data_dir}"
     )

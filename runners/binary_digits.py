@@ -1,8 +1,10 @@
-"""PathNet transfer on binary digit tasks: the first experiment of Fernando et al. 2017.
+"""PathNet transfer on binary image tasks: the first experiment of Fernando et al. 2017.
 
-arXiv:1701.08734, section 3.1. For K pairs of binary tasks (A, B) — "3v5" tells digit 3 from 5 —
-it counts the generations of the serial binary tournament needed to reach a training accuracy
-threshold on B, three ways:
+arXiv:1701.08734, section 3.1. For K pairs of binary tasks (A, B) — ``digits/3v5`` tells digit 3
+from 5, ``fashion/coat-v-shirt`` Fashion-MNIST's coats from its shirts — it measures how fast B
+is learned, by both of the paper's protocols: the generations of the binary tournament needed to
+reach a training accuracy threshold (its MNIST protocol) and, with ``--fixed-generations G``, the
+held-out accuracy of the best path after G generations (its CIFAR/SVHN protocol), three ways:
 
 * ``scratch``: PathNet evolution on B with a fresh library and population;
 * ``finetune``: the control the paper compares with. ``--finetune evolve`` (default): evolution
@@ -25,16 +27,20 @@ import json
 import math
 import random
 import statistics
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 import torch
+from matplotlib.figure import Figure
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from torch import nn
 
+from pathevo.agents.continual import fixed_noisy_batch
 from pathevo.agents.hyper_agents import HyperConfig
 from pathevo.agents.images import usage_image
 from pathevo.agents.moe_agents import MoEConfig
@@ -48,7 +54,16 @@ from pathevo.agents.supervised import (
     train_path,
     trained_by_name,
 )
-from pathevo.envs.digits import BinaryTask, all_tasks, make_binary_task, parse_task, salt_and_pepper
+from pathevo.envs.digits import (
+    BinaryTask,
+    all_tasks,
+    canonical_task,
+    make_binary_task,
+    parse_task,
+    related,
+    salt_and_pepper,
+)
+from pathevo.envs.image_data import DATASETS, SPLITS, load_images
 from pathevo.evolution.backends import BACKENDS, check_backend, map_backend
 from pathevo.evolution.config import EvoConfig
 from pathevo.evolution.operators import check_genome, genome_to_path, module_usage
@@ -70,15 +85,18 @@ from pathevo.modules.library import PathLibrary, linear_library
 from pathevo.modules.moe import take_routing
 from pathevo.runners.plumbing import run_dir as rd
 from pathevo.runners.plumbing.cli import choice_of, resolve_device, run_cli
-from pathevo.runners.plumbing.plots import path_grid, plot_transfer_paths
+from pathevo.runners.plumbing.plots import path_grid, plot_transfer_paths, save_figure
 from pathevo.runners.plumbing.stats import mean_interval
 
 LayerKindName = choice_of(sorted(LAYER_KINDS))
+DatasetName = choice_of(list(DATASETS))
 Backend = choice_of(list(BACKENDS))
 
 PHASES = ("scratch", "pathnet_a", "pathnet_b", "finetune_a", "finetune_b")
 """Every phase a pair may run (a phase's seed is derived from its place here)."""
 CONDITIONS = ("scratch", "finetune", "pathnet")
+B_PHASES = {"scratch": "scratch", "finetune_b": "finetune", "pathnet_b": "pathnet"}
+"""The phases that learn task B, and the condition each measures."""
 
 FAST_PRESET: dict[str, Any] = {"threshold": 0.99, "max_generations": 300}
 """``--preset fast``: the quick setting of smoke runs (fields still at their defaults only)."""
@@ -91,11 +109,6 @@ def phase_names(cfg: BinaryDigitsConfig) -> tuple[str, ...]:
     return PHASES
 
 
-def related(task_a: str, task_b: str) -> bool:
-    """Whether two binary tasks share a digit (such pairs transfer more)."""
-    return bool(set(parse_task(task_a)) & set(parse_task(task_b)))
-
-
 @dataclass
 class BinaryDigitsConfig:
     """PathNet's binary-digit transfer experiment (defaults close to the paper's)."""
@@ -103,9 +116,13 @@ class BinaryDigitsConfig:
     seed: int = 0
     """Seed of everything; a fixed seed with the serial backend reproduces a run exactly."""
     pairs: int = 3
-    """K: number of random (A, B) task pairs."""
+    """K: number of random (A, B) task pairs, distinct, drawn from --dataset's 45 tasks."""
+    dataset: DatasetName = "digits"
+    """The data set random pairs are drawn from: digits (scikit-learn's 8x8 digits, built in),
+    fashion (Fashion-MNIST), mnist, kmnist or emnist (their IDX files, see --data-dir)."""
     tasks: tuple[str, ...] = ()
-    """Explicit pairs 'A:B' such as '3v5:1v7' (overrides --pairs)."""
+    """Explicit pairs 'A:B' of task ids, such as 'digits/3v5:digits/1v7' or
+    'fashion/coat-v-shirt:fashion/tshirt-v-pullover' (overrides --pairs and --dataset)."""
     preset: Literal["paper", "fast"] = "paper"
     """paper: the defaults below (the paper's settings); fast: threshold 0.99 and 300 generations
     at most, for smoke runs (flags given explicitly with other values still win)."""
@@ -114,6 +131,13 @@ class BinaryDigitsConfig:
     max_generations: int = 1000
     """Give up on a phase after this many generations (counted as this many, and reported as
     censored)."""
+    fixed_generations: int = 0
+    """The CIFAR/SVHN protocol: the phases on B run at least this many generations (past the
+    threshold) and the held-out accuracy of their best path at this generation is reported
+    beside the generations to the threshold. 0: off (phases stop at the threshold)."""
+    test_every: int = 10
+    """Generations between held-out accuracy measurements of the best path (its learning
+    curve); each phase's last generation is measured too."""
     resolution: int | None = 28
     """Input images are resized to this side (28: MNIST's size; the 8x8 digits are upsampled);
     None keeps the data's own size. The noise is applied per pixel at this size, so the 8x8
@@ -147,7 +171,9 @@ class BinaryDigitsConfig:
     evo: EvoConfig = field(default_factory=EvoConfig)
     train: SupervisedConfig = field(default_factory=SupervisedConfig)
     data_dir: str | None = None
-    """Directory of MNIST IDX files (train-images-idx3-ubyte...); default: sklearn 8x8 digits."""
+    """Directory of the MNIST-format IDX files (train-images-idx3-ubyte[.gz], t10k-...), or of
+    their data sets' folders (fashion-mnist/, mnist/, ...); default: $PATHEVO_DATA, then
+    /usr/share/datasets (where `apt-get install dataset-fashion-mnist` puts Fashion-MNIST)."""
     backend: Backend = "serial"
     """Where fitness evaluations run: this process, a pool of local processes training the
     library in shared memory (Hogwild), or Ray tasks (a local instance or a cluster) that train
@@ -178,19 +204,30 @@ class BinaryDigitsConfig:
             for name, value in FAST_PRESET.items():
                 if getattr(self, name) == _DEFAULTS[name]:
                     setattr(self, name, value)
-        if min(self.pairs, self.max_generations, self.hidden) <= 0:
-            raise ValueError("pairs, max_generations and hidden must be positive")
+        if min(self.pairs, self.max_generations, self.hidden, self.test_every) <= 0:
+            raise ValueError("pairs, max_generations, hidden and test_every must be positive")
+        if not 0 <= self.fixed_generations <= self.max_generations:
+            raise ValueError(
+                f"fixed_generations must lie in [0, max_generations={self.max_generations}], "
+                f"got {self.fixed_generations}"
+            )
+        if self.pairs > 45 * 44 and not self.tasks:
+            raise ValueError(f"a data set has {45 * 44} ordered pairs of tasks, not {self.pairs}")
         if self.resolution is not None and self.resolution <= 0:
             raise ValueError(f"resolution must be positive, got {self.resolution}")
         if min(self.checkpoint_every, self.image_every, self.workers, self.threads) <= 0:
             raise ValueError("checkpoint_every, image_every, workers and threads must be positive")
         if not 0.0 < self.threshold <= 1.0:
             raise ValueError(f"threshold must lie in (0, 1], got {self.threshold}")
+        pairs = []
         for pair in self.tasks:
             task_a, colon, task_b = pair.partition(":")
             if not colon:
-                raise ValueError(f"task pair {pair!r} should read 'A:B', such as '3v5:1v7'")
-            parse_task(task_a), parse_task(task_b)
+                raise ValueError(
+                    f"task pair {pair!r} should read 'A:B', such as 'digits/3v5:digits/1v7'"
+                )
+            pairs.append(f"{canonical_task(task_a)}:{canonical_task(task_b)}")
+        self.tasks = tuple(pairs)
         check_backend(self.backend, self.ray_address)  # Ray: installed, the address answers
 
 
@@ -201,8 +238,13 @@ def choose_pairs(cfg: BinaryDigitsConfig) -> list[tuple[str, str]]:
     """The (A, B) task pairs: the explicit ones, or K distinct random ones from the seed."""
     if cfg.tasks:
         return [tuple(pair.split(":")) for pair in cfg.tasks]  # type: ignore[misc]
-    rng = random.Random(cfg.seed)
-    return [tuple(rng.sample(all_tasks(), 2)) for _ in range(cfg.pairs)]  # type: ignore[misc]
+    rng, tasks = random.Random(cfg.seed), all_tasks(cfg.dataset)
+    pairs: list[tuple[str, str]] = []
+    while len(pairs) < cfg.pairs:
+        pair = tuple(rng.sample(tasks, 2))
+        if pair not in pairs:
+            pairs.append(pair)  # type: ignore[arg-type]
+    return pairs
 
 
 def fresh_library(cfg: BinaryDigitsConfig, input_size: int, device: torch.device) -> PathLibrary:
@@ -275,26 +317,71 @@ class FrozenPathTrainer:
         return trained_by_name(t.library, t.head, self.path(genome), t.task.name)
 
 
-def load_tasks(cfg: BinaryDigitsConfig, names: list[str], device: torch.device) -> dict:
-    """The binary tasks by name; with ``--noise-once`` their inputs carry the noise already."""
+def load_tasks(
+    cfg: BinaryDigitsConfig, names: list[str], device: torch.device
+) -> tuple[dict[str, BinaryTask], dict[str, BinaryTask]]:
+    """The binary tasks by name (their training split; with ``--noise-once`` the inputs carry
+    the noise already) and their held-out split with the training noise drawn once."""
     tasks = {name: make_binary_task(name, cfg.data_dir, cfg.resolution) for name in names}
-    for index, task in enumerate(tasks.values()):
+    held_out = {}
+    for index, (name, task) in enumerate(tasks.items()):
         if cfg.noise_once:
             generator = torch.Generator().manual_seed(cfg.seed * 1000 + index)
             task.x = salt_and_pepper(task.x, cfg.train.noise, generator)
         task.x, task.y = task.x.to(device), task.y.to(device)
-    return tasks
+        test = make_binary_task(name, cfg.data_dir, cfg.resolution, split="test")
+        x, y = fixed_noisy_batch(test, cfg.train.noise, cfg.seed * 1000 + 500 + index)
+        held_out[name] = BinaryTask(name, x.to(device), y.to(device))
+    return tasks, held_out
+
+
+@torch.no_grad()
+def held_out_accuracy(
+    library: PathLibrary, head: nn.Module, path: torch.Tensor, task: BinaryTask
+) -> float:
+    """Accuracy of ``path`` ([L, N]) and ``head`` on a held-out task (one pass, no training)."""
+    logits = head(library(task.x, path, task.name))  # [n, 2]
+    return (logits.argmax(1) == task.y).float().mean().item()
+
+
+@dataclass
+class HeldOutMeasure:
+    """The held-out accuracy of a genome's path, through the library and head as they are."""
+
+    library: PathLibrary
+    head: nn.Module
+    path: Callable[[list[int]], torch.Tensor]
+    """A genome's [L, N] path (its trainer's ``path``)."""
+    task: BinaryTask
+
+    def __call__(self, genome: list[int]) -> float:
+        return held_out_accuracy(self.library, self.head, self.path(genome), self.task)
 
 
 class GenerationLogger:
     """Per generation: TensorBoard scalars and the module-usage image (into the phase's own
-    directory ``pair<k>/<phase>``: tags name only the quantity), progress, checkpoints."""
+    directory ``pair<k>/<phase>``: tags name only the quantity), the learning curve (held-out
+    accuracy of the best path every ``--test-every`` generations), progress, checkpoints."""
 
-    def __init__(self, cfg, writer, progress, bar, library, checkpoint) -> None:
+    def __init__(
+        self, cfg, writer, progress, bar, library, checkpoint,
+        measure: Callable[[list[int]], float], curve: list[list[float]],
+    ) -> None:  # fmt: skip
         self.cfg, self.writer, self.progress, self.bar = cfg, writer, progress, bar
         self.library, self.checkpoint = library, checkpoint
+        self.measure, self.curve = measure, curve
+        """The held-out accuracy of a genome's path now; the phase's curve: rows [generation,
+        best training fitness, held-out accuracy of the best path]."""
         self.routing = PhaseLog()
         """The MoE layers' routing of the latest generation (in this process: serial backend)."""
+
+    def measure_best(self, state: SearchState) -> None:
+        """Append the best path's held-out accuracy at this generation to the curve (once)."""
+        if self.curve and self.curve[-1][0] == state.generation:
+            return
+        accuracy = self.measure(state.best)
+        self.curve.append([state.generation, state.best_fitness, accuracy])
+        self.writer.add_scalar("charts/test_accuracy", accuracy, state.generation)
 
     def __call__(self, *, state: SearchState, outcome: TournamentOutcome) -> None:
         gen, evo = state.generation, self.cfg.evo
@@ -308,6 +395,8 @@ class GenerationLogger:
         reports = {name: r.as_lists() for name, r in take_routing(self.library).items()}
         if reports:  # an MoE layer: per-expert load and importance, load CV², usage image
             log_routing(self.writer, self.routing, 0, gen, reports)
+        if gen % self.cfg.test_every == 0 or gen == self.cfg.fixed_generations:
+            self.measure_best(state)  # after the routing report: it does not count this pass
         self.progress.update(self.bar, completed=gen, best=state.best_fitness)
         if gen % self.cfg.checkpoint_every == 0:
             self.checkpoint(state)
@@ -324,6 +413,10 @@ def open_run(cfg: BinaryDigitsConfig) -> tuple[BinaryDigitsConfig, Path, dict[st
     """A new run directory, or the resumed run's config, directory and checkpoint."""
     if cfg.resume is None:
         check_device(cfg)  # before anything is written
+        for dataset in sorted({parse_task(name).dataset for pair in choose_pairs(cfg)
+                               for name in pair}):  # fmt: skip
+            for split in SPLITS:  # the files are there and readable
+                load_images(dataset, split, cfg.data_dir)
         run_path = rd.prepare_run_dir(cfg.run_dir, "binary_digits", cfg.seed)
         rd.save_config(run_path, cfg)
         return cfg, run_path, {"pair": 0, "phase": 0, "results": [], "search": None}
@@ -382,7 +475,7 @@ def check_result(result: Any) -> None:
         raise TypeError(f"a {type(result).__name__}, not a pair's result (dict)")
     kinds = {"task_a": str, "task_b": str, "_generations": int, "_solved": bool,
              "best_a": list, "best_b": list, "module_reuse": (int, float),
-             "reused_modules": list}  # fmt: skip
+             "reused_modules": list, "_accuracy": (int, float), "_curve": list}  # fmt: skip
     for key in ("task_a", "task_b"):
         if key not in result:
             raise KeyError(key)
@@ -428,6 +521,11 @@ def record_phase(cfg: BinaryDigitsConfig, result: dict, phase: str, search: Sear
     """Store a finished phase's generations (and, for PathNet, its paths and their overlap)."""
     result[f"{phase}_generations"] = search.solved_at or cfg.max_generations
     result[f"{phase}_solved"] = search.solved_at is not None
+    curve = result[f"{phase}_curve"]
+    result[f"{phase}_test_accuracy"] = curve[-1][2]
+    if cfg.fixed_generations and phase in B_PHASES:
+        at = [row[2] for row in curve if row[0] == cfg.fixed_generations]
+        result[f"{phase}_fixed_accuracy"] = at[0]
     if phase == "pathnet_a":
         result["best_a"] = search.best
     if phase == "pathnet_b":
@@ -446,7 +544,7 @@ def main(cfg: BinaryDigitsConfig) -> dict[str, Any]:
     device = check_device(cfg)
     torch.set_num_threads(cfg.threads)
     pairs = choose_pairs(cfg)
-    tasks = load_tasks(cfg, sorted({name for pair in pairs for name in pair}), device)
+    tasks, held_out = load_tasks(cfg, sorted({name for pair in pairs for name in pair}), device)
     phases = phase_names(cfg)
     train_cfg = dataclasses.replace(cfg.train, noise=0.0) if cfg.noise_once else cfg.train
 
@@ -512,21 +610,27 @@ def main(cfg: BinaryDigitsConfig) -> dict[str, Any]:
                 task.x.share_memory_(), task.y.share_memory_()
             trainer = PathTrainer(library, head, task, train_cfg, cfg.evo.layers, cfg.evo.active)
             toolbox = make_toolbox(cfg.evo, map_fn, rng)
+            evaluate: PathTrainer | FrozenPathTrainer = trainer
             if phase == "pathnet_b" and cfg.frozen_always_active:
                 frozen = genome_to_path(result["best_a"], cfg.evo.layers, cfg.evo.active)
-                toolbox.register("evaluate", FrozenPathTrainer(trainer, frozen.tolist()))
-            else:
-                toolbox.register("evaluate", trainer)
+                evaluate = FrozenPathTrainer(trainer, frozen.tolist())
+            toolbox.register("evaluate", evaluate)
             description = f"pair {k + 1}/{len(pairs)} {pairs[k][0]}→{pairs[k][1]} {phase:<10}"
             best = max(search.best_fitness, 0.0)
             progress.update(bar, description=description, completed=search.generation, best=best)
             segment = f"pair{k}/{phase}"
             phase_writer = rd.segment_writer(run_path, segment, start)
-            log = GenerationLogger(cfg, phase_writer, progress, bar, library, checkpoint)
+            measure = HeldOutMeasure(library, head, evaluate.path, held_out[task.name])
+            curve = result.setdefault(f"{phase}_curve", [])
+            log = GenerationLogger(
+                cfg, phase_writer, progress, bar, library, checkpoint, measure, curve
+            )
+            least = cfg.fixed_generations if phase in B_PHASES else 0
             if phase.startswith("finetune") and cfg.finetune == "fixed":
-                train_fixed_path(search, trainer, cfg.max_generations, cfg.threshold, log)
+                train_fixed_path(search, trainer, cfg.max_generations, cfg.threshold, log, least)
             else:
-                evolve(search, toolbox, cfg.max_generations, cfg.threshold, log)
+                evolve(search, toolbox, cfg.max_generations, cfg.threshold, log, least)
+            log.measure_best(search)  # the phase's last generation
             phase_writer.close()
             record_phase(cfg, result, phase, search)
             if phase == "pathnet_a":  # where PathNet's and fine-tuning's B phases start
@@ -544,6 +648,7 @@ def main(cfg: BinaryDigitsConfig) -> dict[str, Any]:
     summary = summarise(cfg, state["results"])
     rd.write_json(run_path / rd.SUMMARY, summary)
     plot(cfg, run_path / "paths.png", state["results"], summary)
+    plot_curves(run_path / "curves.png", summary)
     for condition in CONDITIONS:
         mean = statistics.mean(summary[f"{condition}_generations"])
         writer.add_scalar(f"summary/{condition}_generations_mean", mean)
@@ -588,6 +693,7 @@ def summarise(cfg: BinaryDigitsConfig, results: list[dict[str, Any]]) -> dict[st
         "related": relatedness,
         "threshold": cfg.threshold,
         "max_generations": cfg.max_generations,
+        "fixed_generations": cfg.fixed_generations,
         "finetune_control": cfg.finetune,
         **{f"{c}_generations": generations[c] for c in CONDITIONS},
         **{f"{c}_solved": solved[c] for c in CONDITIONS},
@@ -612,6 +718,7 @@ def summarise(cfg: BinaryDigitsConfig, results: list[dict[str, Any]]) -> dict[st
                 if want in relatedness
             },
         },
+        **accuracy_summary(cfg, results, relatedness),
         "module_reuse": [r["module_reuse"] for r in results],
         "module_reuse_mean": statistics.mean(r["module_reuse"] for r in results),
         "paths": [
@@ -626,12 +733,93 @@ def summarise(cfg: BinaryDigitsConfig, results: list[dict[str, Any]]) -> dict[st
     }  # fmt: skip
 
 
+def accuracy_summary(
+    cfg: BinaryDigitsConfig, results: list[dict[str, Any]], relatedness: list[bool]
+) -> dict[str, Any]:
+    """Held-out accuracies of the best path on B per condition and pair — at the end of each
+    phase, at ``--fixed-generations`` (the CIFAR/SVHN protocol) and as the mean over the
+    learning curve — with PathNet's paired differences, and the mean curves."""
+    measures = {"test_accuracy": "test_accuracy"}
+    if cfg.fixed_generations:
+        measures["fixed_accuracy"] = "fixed_accuracy"
+    out: dict[str, Any] = {}
+    for measure in measures:
+        values = {c: [r[f"{phase}_{measure}"] for r in results] for phase, c in B_PHASES.items()}
+        out |= {f"{c}_{measure}": values[c] for c in CONDITIONS}
+    values = {c: [curve_mean(r[f"{phase}_curve"]) for r in results]
+              for phase, c in B_PHASES.items()}  # fmt: skip
+    out |= {f"{c}_curve_mean_accuracy": values[c] for c in CONDITIONS}
+    measures["curve_mean_accuracy"] = "curve_mean_accuracy"
+    out["accuracy_statistics"] = {
+        name: {
+            measure: accuracy_differences(
+                {c: [v for v, r in zip(out[f"{c}_{measure}"], relatedness, strict=True)
+                     if want is None or r == want] for c in CONDITIONS}
+            )
+            for measure in measures
+        }
+        for name, want in (("all", None), ("related", True), ("unrelated", False))
+        if want is None or want in relatedness
+    }  # fmt: skip
+    out["curves"] = mean_curves(results)
+    return out
+
+
+def curve_mean(curve: list[list[float]]) -> float:
+    """The mean held-out accuracy over a learning curve's measurements (an area under it)."""
+    return statistics.fmean(row[2] for row in curve)
+
+
+def mean_curves(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per condition, the held-out accuracy at every measured generation that every pair's
+    curve covers (between measurements a curve keeps its last value): mean and 95% half-width."""
+    out: dict[str, Any] = {}
+    for phase, condition in B_PHASES.items():
+        curves = [{int(row[0]): row[2] for row in r[f"{phase}_curve"]} for r in results]
+        first, last = max(min(curve) for curve in curves), min(max(curve) for curve in curves)
+        gens = sorted({g for curve in curves for g in curve if first <= g <= last})
+        rows = [[held(curve, g) for curve in curves] for g in gens]
+        intervals = [mean_interval(row) for row in rows]
+        out[condition] = {
+            "generation": gens,
+            "mean": [m for m, _ in intervals],
+            "ci95": [h for _, h in intervals],
+        }
+    return out
+
+
+def held(curve: dict[int, float], generation: int) -> float:
+    """The curve's value at ``generation``: its last measurement at or before it."""
+    return curve[max(g for g in curve if g <= generation)]
+
+
+def accuracy_differences(values: dict[str, list[float]]) -> dict[str, Any]:
+    """Per condition the mean accuracy with its 95% interval; PathNet minus each control, paired
+    over the same pairs, with its interval and how many pairs PathNet was above or below."""
+    out: dict[str, Any] = {"pairs": len(values["pathnet"])}
+    for condition, row in values.items():
+        mean, half = mean_interval(row)
+        out[condition] = {"mean": mean, "ci95": half}
+    for control in ("scratch", "finetune"):
+        pairs = list(zip(values["pathnet"], values[control], strict=True))
+        mean, half = mean_interval([p - c for p, c in pairs])
+        out[f"pathnet_minus_{control}"] = {
+            "mean": mean,
+            "ci95": half,
+            "pathnet_above": sum(p > c for p, c in pairs),
+            "pathnet_below": sum(p < c for p, c in pairs),
+        }
+    return out
+
+
 def paired_statistics(
     generations: dict[str, list[int]], solved: dict[str, list[bool]]
 ) -> dict[str, Any]:
     """Per condition: mean with its 95% interval, median, censored runs; per control, the
     paired comparison with PathNet over the same pairs (the mean difference of generations and
-    the mean log ratio, whose exponential is the geometric-mean speedup)."""
+    the mean log ratio, whose exponential is the geometric-mean speedup), over all pairs (a
+    censored phase counts its maximum: a bound, not a measurement) and over the pairs where
+    both phases reached the threshold."""
     out: dict[str, Any] = {"pairs": len(generations["pathnet"])}
     for condition, values in generations.items():
         mean, half = mean_interval(values)
@@ -654,6 +842,21 @@ def paired_statistics(
             "pathnet_faster": sum(c > p for c, p in pairs),
             "pathnet_slower": sum(c < p for c, p in pairs),
         }
+        both = [
+            math.log(c / p)
+            for c, p, solved_c, solved_p in zip(
+                generations[control], generations["pathnet"], solved[control],
+                solved["pathnet"], strict=True,
+            )
+            if solved_c and solved_p
+        ]  # fmt: skip
+        out[f"pathnet_vs_{control}"]["both_solved"] = len(both)
+        if both:
+            mean, half = mean_interval(both)
+            out[f"pathnet_vs_{control}"] |= {
+                "both_solved_geometric_speedup": math.exp(mean),
+                "both_solved_log_ratio_ci95": half,
+            }
     return out
 
 
@@ -675,6 +878,26 @@ def plot(cfg: BinaryDigitsConfig, out: Path, results: list[dict[str, Any]], summ
     plot_transfer_paths(out, panels, bars, ylabel=f"generations to {cfg.threshold} on B")
 
 
+def plot_curves(out: Path, summary: dict[str, Any]) -> None:
+    """Held-out accuracy of the best path on B against generations, per condition: the mean
+    over pairs with its 95% band (PNG, written atomically)."""
+    fig = Figure(figsize=(6, 3.8))
+    ax = fig.subplots()
+    for condition in CONDITIONS:
+        curve = summary["curves"][condition]
+        gens, mean = curve["generation"], np.array(curve["mean"])
+        ax.plot(gens, mean, label=condition)
+        if all(h is not None for h in curve["ci95"]):
+            half = np.array(curve["ci95"])
+            ax.fill_between(gens, mean - half, mean + half, alpha=0.2)
+    ax.set_xlabel("generations on B")
+    ax.set_ylabel("held-out accuracy of the best path")
+    ax.set_title(f"{len(summary['pairs'])} pairs: mean and 95% interval", fontsize=10)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    save_figure(fig, out)
+
+
 def interval(mean: float, half: float | None) -> str:
     return f"{mean:.1f}" if half is None else f"{mean:.1f} ± {half:.1f}"
 
@@ -690,9 +913,10 @@ def print_table(console: Console, summary: dict[str, Any], run_path: Path) -> No
     for condition in CONDITIONS:
         row = stats[condition]
         values = summary[f"{condition}_generations"]
+        shown = str(values) if len(values) <= 10 else f"{str(values[:10])[:-1]}, …]"
         table.add_row(
             condition, interval(row["mean"], row["ci95"]), f"{row['median']:g}",
-            f"{row['censored']}/{len(values)}", str(values),
+            f"{row['censored']}/{len(values)}", shown,
         )  # fmt: skip
     console.print(table)
     for control in ("scratch", "finetune"):
@@ -710,7 +934,44 @@ def print_table(console: Console, summary: dict[str, Any], run_path: Path) -> No
             f"{paired['pathnet_faster']}, slower on {paired['pathnet_slower']} of "
             f"{stats['pairs']} pairs"
         )
+    print_accuracies(console, summary)
     console.print(f"Module reuse {summary['module_reuse_mean']:.0%}.  Run: {run_path}")
+
+
+ACCURACY_MEASURES = {
+    "fixed_accuracy": "at gen. {fixed}",
+    "test_accuracy": "at the end",
+    "curve_mean_accuracy": "curve mean",
+}
+
+
+def print_accuracies(console: Console, summary: dict[str, Any]) -> None:
+    """The held-out accuracy table: per measure and condition the mean with its interval, and
+    PathNet's paired difference from each control."""
+    stats = summary["accuracy_statistics"]["all"]
+    table = Table(title="Held-out accuracy of the best path on task B (mean ± 95% CI, %)")
+    table.add_column("measure")
+    for condition in CONDITIONS:
+        table.add_column(condition, justify="right")
+    for control in ("scratch", "finetune"):
+        table.add_column(f"PathNet−{control}", justify="right")
+    for measure, label in ACCURACY_MEASURES.items():
+        if measure not in stats:
+            continue
+        row = stats[measure]
+        cells = [percent(row[c]) for c in CONDITIONS]
+        for control in ("scratch", "finetune"):
+            paired = row[f"pathnet_minus_{control}"]
+            cells.append(f"{percent(paired)} {paired['pathnet_above']}↑{paired['pathnet_below']}↓")
+        table.add_row(label.format(fixed=summary.get("fixed_generations")), *cells)
+    console.print(table)
+
+
+def percent(row: dict[str, Any]) -> str:
+    """``mean ± half`` of an accuracy (or a difference of accuracies) in percent."""
+    if row["ci95"] is None:
+        return f"{100 * row['mean']:.1f}"
+    return f"{100 * row['mean']:.1f} ± {100 * row['ci95']:.1f}"
 
 
 if __name__ == "__main__":

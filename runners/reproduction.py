@@ -29,9 +29,12 @@ from pathevo.runners import binary_digits
 from pathevo.runners.plumbing import run_dir as rd
 from pathevo.runners.plumbing.cli import parse_config, run_cli
 
-PAIRS = (
-    "1v3:1v2", "1v2:1v3", "4v5:6v7", "6v7:4v5", "3v5:3v8", "0v8:3v7",
-    "0v6:6v8", "2v9:1v6", "4v9:7v9", "5v8:0v4", "2v7:2v5", "1v7:3v9",
+PAIRS = tuple(
+    ":".join(f"digits/{task}" for task in pair.split(":"))
+    for pair in (
+        "1v3:1v2", "1v2:1v3", "4v5:6v7", "6v7:4v5", "3v5:3v8", "0v8:3v7",
+        "0v6:6v8", "2v9:1v6", "4v9:7v9", "5v8:0v4", "2v7:2v5", "1v7:3v9",
+    )
 )  # fmt: skip
 """The ablation's pairs, related (A and B share a digit) and unrelated in turn; the first four
 are jsikyoon/pathnet's 1vs3 <-> 1vs2 and 4vs5 <-> 6vs7."""

@@ -46,7 +46,7 @@ SPECIFIC = {
         (["--checkpoint-minutes", "0"], "must be positive"),
     ],
     "binary_digits": [
-        (["--tasks", "1v3:1v33"], "1v33"),
+        (["--tasks", "digits/1v3:digits/1v33"], "1v33"),
         (["--evo.active", "11"], "active N=11"),
         (["--backend", "rayy"], "did you mean: ray"),
         (["--max-generations", "0"], "must be positive"),

@@ -83,8 +83,8 @@ def run_cli(*args: str) -> subprocess.CompletedProcess:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--tasks", "3v3:1v7"], "unknown task '3v3'"),
-        (["--tasks", "3v5:1v12"], "unknown task '1v12'"),
+        (["--tasks", "digits/3v3:digits/1v7"], "unknown task 'digits/3v3'"),
+        (["--tasks", "digits/3v5:digits/1v12"], "unknown task 'digits/1v12'"),
         (["--tasks", "3v5"], "should read 'A:B'"),
         (["--evo.active", "11"], "active N=11 > modules M=10"),
         (["--pairs", "0"], "must be positive"),
@@ -181,7 +181,7 @@ def test_presets_default_to_the_paper_and_fast_keeps_explicit_flags():
 
 
 def after_task_a(cfg: BinaryDigitsConfig):
-    """A library, head and population as pathnet_a leaves them (trained a little on 3v5)."""
+    """A library, head and population as pathnet_a leaves them (trained a little on digits/3v5)."""
     import random
 
     import torch
@@ -189,9 +189,9 @@ def after_task_a(cfg: BinaryDigitsConfig):
     from pathevo.agents.supervised import SupervisedConfig, train_path
     from pathevo.evolution.toolbox import make_toolbox
 
-    task = runner.make_binary_task("3v5", resolution=8)
+    task = runner.make_binary_task("digits/3v5", resolution=8)
     library = runner.fresh_library(cfg, task.input_size, torch.device("cpu"))
-    library.add_task("3v5")
+    library.add_task("digits/3v5")
     head = torch.nn.Linear(cfg.hidden, 2)
     population = make_toolbox(cfg.evo, rng=random.Random(0)).population(n=cfg.evo.population)
     for genome in population:
@@ -199,8 +199,8 @@ def after_task_a(cfg: BinaryDigitsConfig):
     short = SupervisedConfig(minibatches=5)
     train_path(library, head, torch.tensor([population[0]]).view(3, 3), task, short)
     after_a = {"library": library.state_dict(), "head": head.state_dict(), "population": population}
-    result = {"task_a": "3v5", "best_a": list(population[0])}
-    return after_a, result, runner.make_binary_task("1v7", resolution=8)
+    result = {"task_a": "digits/3v5", "best_a": list(population[0])}
+    return after_a, result, runner.make_binary_task("digits/1v7", resolution=8)
 
 
 def test_evolving_finetune_continues_from_a_with_nothing_frozen_or_reinitialised(tmp_path):
@@ -269,4 +269,79 @@ def test_paired_statistics_report_intervals_medians_censoring_and_log_ratios():
     assert paired["mean_log_ratio"] == pytest.approx((math.log(2) + 0 + math.log(2)) / 3)
     assert paired["mean_difference"] == pytest.approx((5 + 0 + 150) / 3)
     assert (paired["pathnet_faster"], paired["pathnet_slower"]) == (2, 0)
-    assert runner.related("1v3", "1v2") and not runner.related("4v5", "6v7")
+    assert paired["both_solved"] == 2  # the censored pair is left out
+    assert paired["both_solved_geometric_speedup"] == pytest.approx(math.sqrt(2))
+    assert runner.related("digits/1v3", "digits/1v2")
+    assert not runner.related("digits/4v5", "digits/6v7")
+
+
+def write_image_set(folder: Path, per_class: int = 24, test_per_class: int = 8) -> None:
+    """Small MNIST-format IDX files: class c is a bright 6×6 block at its own place, noisy."""
+    import numpy as np
+
+    from pathevo.envs.mnist_idx import write_idx
+
+    rng = np.random.default_rng(0)
+    folder.mkdir(parents=True)
+    for prefix, count in (("train", per_class), ("t10k", test_per_class)):
+        labels = np.repeat(np.arange(10, dtype=np.uint8), count)
+        images = rng.integers(0, 60, size=(len(labels), 28, 28), dtype=np.uint8)
+        for index, label in enumerate(labels):
+            row, col = divmod(int(label), 5)
+            images[index, 4 + 10 * row : 10 + 10 * row, 1 + 5 * col : 7 + 5 * col] = 255
+        write_idx(folder / f"{prefix}-images-idx3-ubyte.gz", images)
+        write_idx(folder / f"{prefix}-labels-idx1-ubyte.gz", labels)
+
+
+def test_real_image_pairs_are_named_by_data_set_and_scored_on_held_out_images(tmp_path):
+    write_image_set(tmp_path / "data" / "fashion-mnist")
+    cfg = tiny(
+        tmp_path / "run", dataset="fashion", data_dir=str(tmp_path / "data"), threshold=0.999,
+        max_generations=6, fixed_generations=4, test_every=2,
+    )  # fmt: skip
+    summary = main(cfg)
+    assert all(
+        name.startswith("fashion/") and "-v-" in name for p in summary["pairs"] for name in p
+    )
+    for condition in runner.CONDITIONS:
+        assert all(0.0 <= a <= 1.0 for a in summary[f"{condition}_fixed_accuracy"])
+        assert len(summary[f"{condition}_test_accuracy"]) == 2
+        curve = summary["curves"][condition]
+        assert curve["generation"][:3] == [2, 4, 6] or curve["generation"][:2] == [2, 4]
+    stats = summary["accuracy_statistics"]["all"]
+    assert set(stats) == {"test_accuracy", "fixed_accuracy", "curve_mean_accuracy"}
+    difference = stats["fixed_accuracy"]["pathnet_minus_scratch"]
+    pathnet, scratch = summary["pathnet_fixed_accuracy"], summary["scratch_fixed_accuracy"]
+    assert difference["mean"] == pytest.approx(
+        sum(p - s for p, s in zip(pathnet, scratch, strict=True)) / 2
+    )
+    assert (tmp_path / "run" / "curves.png").stat().st_size > 1000
+
+
+def test_fixed_generations_keep_b_phases_going_past_the_threshold(tmp_path):
+    write_image_set(tmp_path / "data")
+    cfg = tiny(
+        tmp_path / "run", pairs=1, tasks=("fashion/0v1:fashion/2v3",), threshold=0.5,
+        data_dir=str(tmp_path / "data"), max_generations=8, fixed_generations=5, test_every=1,
+    )  # fmt: skip
+    summary = main(cfg)
+    assert summary["pairs"] == [["fashion/tshirt-v-trouser", "fashion/pullover-v-dress"]]
+    state = runner.load_state(tmp_path / "run")
+    result = state["results"][0]
+    for phase in ("scratch", "pathnet_b", "finetune_b"):
+        assert result[f"{phase}_generations"] < 5  # the threshold's generation is kept
+        assert [row[0] for row in result[f"{phase}_curve"]] == [1, 2, 3, 4, 5]
+        assert result[f"{phase}_fixed_accuracy"] == result[f"{phase}_curve"][4][2]
+    assert result["pathnet_a_curve"][-1][0] == result["pathnet_a_generations"]  # stops there
+
+
+def test_missing_image_files_are_one_line_and_nothing_is_written(tmp_path, monkeypatch):
+    import pathevo.envs.image_data as image_data
+
+    monkeypatch.setattr(image_data, "DEBIAN_DATASETS", tmp_path / "debian")
+    monkeypatch.delenv(image_data.DATA_ENV, raising=False)
+    with pytest.raises(ValueError, match="no Fashion-MNIST IDX files") as error:
+        main(tiny(tmp_path / "run", dataset="fashion"))
+    assert "apt-get install dataset-fashion-mnist" in str(error.value)
+    assert "\n" not in str(error.value)
+    assert not (tmp_path / "run").exists()

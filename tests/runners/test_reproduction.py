@@ -14,17 +14,17 @@ TINY = "--max-generations 1 --evo.population 3 --resolution 8 --train.minibatche
 def test_variants_run_once_and_the_tables_cover_every_finished_variant(tmp_path, monkeypatch):
     cfg = ReproductionConfig(
         variants=("evolve-finetune",),
-        pairs=("1v3:1v2", "4v5:6v7"),
+        pairs=("digits/1v3:digits/1v2", "digits/4v5:digits/6v7"),
         common=TINY,
         out=str(tmp_path / "abl"),
     )
     report = main(cfg)
     assert set(report) == {"evolve-finetune"}
     row = report["evolve-finetune"]
-    assert row["pairs"] == [["1v3", "1v2"], ["4v5", "6v7"]]
+    assert row["pairs"] == [["digits/1v3", "digits/1v2"], ["digits/4v5", "digits/6v7"]]
     assert set(row["statistics"]) == {"all", "related", "unrelated"}
     assert row["command"].startswith("pathevo binary_digits --threshold 0.99")
-    assert "--tasks 1v3:1v2 4v5:6v7" in row["command"]
+    assert "--tasks digits/1v3:digits/1v2 digits/4v5:digits/6v7" in row["command"]
     on_disk = json.loads((tmp_path / "abl" / "ablation.json").read_text())
     assert on_disk == json.loads(json.dumps(report))
     table = (tmp_path / "abl" / "ablation.md").read_text()
