@@ -1,5 +1,5 @@
 """Lottery-ticket helpers of ``runners/lottery.py``: what is pruned, masks handed from one
-model to another, and the supervised binary-digit classifier.
+model to another, and the supervised binary image classifier.
 
 Frankle & Carbin 2019, "The Lottery Ticket Hypothesis", arXiv:1803.03635 (iterative magnitude
 pruning, rewinding to the initial weights, the random-re-initialisation control); Frankle et al.
@@ -7,11 +7,11 @@ pruning, rewinding to the initial weights, the random-re-initialisation control)
 arXiv:1906.02768 (tickets in reinforcement learning, the random-mask control). The masks
 themselves live in :mod:`pathevo.modules.pruning`.
 
-A supervised task (``--env-id digits/3v5``, :mod:`pathevo.envs.digits`) trains the agent's own
-network as a two-class classifier: its policy logits are the class scores (the value output is
-unused), a path agent runs one fixed path (the first N modules of every layer). SGD on minibatches
-with salt-and-pepper noise, as PathNet's binary tasks (Fernando et al. 2017, arXiv:1701.08734); the
-"return" of a minibatch is its training accuracy.
+A binary image task (``--env-id digits/3v5``, ``fashion/coat-v-shirt``; :mod:`pathevo.envs.digits`)
+trains the agent's own network as a two-class classifier: its policy logits are the class scores
+(the value output is unused), a path agent runs one fixed path (the first N modules of every
+layer). SGD on minibatches with salt-and-pepper noise, as PathNet's binary tasks (Fernando et al.
+2017, arXiv:1701.08734); the "return" of a minibatch is its training accuracy.
 """
 
 from __future__ import annotations
@@ -25,12 +25,11 @@ import torch.nn.functional as F
 
 from pathevo.agents.a3c import A3CNet, WorkerSpec
 from pathevo.agents.pathnet_a3c import PathNetA3C, PathNetWorkerSpec
-from pathevo.envs.digits import BinaryTask, parse_task, sample_batch
+from pathevo.envs.digits import BinaryTask, canonical_task, is_image_task, sample_batch
 from pathevo.modules import pruning
 
 Scope = Literal["heads", "network", "library"]
 Ranking = Literal["layer", "global"]
-DIGITS_PREFIX = "digits/"
 
 
 @dataclass
@@ -74,12 +73,13 @@ def keep_zero_worker(
     worker(rank, spec)
 
 
-# --- supervised binary digits ------------------------------------------------------------------
+# --- supervised binary image tasks --------------------------------------------------------------
 
 
 @dataclass
 class DigitsConfig:
-    """The supervised mode (``--env-id digits/AvB``): SGD on minibatches of one binary task."""
+    """The supervised mode (``--env-id digits/3v5``, ``fashion/coat-v-shirt``, …): SGD on
+    minibatches of one binary image task."""
 
     batch_size: int = 16
     """Examples per minibatch (one training step; --steps counts minibatches)."""
@@ -88,7 +88,8 @@ class DigitsConfig:
     noise: float = 0.5
     """Salt-and-pepper noise: probability that an input value is replaced by 0 or 1."""
     resolution: int | None = None
-    """Resize the 8x8 digits to this side (None keeps 8x8)."""
+    """Resize the images to this side (None keeps their own: 8 for digits/, 28 for the
+    MNIST-format data sets)."""
 
     def __post_init__(self) -> None:
         if self.batch_size <= 0 or self.learning_rate <= 0:
@@ -97,13 +98,10 @@ class DigitsConfig:
             raise ValueError(f"digits noise must lie in [0, 1], got {self.noise}")
 
 
-def digits_task(env_id: str) -> str | None:
-    """``"3v5"`` for ``"digits/3v5"`` (checked), ``None`` for an environment id."""
-    if not env_id.startswith(DIGITS_PREFIX):
-        return None
-    name = env_id.removeprefix(DIGITS_PREFIX)
-    parse_task(name)  # a one-line error for a bad name
-    return name
+def image_task(env_id: str) -> str | None:
+    """The canonical id of a binary image task (``fashion/1v7`` -> ``fashion/trouser-v-sneaker``;
+    a one-line ValueError for a bad one), ``None`` for an environment id."""
+    return canonical_task(env_id) if is_image_task(env_id) else None
 
 
 def classifier(

@@ -12,8 +12,8 @@ by ACC, BWT (backward transfer; negative = forgetting) and FWT (forward transfer
   after task, a head per task — its R shows the forgetting PathNet avoids;
 * ``scratch``: every task learned independently by PathNet from a fresh library.
 
-Tasks are binary digit tasks (``digits/3v5``: supervised, serial binary tournament) or RL env ids
-of one family (MinAtar games, Labyrinth levels: PathNet-A3C). Run
+Tasks are binary image tasks (``digits/3v5``, ``fashion/coat-v-shirt``: supervised, serial binary
+tournament) or RL env ids of one family (MinAtar games, Labyrinth levels: PathNet-A3C). Run
 ``pathevo continual --help``; ``tensorboard --logdir runs``.
 """
 
@@ -39,14 +39,15 @@ from pathevo.agents.pathnet_a3c import PathNetA3CConfig
 from pathevo.agents.phase import WORKER_BACKENDS, check_worker_backend
 from pathevo.agents.registry import LAYER_KINDS, agent_names, get_agent, layer_kind
 from pathevo.agents.supervised import SupervisedConfig
-from pathevo.envs.digits import parse_task
+from pathevo.envs.digits import canonical_task, is_image_task
+from pathevo.envs.image_data import DATASETS
 from pathevo.evolution import continual as cl
 from pathevo.evolution.config import EvoConfig
 from pathevo.evolution.operators import genome_to_path
 from pathevo.runners.figures.continual import matrix_figure, plot
 from pathevo.runners.plumbing import run_dir as rd
 from pathevo.runners.plumbing.cli import choice_of, run_cli
-from pathevo.runners.tasks.continual import DIGITS, Digits, Games, Step, load_family
+from pathevo.runners.tasks.continual import Games, Images, Step, load_family
 
 CONDITIONS = ("pathnet", "finetune", "scratch")
 Condition = Literal["pathnet", "finetune", "scratch"]
@@ -60,34 +61,37 @@ class ContinualConfig:
     """A sequence of tasks through one library, with fine-tuning and from-scratch baselines."""
 
     tasks: tuple[str, ...] = ("digits/0v1", "digits/2v3", "digits/4v5", "digits/6v7")
-    """The sequence: binary digit tasks (digits/AvB) or RL env ids of one family (MinAtar games,
-    Labyrinth levels), at least 2, distinct."""
+    """The sequence, at least 2, distinct: binary image tasks (digits/3v5, mnist/3v5,
+    fashion/coat-v-shirt or fashion/4v6, kmnist/o-v-ki, emnist/3v5; data sets may mix, inputs
+    are resized to --resolution) or RL env ids of one family (MinAtar games, Labyrinth levels)."""
     seed: int = 0
-    """Seed of everything; a fixed seed reproduces a digit run exactly (and a resumed one)."""
+    """Seed of everything; a fixed seed reproduces an image-task run exactly (and a resumed
+    one)."""
     conditions: tuple[Condition, ...] = CONDITIONS
     """Which conditions to run (all three by default)."""
     grow: bool = False
     """When a layer has fewer than N free modules before a PathNet task, add modules instead of
     stopping with an error: each such layer grows by its own shortfall, the others not at all."""
     threshold: float = 0.99
-    """Digits: training accuracy (fitness) at which a task counts as learned."""
+    """Images: training accuracy (fitness) at which a task counts as learned."""
     max_generations: int = 300
-    """Digits: give up on a task after this many generations (tournaments)."""
+    """Images: give up on a task after this many generations (tournaments)."""
     resolution: int = 28
-    """Digits: input images are resized to this side (28: MNIST's size)."""
+    """Images: input images are resized to this side (28: MNIST's size)."""
     hidden: int = 20
-    """Digits: units per linear module."""
+    """Images: units per linear module."""
     last_layer: Literal["sum", "mean"] = "sum"
-    """Digits: how the last shared layer combines its active modules."""
+    """Images: how the last shared layer combines its active modules."""
     library_kind: LayerKindName = "linear"
-    """Digits: kind of the last library layer (see pathevo binary_digits --help)."""
+    """Images: kind of the last library layer (see pathevo binary_digits --help)."""
     held_out: float = 0.25
-    """Digits: share of every task's examples kept out of training; R is measured on them (with
+    """Images: share of every task's examples kept out of training; R is measured on them (with
     salt-and-pepper noise drawn once)."""
     evo: EvoConfig = field(default_factory=EvoConfig)
     train: SupervisedConfig = field(default_factory=SupervisedConfig)
     data_dir: str | None = None
-    """Digits: directory of MNIST IDX files; default: sklearn 8x8 digits."""
+    """Images: directory of the data sets' IDX files (or of their sub-folders, such as
+    fashion-mnist/); default: $PATHEVO_DATA, then /usr/share/datasets. digits/ needs none."""
     agent: AgentName = "pathnet"
     """RL: path-evolving agent from the registry (pathnet, pathnet-moe, pathnet-hyper)."""
     steps: int = 200_000
@@ -123,7 +127,7 @@ class ContinualConfig:
     """RL: minutes between checkpoints inside a task (whichever of this and checkpoint-every
     comes first)."""
     image_every: int = 10
-    """Digits: generations between TensorBoard images of module usage."""
+    """Images: generations between TensorBoard images of module usage."""
     threads: int = 1
     """Torch intra-op threads of this process."""
     progress: bool = True
@@ -132,15 +136,19 @@ class ContinualConfig:
     def __post_init__(self) -> None:
         if len(self.tasks) < 2:
             raise ValueError(f"a sequence needs at least 2 tasks, got {list(self.tasks)}")
+        images = [task for task in self.tasks if is_image_task(task)]
+        if images and len(images) < len(self.tasks):
+            others = ", ".join(task for task in self.tasks if task not in images)
+            raise ValueError(
+                f"--tasks mixes image tasks and env ids ({others}); one library needs one "
+                f"family, and image tasks are <data set>/<classes> with the data set one of "
+                f"{', '.join(DATASETS)}"
+            )
+        if images:  # bad ids fail here in one line; stored and printed as canonical_task spells
+            self.tasks = tuple(canonical_task(task) for task in self.tasks)
         repeated = sorted({task for task in self.tasks if self.tasks.count(task) > 1})
         if repeated:
             raise ValueError(f"duplicate tasks in --tasks: {', '.join(repeated)}")
-        digits = [task.startswith(DIGITS) for task in self.tasks]
-        if any(digits) and not all(digits):
-            raise ValueError("--tasks mixes digit tasks and env ids; one library needs one family")
-        for task in self.tasks:
-            if task.startswith(DIGITS):
-                parse_task(task.removeprefix(DIGITS))
         if not self.conditions or len(set(self.conditions)) != len(self.conditions):
             raise ValueError("--conditions needs distinct names of pathnet, finetune, scratch")
         layer_kind(self.library_kind)
@@ -170,7 +178,7 @@ NEEDS = {"done": int, "reference": list, "models": dict, "grown": list, "probes"
 
 def open_run(
     cfg: ContinualConfig,
-) -> tuple[ContinualConfig, Path, dict[str, Any] | None, Digits | Games]:
+) -> tuple[ContinualConfig, Path, dict[str, Any] | None, Images | Games]:
     """A new run directory (after the tasks are checked), or the resumed run's."""
     if cfg.resume is None:
         family = load_family(cfg)  # bad ids and shapes fail before anything is written
@@ -196,7 +204,7 @@ def open_run(
 
 
 def check_state(
-    cfg: ContinualConfig, family: Digits | Games, state: dict[str, Any], run_path: Path
+    cfg: ContinualConfig, family: Images | Games, state: dict[str, Any], run_path: Path
 ) -> None:
     """A one-line ValueError naming the checkpoint entry (``done``, ``reference``, ``R``,
     ``records``, a condition's model in ``models``, ``current``) that does not fit this run:
@@ -237,7 +245,7 @@ def check_state(
             raise rd.malformed(run_path, key, ValueError(detail)) from None
 
 
-def restore(family: Digits | Games, saved: dict[str, Any]) -> nn.Module:
+def restore(family: Images | Games, saved: dict[str, Any]) -> nn.Module:
     """A model rebuilt from a checkpoint entry: grown to its layer sizes, then loaded."""
     model = family.build(0)
     try:
@@ -253,7 +261,7 @@ def restore(family: Digits | Games, saved: dict[str, Any]) -> nn.Module:
 
 
 def prepare_pathnet_task(
-    cfg: ContinualConfig, model: nn.Module, family: Digits | Games, index: int, state: dict
+    cfg: ContinualConfig, model: nn.Module, family: Images | Games, index: int, state: dict
 ) -> None:
     """Before PathNet's task ``index`` > 0: room for N free modules per layer (an error, or
     ``--grow``), then every unfrozen module re-initialised (PathNet's transfer)."""
@@ -396,7 +404,7 @@ def summarise(cfg: ContinualConfig, state: dict[str, Any], identical: list[bool]
         }
     summary: dict[str, Any] = {
         "tasks": list(cfg.tasks),
-        "measure": "held-out accuracy" if cfg.tasks[0].startswith(DIGITS) else "mean return",
+        "measure": "held-out accuracy" if is_image_task(cfg.tasks[0]) else "mean return",
         "fwt_reference": state["reference"],
         "conditions": conditions,
         **{key: {c: conditions[c][key] for c in conditions} for key in ("acc", "bwt", "fwt")},

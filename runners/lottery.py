@@ -8,8 +8,9 @@ the ticket and, at the same sparsity and from the same mask, the random-re-initi
 control (``reinit``) and the random-mask control (``random_mask``: rewound weights, a random mask
 with the ticket's per-layer sparsity), each with the same budget and seed.
 
-A3C agents (``--agent a3c``, ``pathnet``, …) on any id ``pathevo.envs.make_env`` knows; ``--env-id
-digits/3v5`` trains the same network as a classifier (returns are training accuracies).
+A3C agents (``--agent a3c``, ``pathnet``, …) on any id ``pathevo.envs.make_env`` knows; a binary
+image task (``--env-id digits/3v5``, ``fashion/coat-v-shirt``) trains the same network as a
+classifier (returns are training accuracies).
 Run ``pathevo lottery --help``; ``tensorboard --logdir runs``.
 """
 
@@ -35,7 +36,7 @@ from pathevo.agents.hyper_agents import HyperConfig
 from pathevo.agents.lottery_agents import (
     DigitsConfig,
     PruneConfig,
-    digits_task,
+    image_task,
     keep_zero_worker,
     prune_targets,
     train_classifier,
@@ -46,7 +47,7 @@ from pathevo.agents.phase import Phase, env_spaces
 from pathevo.agents.phase_log import PhaseLog
 from pathevo.agents.phase_reporters import make_progress
 from pathevo.agents.registry import agent_names, get_agent
-from pathevo.envs.digits import make_binary_task
+from pathevo.envs.digits import is_image_task, make_binary_task
 from pathevo.modules import pruning
 from pathevo.runners.figures.lottery import plot_lottery
 from pathevo.runners.plumbing import run_dir as rd
@@ -62,7 +63,8 @@ class LotteryConfig:
     """Iterative magnitude pruning with rewinding; defaults: CartPole to 87.5% head sparsity."""
 
     env_id: str = "CartPole-v1"
-    """Environment id (see `python -m pathevo.envs`), or a binary digit task such as digits/3v5."""
+    """Environment id (see `python -m pathevo.envs`), or a binary image task: digits/3v5,
+    mnist/3v5, fashion/coat-v-shirt (or fashion/4v6), kmnist/o-v-ki, emnist/3v5."""
     agent: AgentName = "a3c"
     """Agent from the registry (A3C-trained: a3c, pathnet, moe, a3c-pruned, …)."""
     rounds: int = 3
@@ -70,13 +72,13 @@ class LotteryConfig:
     prune_fraction: float = 0.5
     """p: fraction of the remaining target weights pruned per round (sparsity 1-(1-p)^r)."""
     steps: int = 80_000
-    """Budget of every training: environment steps over all workers (digits: minibatches)."""
+    """Budget of every training: environment steps over all workers (image tasks: minibatches)."""
     rewind_to: str = "init"
-    """Rewind point: init, or k: the weights after k environment steps (digits: minibatches) of
-    the dense training; rewound trainings then run from step k to --steps."""
+    """Rewind point: init, or k: the weights after k environment steps (image tasks: minibatches)
+    of the dense training; rewound trainings then run from step k to --steps."""
     prune: PruneConfig = field(default_factory=PruneConfig)
     workers: int = 2
-    """Worker processes (unused for digits)."""
+    """Worker processes (unused for image tasks)."""
     seed: int = 0
     """Seed of everything; controls of round r use seed + 1000 r for their random draw."""
     repeats: int = 1
@@ -101,11 +103,14 @@ class LotteryConfig:
     moe: MoEConfig = field(default_factory=MoEConfig)
     hyper: HyperConfig = field(default_factory=HyperConfig)
     digits: DigitsConfig = field(default_factory=DigitsConfig)
+    data_dir: str | None = None
+    """Image tasks: directory of the data set's IDX files (or of its sub-folder, such as
+    fashion-mnist/); default: $PATHEVO_DATA, then /usr/share/datasets. digits/ needs none."""
     run_dir: str | None = None
     """Where to write the run (default: runs/lottery-<time>-s<seed>)."""
     resume: str | None = None
     """Continue the run in this directory: finished trainings are not redone, an RL training
-    goes on from its last checkpoint (a digit training, seconds long, starts again)."""
+    goes on from its last checkpoint (an image-task training, seconds long, starts again)."""
     checkpoint_every: int = 20_000
     """Environment steps between checkpoints inside an RL training."""
     checkpoint_minutes: float = 5.0
@@ -127,8 +132,11 @@ class LotteryConfig:
         if self.rewind_steps >= self.steps:
             raise ValueError(f"rewind_to {self.rewind_to} must be below steps {self.steps}")
         agent = get_agent(self.agent, trainer="a3c")
-        if digits_task(self.env_id) is None:  # a digit task trains in this process
+        task = image_task(self.env_id)  # a bad image task id fails here, in one line
+        if task is None:  # an image task trains in this process
             agent.check_workers(self.workers)
+        else:
+            self.env_id = task  # stored and printed as canonical_task spells it
         if self.prune.scope == "library" and not agent.evolves_paths:
             raise ValueError("--prune.scope library needs a path agent (pathnet, …)")
 
@@ -166,10 +174,11 @@ def train(
     ``on_rewind_point()`` is called once the model has done ``cfg.rewind_steps`` steps. An RL
     training hands ``save_inside`` its state (model, optimiser, counters, population, log)
     every ``checkpoint_every`` steps or ``checkpoint_minutes``, and goes on from ``resume``,
-    such a state; a digit training a killed run left unfinished is done again from ``start``.
+    such a state; an image-task training a killed run left unfinished is done again from
+    ``start``.
     Its TensorBoard events go to ``run_path/<name>``, a killed session's later ones purged.
     """
-    rl = digits_task(cfg.env_id) is None
+    rl = not is_image_task(cfg.env_id)
     first = int(resume["steps"].sum()) + 1 if rl and resume is not None else start
     with rd.segment_writer(run_path, name, first) as writer:
         return train_logged(cfg, model, name, start, writer, progress, on_rewind_point,
@@ -182,9 +191,8 @@ def train_logged(
 ) -> dict[str, Any]:  # fmt: skip
     """:func:`train`, writing to ``writer``."""
     log, began = PhaseLog(), time.monotonic()
-    task = digits_task(cfg.env_id)
-    if task is not None:
-        data = make_binary_task(task, resolution=cfg.digits.resolution)
+    if is_image_task(cfg.env_id):
+        data = make_binary_task(cfg.env_id, cfg.data_dir, cfg.digits.resolution)
         bar = progress.add_task(name, total=cfg.steps, mean=float("nan"))
 
         def on_batch(*, step: int, accuracy: float) -> None:
@@ -268,13 +276,12 @@ def main(cfg: LotteryConfig) -> dict[str, Any]:
             rd.require(run, {"results": dict, "masks": dict}, run_path, "lottery")
         if state.get("summary") is not None:
             return state["summary"]
-    task = digits_task(cfg.env_id)
-    if task is None:
-        obs_shape, num_actions = env_spaces(cfg.env_id, cfg.seed)  # bad ids fail before writes
+    if is_image_task(cfg.env_id):  # missing data files fail before anything is written too
+        data = make_binary_task(cfg.env_id, cfg.data_dir, cfg.digits.resolution)
+        obs_shape, num_actions = (data.input_size,), 2
     else:
-        obs_shape, num_actions = (make_binary_task(task, resolution=cfg.digits.resolution)
-                                  .input_size,), 2  # fmt: skip
-    shapes = (task or cfg.env_id, obs_shape, num_actions)
+        obs_shape, num_actions = env_spaces(cfg.env_id, cfg.seed)  # bad ids fail before writes
+    shapes = (cfg.env_id, obs_shape, num_actions)
     if cfg.resume is None:
         run_path = rd.prepare_run_dir(cfg.run_dir, "lottery", cfg.seed)
         rd.save_config(run_path, cfg)
@@ -492,7 +499,7 @@ def summarise(cfg: LotteryConfig, results: dict[int, dict[str, Any]]) -> dict[st
 
 
 def print_table(console: Console, summary: dict[str, Any], run_path: Path) -> None:
-    what = "accuracy" if digits_task(summary["env_id"]) else "final mean return (20 ep.)"
+    what = "accuracy" if is_image_task(summary["env_id"]) else "final mean return (20 ep.)"
     repeats = len(summary["seeds"])
     if repeats > 1:
         what += f", mean ± 95% interval of {repeats} repeats"

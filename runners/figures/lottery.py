@@ -9,6 +9,7 @@ from typing import Any
 
 from matplotlib.figure import Figure
 
+from pathevo.envs.digits import is_image_task
 from pathevo.runners.plumbing.plots import save_figure
 
 STYLES = {"ticket": ("tab:blue", "o"), "reinit": ("tab:orange", "s"),
@@ -32,8 +33,8 @@ def plot_lottery(out: Path, summary: dict[str, Any], title: str) -> None:
     ax.axhline(summary["dense"]["final_mean_return"], color="0.4", linestyle="--",
                linewidth=1, label="dense")  # fmt: skip
     ax.set_xlabel(f"{summary['scope']} weights pruned (%)")
-    digits = summary["env_id"].startswith("digits/")
-    ax.set_ylabel("training accuracy (last 20 batches)" if digits else "final mean return (20 ep.)")
+    images = is_image_task(summary["env_id"])
+    ax.set_ylabel("training accuracy (last 20 batches)" if images else "final mean return (20 ep.)")
     ax.set_title(title, fontsize=10)
     ax.legend(fontsize=8)
     fig.tight_layout()

@@ -1,13 +1,14 @@
 """The two task families of runners/continual.py: what is built, trained and evaluated.
 
-Binary digit tasks (``digits/AvB``) train paths with the serial binary tournament and are
-evaluated on a held-out batch (:mod:`pathevo.agents.continual`); RL env ids of one family train
-PathNet-A3C phases (:class:`pathevo.agents.phase.Phase`) and are evaluated by seeded episodes. Both
-answer the same questions: ``build(seed)`` (a library with every task's head),
-``train(model, step)``, ``evaluate(model, j, path)`` (one entry of R) and
-``probe(model, j, path)`` (outputs on a fixed batch, to show zero forgetting bitwise). The
-settings they read are described here (:class:`DigitsSettings`, :class:`GamesSettings`), so
-this module does not import the recipe that uses it.
+Binary image tasks (``digits/3v5``, ``fashion/coat-v-shirt``: :mod:`pathevo.envs.digits`) train
+paths with the serial binary tournament and are evaluated on a held-out batch
+(:mod:`pathevo.agents.continual`); RL env ids of one family train PathNet-A3C phases
+(:class:`pathevo.agents.phase.Phase`) and are evaluated by seeded episodes. Both answer the same
+questions: ``build(seed)`` (a library with every task's head), ``train(model, step)``,
+``evaluate(model, j, path)`` (one entry of R) and ``probe(model, j, path)`` (outputs on a fixed
+batch, to show zero forgetting bitwise). The settings they read are described here
+(:class:`ImageSettings`, :class:`GamesSettings`), so this module does not import the recipe that
+uses it.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ from pathevo.agents.phase import Phase, env_spaces, new_population
 from pathevo.agents.phase_reporters import make_progress
 from pathevo.agents.registry import AgentSettings, LayerSettings, get_agent, layer_kind
 from pathevo.agents.supervised import PathTrainer, SupervisedConfig, train_fixed_path
-from pathevo.envs.digits import make_binary_task
+from pathevo.envs.digits import is_image_task, make_binary_task
 from pathevo.envs.registry import FAMILIES, list_env_ids
 from pathevo.evolution.async_tournament import SharedPopulation
 from pathevo.evolution.config import EvoConfig
@@ -49,9 +50,6 @@ from pathevo.evolution.toolbox import PathGenome, make_toolbox
 from pathevo.evolution.tournament import SearchState, evolve
 from pathevo.modules.library import linear_library
 from pathevo.runners.plumbing import run_dir as rd
-
-DIGITS = "digits/"
-"""The prefix of a binary digit task id: ``digits/3v5``."""
 
 
 class Settings(Protocol):
@@ -62,8 +60,8 @@ class Settings(Protocol):
     progress: bool
 
 
-class DigitsSettings(Settings, LayerSettings, Protocol):
-    """What the binary digit family reads (and its last layer kind: ``moe``, ``hyper``)."""
+class ImageSettings(Settings, LayerSettings, Protocol):
+    """What the binary image family reads (and its last layer kind: ``moe``, ``hyper``)."""
 
     data_dir: str | None
     resolution: int
@@ -116,21 +114,24 @@ class Step:
 
 
 @dataclass
-class Digits:
-    """Binary digit tasks: the serial binary tournament, R = held-out accuracy."""
+class Images:
+    """Binary image tasks: the serial binary tournament, R = held-out accuracy."""
 
-    cfg: DigitsSettings
+    cfg: ImageSettings
     names: list[str]
+    """The tasks' canonical ids (``digits/3v5``, ``fashion/trouser-v-sneaker``), their heads'
+    names."""
     train_sets: list[Any]
     probes: list[tuple[torch.Tensor, torch.Tensor]]
     """Per task: the fixed noisy held-out batch x [n, D], y [n]."""
 
     @classmethod
-    def load(cls, cfg: DigitsSettings) -> Digits:
-        names = [task.removeprefix(DIGITS) for task in cfg.tasks]
-        train_sets, probes = [], []
-        for index, name in enumerate(names):
+    def load(cls, cfg: ImageSettings) -> Images:
+        """Every task's examples (missing IDX files: a one-line error before anything runs)."""
+        train_sets, probes, names = [], [], []
+        for index, name in enumerate(cfg.tasks):
             task = make_binary_task(name, cfg.data_dir, cfg.resolution)
+            names.append(task.name)
             train, test = split_task(task, cfg.held_out, cfg.seed * 100 + index)
             train_sets.append(train)
             probes.append(fixed_noisy_batch(test, cfg.train.noise, cfg.seed * 100 + index))
@@ -158,7 +159,7 @@ class Digits:
     def train(self, model: nn.Module, step: Step) -> dict[str, Any]:
         cfg, index, condition, progress = self.cfg, step.index, step.condition, step.progress
         name, sizes, evo = self.names[index], step.sizes, cfg.evo
-        writer = step.writer()  # a digit task interrupted midway starts again: 0
+        writer = step.writer()  # an image task interrupted midway starts again: 0
         trainer = PathTrainer(
             model.library, model.heads[name], self.train_sets[index], cfg.train,
             evo.layers, evo.active,
@@ -311,5 +312,6 @@ def env_family(env_id: str) -> str:
     return "gymnasium"
 
 
-def load_family(cfg: DigitsSettings | GamesSettings) -> Digits | Games:
-    return Digits.load(cfg) if cfg.tasks[0].startswith(DIGITS) else Games.load(cfg)
+def load_family(cfg: ImageSettings | GamesSettings) -> Images | Games:
+    """The family of ``cfg.tasks`` (one family: runners/continual.py's config checks it)."""
+    return Images.load(cfg) if is_image_task(cfg.tasks[0]) else Games.load(cfg)

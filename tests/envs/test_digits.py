@@ -1,4 +1,5 @@
-"""Binary digit tasks: sklearn's 8x8 digits, MNIST IDX files, salt-and-pepper noise."""
+"""Binary image tasks: sklearn's 8x8 digits, MNIST IDX files, salt-and-pepper noise (the task ids
+of every data set: tests/envs/test_image_data.py)."""
 
 import gzip
 
@@ -7,6 +8,7 @@ import pytest
 import torch
 
 from pathevo.envs.digits import (
+    TaskId,
     all_tasks,
     make_binary_task,
     parse_task,
@@ -17,30 +19,37 @@ from pathevo.envs.mnist_idx import load_mnist, read_idx, write_idx
 
 
 def test_sklearn_task_holds_the_two_digits_as_binary_labels():
-    task = make_binary_task("3v5")
+    task = make_binary_task("digits/3v5")
+    assert task.name == "digits/3v5"
     assert task.x.shape[1] == 64 and task.x.dtype == torch.float32
     assert task.x.min() >= 0.0 and task.x.max() <= 1.0
     assert set(task.y.unique().tolist()) == {0, 1}
-    assert 300 < len(task.y) < 400  # about 180 examples per digit
+    assert 250 < len(task.y) < 330  # about 180 examples per digit, a fifth held out
+    test = make_binary_task("digits/3v5", split="test")
+    assert 60 < len(test.y) < 90 and set(test.y.unique().tolist()) == {0, 1}
 
 
 def test_upsampled_task_has_mnist_sized_inputs():
-    small, large = make_binary_task("3v5"), make_binary_task("3v5", resolution=28)
+    small, large = make_binary_task("digits/3v5"), make_binary_task("digits/3v5", resolution=28)
     assert large.x.shape == (len(small.y), 784)
     assert torch.equal(large.y, small.y)
     assert large.x.min() >= 0.0 and large.x.max() <= 1.0
     # Bilinear upsampling keeps the picture: mean intensities agree closely.
     assert abs(large.x.mean().item() - small.x.mean().item()) < 0.05
     with pytest.raises(ValueError, match="resolution"):
-        make_binary_task("3v5", resolution=0)
+        make_binary_task("digits/3v5", resolution=0)
 
 
 def test_task_names_and_errors():
-    assert parse_task("0v9") == (0, 9)
-    assert len(all_tasks()) == 45
-    for bad in ("3v3", "3v12", "three", "", "3-5"):
-        with pytest.raises(ValueError, match="unknown task"):
+    assert parse_task("digits/0v9") == TaskId("digits", 0, 9)
+    assert parse_task("digits/0v9").labels == (0, 9)
+    assert len(all_tasks()) == 45 and all_tasks()[0] == "digits/0v1"
+    for bad in ("digits/3v3", "digits/3v12", "digits/three", "digits/", "digits/3-5"):
+        with pytest.raises(ValueError, match="unknown task .*'digits/3v5'"):
             parse_task(bad)
+    for bare in ("3v5", "", "three"):  # the data set is part of the name
+        with pytest.raises(ValueError, match="name the data set too"):
+            parse_task(bare)
 
 
 def test_salt_and_pepper_hits_the_requested_fraction_with_zeros_and_ones():
@@ -52,8 +61,27 @@ def test_salt_and_pepper_hits_the_requested_fraction_with_zeros_and_ones():
     assert torch.equal(salt_and_pepper(x, 0.0, torch.Generator()), x)
 
 
+def test_salt_and_pepper_is_half_salt_half_pepper_and_seeded():
+    x = torch.full((7, 3, 101), 0.5)  # 2121 values: not a multiple of the 4 draws per word
+    noisy = salt_and_pepper(x, 0.6, torch.Generator().manual_seed(1))
+    assert noisy.shape == x.shape and noisy.dtype == x.dtype
+    hit = noisy != 0.5
+    assert abs(hit.float().mean().item() - 0.6) < 0.04
+    assert abs((noisy[hit] == 1.0).float().mean().item() - 0.5) < 0.05  # salt as likely as pepper
+    again = salt_and_pepper(x, 0.6, torch.Generator().manual_seed(1))
+    assert torch.equal(again, noisy)
+    assert not torch.equal(salt_and_pepper(x, 0.6, torch.Generator().manual_seed(2)), noisy)
+
+
+def test_salt_and_pepper_at_one_replaces_every_value():
+    x = torch.rand(50, 64)
+    noisy = salt_and_pepper(x, 1.0, torch.Generator().manual_seed(0))
+    assert set(noisy.unique().tolist()) == {0.0, 1.0}
+    assert abs(noisy.mean().item() - 0.5) < 0.03
+
+
 def test_sample_batch_shapes():
-    task = make_binary_task("1v7")
+    task = make_binary_task("digits/1v7")
     x, y = sample_batch(task, 16, 0.5, torch.Generator().manual_seed(1))
     assert x.shape == (16, 64) and y.shape == (16,)
 
@@ -107,7 +135,7 @@ def test_load_mnist_from_tiny_generated_idx_files(tmp_path):
 
 def test_binary_task_from_an_mnist_directory(tmp_path):
     make_tiny_mnist(tmp_path, gz=False)
-    task = make_binary_task("2v8", data_dir=tmp_path)
+    task = make_binary_task("mnist/2v8", data_dir=tmp_path)
     assert task.x.shape == (8, 784)
     assert task.y.tolist().count(1) == 4  # the 8s
     assert task.x.min() >= 0.0 and task.x.max() <= 1.0

@@ -43,7 +43,7 @@ def test_process_workers_train_the_shared_library_in_place():
     torch.manual_seed(0)
     library = linear_library(64, 8, num_layers=2, num_modules=4).share_memory()
     head = torch.nn.Linear(8, 2).share_memory()
-    task = make_binary_task("0v1")
+    task = make_binary_task("digits/0v1")
     task.x.share_memory_(), task.y.share_memory_()
     trainer = PathTrainer(library, head, task, SupervisedConfig(minibatches=5), 2, 2)
     before = library.layers[0].stacked("weights")

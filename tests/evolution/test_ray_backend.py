@@ -88,7 +88,7 @@ def test_a_two_node_localhost_cluster_runs_tasks_on_both_nodes(on_two_nodes):
 def small_trainer(seed: int = 0) -> PathTrainer:
     """A 2-layer library of 4 modules (N=2), a head, the 8x8 0-vs-1 task, 5 minibatches."""
     torch.manual_seed(seed)
-    task = make_binary_task("0v1", None, 8)
+    task = make_binary_task("digits/0v1", None, 8)
     library = linear_library(task.input_size, 6, num_layers=2, num_modules=4)
     library.freeze(torch.tensor([[3, 3], [3, 3]]), "earlier")  # module 3 of each layer frozen
     cfg = SupervisedConfig(minibatches=5, batch_size=8)

@@ -11,7 +11,8 @@ import pytest
 
 from pathevo.runners.binary_digits import BinaryDigitsConfig, main
 
-JSIKYOON_PAIRS = ("digits/1v3:digits/1v2", "digits/1v2:digits/1v3")  # the ablation's first two pairs, with the same seeds
+# The ablation's first two pairs, with the same seeds.
+JSIKYOON_PAIRS = ("digits/1v3:digits/1v2", "digits/1v2:digits/1v3")
 
 
 def run(tmp_path, name: str, **overrides) -> dict:

@@ -1,5 +1,6 @@
 """runners/continual.py: R and its summaries, zero forgetting bitwise, fine-tuning's forgetting,
-the full library (error and --grow), resume after the second task, a MinAtar smoke run."""
+the full library (error and --grow), resume after the second task, canonical image task ids and
+their data (Fashion-MNIST from written IDX files), a MinAtar smoke run."""
 
 import ast
 import dataclasses
@@ -16,6 +17,7 @@ from pathevo.agents.a3c import A3CConfig
 from pathevo.agents.pathnet_a3c import PathNetA3CConfig
 from pathevo.agents.phase import Phase
 from pathevo.agents.supervised import SupervisedConfig
+from pathevo.envs import image_data
 from pathevo.evolution.config import EvoConfig
 from pathevo.evolution.operators import genome_to_path
 from pathevo.runners import continual as runner
@@ -23,6 +25,7 @@ from pathevo.runners.figures.tensorboard import scalar_tags
 from pathevo.runners.plumbing import run_dir as rd
 from pathevo.runners.plumbing.cli import run_cli
 from pathevo.runners.tasks import continual as continual_tasks
+from tests.envs.test_image_data import write_dataset
 
 TASKS = ("digits/0v1", "digits/2v3", "digits/4v5")
 
@@ -110,7 +113,7 @@ def test_resume_after_the_second_task_redoes_nothing(sequence, tmp_path, monkeyp
     _, uninterrupted = sequence
     run = tmp_path / "run"
     trained = []
-    original = runner.Digits.train
+    original = runner.Images.train
 
     def train(self, model, step):
         if step.index == 2:
@@ -118,14 +121,14 @@ def test_resume_after_the_second_task_redoes_nothing(sequence, tmp_path, monkeyp
         trained.append((step.index, step.condition))
         return original(self, model, step)
 
-    monkeypatch.setattr(runner.Digits, "train", train)
+    monkeypatch.setattr(runner.Images, "train", train)
     with pytest.raises(KeyboardInterrupt):
         runner.main(tiny(run))
     assert torch.load(run / rd.CHECKPOINT, weights_only=False)["done"] == 6
     assert trained == [(i, c) for i in (0, 1) for c in runner.CONDITIONS]
     calls = []
     monkeypatch.setattr(
-        runner.Digits, "train",
+        runner.Images, "train",
         lambda self, model, step: calls.append(step.index) or original(self, model, step),
     )  # fmt: skip
     summary = runner.main(runner.ContinualConfig(resume=str(run), progress=False))
@@ -167,7 +170,7 @@ def test_grow_adds_modules_only_to_the_layers_that_lack_them(tmp_path):
     family = runner.load_family(cfg)
     model = family.build(0)
     # Task 0 froze two modules of layer 0 but only one of layers 1 and 2 (a repeated id).
-    model.library.freeze(torch.tensor([[0, 1], [0, 0], [2, 2]]), "0v1")
+    model.library.freeze(torch.tensor([[0, 1], [0, 0], [2, 2]]), "digits/0v1")
     before = [layer.clone() for layer in model.library.frozen_mask()]
     state = {"grown": []}
     runner.prepare_pathnet_task(cfg, model, family, 1, state)
@@ -218,10 +221,14 @@ def test_grow_with_every_last_layer_kind(tmp_path, kind):
 def test_bad_task_lists_are_one_line_errors(tmp_path, monkeypatch, capsys):
     with pytest.raises(ValueError, match="at least 2 tasks"):
         runner.ContinualConfig(tasks=("digits/0v1",))
-    with pytest.raises(ValueError, match="mixes digit tasks and env ids"):
+    with pytest.raises(ValueError, match=r"mixes image tasks and env ids \(MinAtar/Breakout-v1\)"):
         runner.ContinualConfig(tasks=("digits/0v1", "MinAtar/Breakout-v1"))
+    with pytest.raises(ValueError, match=r"\(fashon/1v7\).*one of digits, mnist, fashion"):
+        runner.ContinualConfig(tasks=("fashion/0v1", "fashon/1v7"))
     with pytest.raises(ValueError, match="duplicate tasks"):
         runner.ContinualConfig(tasks=("digits/0v1", "digits/0v1"))
+    with pytest.raises(ValueError, match="duplicate tasks in --tasks: fashion/trouser-v-sneaker"):
+        runner.ContinualConfig(tasks=("fashion/1v7", "fashion/trouser-v-sneaker"))
     with pytest.raises(ValueError, match="mixes environment families"):
         runner.main(runner.ContinualConfig(tasks=("MinAtar/Breakout-v1", "CartPole-v1"),
                                            run_dir=str(tmp_path / "mixed")))  # fmt: skip
@@ -231,8 +238,44 @@ def test_bad_task_lists_are_one_line_errors(tmp_path, monkeypatch, capsys):
         run_cli(runner.main, runner.ContinualConfig, "test")
     assert exit_.value.code == 2
     assert capsys.readouterr().err.splitlines() == [
-        "error: unknown task '3v3': expected two different digits like '3v5'"
+        "error: unknown task 'digits/3v3': expected two different digits like 'digits/3v5'"
     ]
+    monkeypatch.setattr(sys, "argv", ["continual.py", "--tasks", "fashion/0v1", "fashion/bag"])
+    with pytest.raises(SystemExit):
+        run_cli(runner.main, runner.ContinualConfig, "test")
+    (error,) = capsys.readouterr().err.splitlines()
+    assert "unknown task 'fashion/bag': expected two different classes like" in error
+
+
+def test_image_tasks_of_any_data_set_are_stored_canonical(tmp_path, monkeypatch):
+    # Fashion-MNIST from small written IDX files (random pictures: a smoke run, not a result).
+    write_dataset(tmp_path / "data" / "fashion-mnist", 200)
+    monkeypatch.setattr(image_data, "DEBIAN_DATASETS", tmp_path / "nowhere")
+    monkeypatch.delenv(image_data.DATA_ENV, raising=False)
+    run = tmp_path / "run"
+    cfg = tiny(run, tasks=("fashion/0v1", "fashion/pullover-v-dress"), max_generations=3,
+               conditions=("pathnet", "finetune"), data_dir=str(tmp_path / "data"))  # fmt: skip
+    assert cfg.tasks == ("fashion/tshirt-v-trouser", "fashion/pullover-v-dress")
+    summary = runner.main(cfg)
+    assert summary["tasks"] == list(cfg.tasks) and summary["measure"] == "held-out accuracy"
+    assert summary["pathnet_outputs_identical"] == [True, True]
+    finetune = summary["conditions"]["finetune"]["R"]
+    assert all(0.0 <= value <= 1.0 for row in finetune for value in row)
+    saved = json.loads((run / "config.json").read_text())
+    assert saved["tasks"] == list(cfg.tasks) and saved["data_dir"] == str(tmp_path / "data")
+    state = torch.load(run / rd.CHECKPOINT, weights_only=False)
+    model = runner.restore(runner.load_family(cfg), state["models"]["pathnet"])
+    assert sorted(model.heads.tasks()) == sorted(cfg.tasks)  # heads named by canonical ids
+    assert runner.main(runner.ContinualConfig(resume=str(run), progress=False)) == summary
+
+
+def test_missing_image_files_stop_before_the_run_directory(tmp_path, monkeypatch):
+    monkeypatch.setattr(image_data, "DEBIAN_DATASETS", tmp_path / "nowhere")
+    monkeypatch.delenv(image_data.DATA_ENV, raising=False)
+    cfg = tiny(tmp_path / "run", tasks=("digits/0v1", "kmnist/o-v-ki"), data_dir=str(tmp_path))
+    with pytest.raises(ValueError, match="no Kuzushiji-MNIST IDX files in .*--data-dir") as error:
+        runner.main(cfg)
+    assert "\n" not in str(error.value) and not (tmp_path / "run").exists()
 
 
 @pytest.mark.slow

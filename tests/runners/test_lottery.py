@@ -1,5 +1,7 @@
-"""runners/lottery.py: rounds, sparsity, controls, files, resume, supervised mode, bad input."""
+"""runners/lottery.py: rounds, sparsity, controls, files, resume, supervised mode (image tasks of
+any data set), bad input."""
 
+import dataclasses
 import json
 import sys
 
@@ -8,9 +10,11 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from pathevo.agents.a3c import A3CConfig
-from pathevo.agents.lottery_agents import PruneConfig
+from pathevo.agents.lottery_agents import PruneConfig, image_task
+from pathevo.envs import image_data
 from pathevo.runners import lottery as runner
 from pathevo.runners.plumbing import run_dir as rd
+from tests.envs.test_image_data import write_dataset
 
 REAL_TRAIN = runner.train
 FAST_A3C = A3CConfig(optimizer="adam", lr=2e-3, t_max=5, envs_per_worker=2, hidden=16)
@@ -142,6 +146,40 @@ def test_repeats_report_means_intervals_and_paired_differences(tmp_path, monkeyp
     assert trainings_["s5/dense"]["curve"] != trainings_["s6/dense"]["curve"]  # not copies
 
 
+def test_image_task_ids_are_canonical():
+    assert image_task("CartPole-v1") is None and image_task("MinAtar/Breakout-v1") is None
+    assert image_task("digits/3v5") == "digits/3v5"
+    assert image_task("fashion/4v6") == "fashion/coat-v-shirt"
+    with pytest.raises(ValueError, match="unknown task 'kmnist/o-v-o'"):
+        image_task("kmnist/o-v-o")
+    cfg = runner.LotteryConfig(env_id="fashion/1v7")
+    assert cfg.env_id == "fashion/trouser-v-sneaker"  # as config.json and summary.json store it
+
+
+def test_fashion_task_from_written_idx_files(tmp_path, monkeypatch):
+    # Random pictures: a smoke run of the data's way in, not a result.
+    write_dataset(tmp_path / "data" / "fashion-mnist", 60)
+    monkeypatch.setattr(image_data, "DEBIAN_DATASETS", tmp_path / "nowhere")
+    monkeypatch.delenv(image_data.DATA_ENV, raising=False)
+    run = tmp_path / "run"
+    cfg = runner.LotteryConfig(
+        env_id="fashion/1v7", agent="pathnet", rounds=1, steps=40, a3c=A3CConfig(hidden=16),
+        data_dir=str(tmp_path / "data"), run_dir=str(run), progress=False,
+    )  # fmt: skip
+    summary = runner.main(cfg)
+    assert summary["env_id"] == "fashion/trouser-v-sneaker"
+    assert all(0.0 <= summary["levels"][0][c] <= 1.0 for c in runner.CONDITIONS)  # accuracies
+    trained = rd.load_checkpoint(run)["runs"][0]["trained"]
+    assert any("trouser-v-sneaker" in key for key in trained)  # the head's canonical name
+    saved = rd.load_config(run, runner.LotteryConfig)
+    assert saved.data_dir == str(tmp_path / "data") and saved.env_id == summary["env_id"]
+    assert runner.main(runner.LotteryConfig(resume=str(run))) == summary
+    missing = dataclasses.replace(cfg, data_dir=str(tmp_path), run_dir=str(tmp_path / "other"))
+    with pytest.raises(ValueError, match="no Fashion-MNIST IDX files in .*dataset-fashion-mnist"):
+        runner.main(missing)
+    assert not (tmp_path / "other").exists()
+
+
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
@@ -162,8 +200,12 @@ def test_bad_config_is_a_one_line_error(kwargs, message):
 
 
 def test_bad_command_lines_exit_with_one_line(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(image_data, "DEBIAN_DATASETS", tmp_path / "nowhere")  # no MNIST anywhere
+    monkeypatch.delenv(image_data.DATA_ENV, raising=False)
+    run = ["--run-dir", str(tmp_path / "r")]
     for args in (["--prune-fraction", "1.5"], ["--rounds", "0"], ["--agent", "nope"],
-                 ["--env-id", "digits/3v3", "--run-dir", str(tmp_path / "r")]):  # fmt: skip
+                 ["--env-id", "digits/3v3", *run], ["--env-id", "fashion/coat-v-shrt", *run],
+                 ["--env-id", "mnist/3v5", "--data-dir", str(tmp_path), *run]):  # fmt: skip
         monkeypatch.setattr(sys, "argv", ["lottery.py", *args])
         with pytest.raises(SystemExit) as exit_:
             runner.run_cli(runner.main, runner.LotteryConfig, "test")

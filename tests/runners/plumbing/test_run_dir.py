@@ -62,7 +62,7 @@ def test_a_kill_during_a_checkpoint_write_leaves_the_previous_checkpoint_readabl
 
 
 def test_config_round_trip_with_nested_sections_and_tuples(tmp_path):
-    cfg = BinaryDigitsConfig(tasks=("3v5:1v7",), evo=EvoConfig(population=8), seed=4)
+    cfg = BinaryDigitsConfig(tasks=("digits/3v5:digits/1v7",), evo=EvoConfig(population=8), seed=4)
     rd.save_config(tmp_path, cfg)
     assert rd.load_config(tmp_path, BinaryDigitsConfig) == cfg
 
