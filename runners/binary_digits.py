@@ -27,6 +27,7 @@ import json
 import math
 import random
 import statistics
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -324,15 +325,21 @@ def load_tasks(
     the noise already) and their held-out split with the training noise drawn once."""
     tasks = {name: make_binary_task(name, cfg.data_dir, cfg.resolution) for name in names}
     held_out = {}
-    for index, (name, task) in enumerate(tasks.items()):
+    for name, task in tasks.items():
         if cfg.noise_once:
-            generator = torch.Generator().manual_seed(cfg.seed * 1000 + index)
+            generator = torch.Generator().manual_seed(task_seed(cfg.seed, name, "train"))
             task.x = salt_and_pepper(task.x, cfg.train.noise, generator)
         task.x, task.y = task.x.to(device), task.y.to(device)
         test = make_binary_task(name, cfg.data_dir, cfg.resolution, split="test")
-        x, y = fixed_noisy_batch(test, cfg.train.noise, cfg.seed * 1000 + 500 + index)
+        x, y = fixed_noisy_batch(test, cfg.train.noise, task_seed(cfg.seed, name, "test"))
         held_out[name] = BinaryTask(name, x.to(device), y.to(device))
     return tasks, held_out
+
+
+def task_seed(seed: int, name: str, split: str) -> int:
+    """The seed of a task's noise drawn once: from the run's seed and the task's name alone, so a
+    task's held-out images are the same whatever other pairs the run holds."""
+    return zlib.crc32(f"{seed}/{name}/{split}".encode())
 
 
 @torch.no_grad()
