@@ -1,14 +1,21 @@
-"""Supervised training of one path: PathNet's fitness for classification tasks.
+"""Supervised training of paths: PathNet's fitness for classification tasks.
 
 Fernando et al. 2017 (arXiv:1701.08734): a genome is evaluated by training its path with SGD for
 T minibatches; its fitness is the training accuracy over those minibatches. Only the path's
 modules (and the task's own parts of the layers, such as an MoE gate) and the task head receive
 gradients; frozen modules are guarded bitwise. Auxiliary losses of the library's layers (MoE
 balancing) are added to the classification loss.
+
+:func:`train_path` trains one path (the reference); :func:`train_paths` trains P paths together,
+one batched step for all of them, as the paper's parallel workers train the shared library at
+the same time (:func:`pathevo.evolution.tournament.evolve` with ``tournaments_at_once``).
 """
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -16,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pathevo.envs.digits import BinaryTask, sample_batch
+from pathevo.envs.digits import BinaryTask, salt_and_pepper, sample_batch
 from pathevo.evolution.operators import genome_to_path
 from pathevo.evolution.tournament import SearchState, TournamentOutcome
 from pathevo.modules.library import PathLibrary
@@ -72,6 +79,77 @@ def train_path(
     return correct.item() / (cfg.minibatches * cfg.batch_size)
 
 
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters (malloc.h)
+
+
+@functools.cache
+def keep_freed_memory() -> bool:
+    """Let this process's C heap keep freed memory rather than hand it back to the system after
+    every training step; ``True`` where that could be set (glibc's ``mallopt``), else nothing
+    changes.
+
+    A batched step (:func:`train_paths`) allocates and frees tensors of a few MB (the paths'
+    gathered weights, their gradients). glibc serves such blocks from its heap once one of
+    them has been freed, but returns the heap's free top to the system whenever it exceeds
+    twice the largest freed block, so the next step faults the same pages in again: up to
+    ~1,200 page faults per step of 16 paths at PathNet's sizes, which can double its time.
+    Fixed thresholds (mmap from 32 MB, trim above 64 MB) keep up to 64 MB of freed heap in the
+    process, as PyTorch's CUDA allocator keeps its blocks. Called once per process.
+    """
+    try:
+        mallopt = ctypes.CDLL(ctypes.util.find_library("c")).mallopt
+    except (OSError, AttributeError, TypeError):
+        return False
+    return bool(mallopt(_M_MMAP_THRESHOLD, 1 << 25)) and bool(mallopt(_M_TRIM_THRESHOLD, 1 << 26))
+
+
+def train_paths(
+    library: PathLibrary,
+    head: nn.Module,
+    paths: torch.Tensor,
+    task: BinaryTask,
+    cfg: SupervisedConfig,
+) -> list[float]:
+    """Train P paths ([P, L, N]) and ``head`` together on ``task`` for T minibatches; each path's
+    training accuracy.
+
+    Every step, each path draws its own minibatch (as :func:`train_path` does) and all P run as
+    one population forward (:meth:`PathLibrary.forward_population`). The loss is the sum over
+    the paths of each one's mean cross-entropy (and balancing loss), so a module only one path
+    uses gets exactly the gradient that path would give it alone, and a module or head shared
+    by several paths gets the sum of theirs: one SGD step applies all their updates at once,
+    as workers training the shared parameters at the same time would. One path (P = 1) is
+    :func:`train_path`: the same minibatches from the same random state, the same updates up
+    to float rounding.
+    """
+    keep_freed_memory()
+    p, b = paths.shape[0], cfg.batch_size
+    # foreach: one update call for the ~60 modules P paths touch (a third off the step's SGD).
+    parameters = [*library.parameters(), *head.parameters()]
+    optimizer = torch.optim.SGD(parameters, lr=cfg.learning_rate, foreach=True)
+    handle = library.guard(optimizer)
+    correct = torch.zeros(p, dtype=torch.long, device=task.y.device)
+    try:
+        for _ in range(cfg.minibatches):
+            index = torch.randint(len(task.y), (p, b), device=task.y.device)  # [P, B]
+            # One index_select of whole rows (x[index] takes a slower general gather).
+            x = task.x.index_select(0, index.flatten()).view(p, b, -1)  # [P, B, D]
+            x = salt_and_pepper(x, cfg.noise)
+            y = task.y[index]  # [P, B]
+            logits = head(library.forward_population(x, paths, task.name))  # [P, B, 2]
+            loss = F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="sum") / b
+            aux = library.take_aux_loss()  # averaged over the P paths by the layers
+            if aux is not None:
+                loss = loss + p * aux
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            correct += (logits.detach().argmax(2) == y).sum(1)
+    finally:
+        handle.remove()
+    return [count / (cfg.minibatches * b) for count in correct.tolist()]
+
+
 @dataclass
 class PathTrainer:
     """Picklable fitness function ``genome -> (accuracy,)`` for any map backend.
@@ -90,6 +168,13 @@ class PathTrainer:
 
     def __call__(self, genome: Sequence[int]) -> tuple[float]:
         return (train_path(self.library, self.head, self.path(genome), self.task, self.cfg),)
+
+    def evaluate_together(self, genomes: Sequence[Sequence[int]]) -> list[tuple[float]]:
+        """The fitness of each genome, their paths trained together (:func:`train_paths`): a
+        round's contestants for ``toolbox.evaluate_together``."""
+        paths = torch.stack([self.path(genome) for genome in genomes])  # [P, L, N]
+        accuracies = train_paths(self.library, self.head, paths, self.task, self.cfg)
+        return [(accuracy,) for accuracy in accuracies]
 
     def path(self, genome: Sequence[int]) -> torch.Tensor:
         """The [L, N] path a genome trains."""
@@ -120,15 +205,19 @@ def train_fixed_path(
     max_generations: int,
     threshold: float,
     on_generation: Callable[..., None] | None = None,
+    min_generations: int = 0,
 ) -> SearchState:
     """The fine-tuning control: keep training one fixed path (``state.population[0]``).
 
     A generation trains it for two evaluations of T minibatches, the compute of one binary
     tournament, so generation counts compare directly with evolution's. ``state.solved_at`` is
-    the first generation whose better evaluation reaches ``threshold``.
+    the first generation whose better evaluation reaches ``threshold``; training goes on to
+    ``min_generations`` at least.
     """
     genome = state.population[0]
-    while state.solved_at is None and state.generation < max_generations:
+    while state.generation < max_generations and (
+        state.solved_at is None or state.generation < min_generations
+    ):
         first, second = evaluate(genome)[0], evaluate(genome)[0]
         state.generation += 1
         genome.fitness.values = (max(first, second),)
@@ -141,7 +230,7 @@ def train_fixed_path(
             best=state.best_fitness,
             mean=(first + second) / 2,
         )
-        if max(first, second) >= threshold:
+        if max(first, second) >= threshold and state.solved_at is None:
             state.solved_at = state.generation
         if on_generation is not None:
             outcome = TournamentOutcome(0, 0, max(first, second), min(first, second))

@@ -160,10 +160,11 @@ def salt_and_pepper(
     words = torch.empty((count + 3) // 4, dtype=torch.int64, device=x.device)
     words.random_(-(2**63), 2**63 - 1, generator=generator)  # all 64 bits random
     draws = words.view(torch.int16)[:count].view(x.shape)
-    salt = (draws < round(amount * 32768) - 32768).to(x.dtype)  # probability amount / 2
+    # Comparisons written straight into float tensors: no boolean intermediate to convert.
+    salt = torch.lt(draws, round(amount * 32768) - 32768, out=torch.empty_like(x))  # P = amount/2
     if amount >= 1.0:
         return salt
-    keep = (draws >= round(amount * 65536) - 32768).to(x.dtype)  # probability 1 - amount
+    keep = torch.ge(draws, round(amount * 65536) - 32768, out=torch.empty_like(x))  # 1 - amount
     return torch.addcmul(salt, x, keep)
 
 

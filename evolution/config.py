@@ -21,6 +21,13 @@ class EvoConfig:
     """Mutation moves a gene by a uniform integer in [-max_shift, max_shift]."""
     wrap: bool = False
     """Wrap mutated genes around modulo M instead of clamping them to [0, M-1]."""
+    tournaments_at_once: int = 0
+    """K: binary tournaments per round whose 2K contestants (distinct genomes) are evaluated
+    together — trained concurrently in one batched call where the evaluator can
+    (``toolbox.evaluate_together``), so shared modules and the head get their summed gradients
+    each step, as with the paper's parallel workers. Each tournament is still one generation,
+    settled and logged in order (:func:`pathevo.evolution.tournament.evolve`). 0: the paper's
+    serial tournament, contestants evaluated one after the other. At most population / 2."""
 
     def __post_init__(self) -> None:
         for name in ("layers", "modules", "active", "population"):
@@ -37,6 +44,12 @@ class EvoConfig:
             )
         if self.max_shift < 0:
             raise ValueError(f"max_shift must be non-negative, got {self.max_shift}")
+        if not 0 <= 2 * self.tournaments_at_once <= self.population:
+            raise ValueError(
+                f"tournaments_at_once must lie in [0, population / 2 = {self.population // 2}] "
+                f"(each of the K tournaments of a round needs two genomes of its own), "
+                f"got {self.tournaments_at_once}"
+            )
 
     @property
     def mutation_rate(self) -> float:

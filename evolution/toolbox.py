@@ -73,7 +73,10 @@ def make_toolbox(
     ``sizes`` gives each layer's M when the library's layers differ (after growth, e.g.
     ``library.modules_per_layer``); by default every layer has ``cfg.modules``.
     The caller registers ``evaluate`` (genome -> (fitness,)); ``map`` is the single switch for
-    parallel evaluation (see :mod:`pathevo.evolution.backends`).
+    parallel evaluation (see :mod:`pathevo.evolution.backends`). For
+    ``cfg.tournaments_at_once`` K >= 1 (kept as ``toolbox.tournaments_at_once``) the caller may
+    also register ``evaluate_together`` (genomes -> [(fitness,), ...]) to train a round's 2K
+    contestants in one call (:func:`pathevo.evolution.tournament.evolve`).
     """
     rng = rng or random.Random()
     sizes = layer_sizes(cfg.modules if sizes is None else sizes, cfg.layers)
@@ -93,6 +96,7 @@ def make_toolbox(
     )
     toolbox.register("pick", rng.sample)
     toolbox.register("map", map_fn)
+    toolbox.tournaments_at_once = cfg.tournaments_at_once  # read by tournament.evolve
     return toolbox
 
 

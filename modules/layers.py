@@ -56,9 +56,9 @@ def combine(
 ) -> torch.Tensor:
     """Sum (or average) module outputs over ``module_axis``, duplicates counted once.
 
-    outputs: [B, N, ...] (module_axis 1), [P, B, N, ...] (module_axis 2) or [B, H, W, N, C]
-    (module_axis 3, channels-last conv outputs); weights: ``None`` (no duplicates) or [N] /
-    [P, N] from :func:`unique_weights`.
+    outputs: [B, N, ...] or [P, N, ...] (module_axis 1), [P, B, N, ...] (module_axis 2) or
+    [B, H, W, N, C] (module_axis 3, channels-last conv outputs); weights: ``None`` (no
+    duplicates) or [N] / [P, N] from :func:`unique_weights`.
     """
     if weights is None:
         return outputs.mean(module_axis) if reduce == "mean" else outputs.sum(module_axis)
@@ -125,10 +125,15 @@ def linear_population(
     if x.dim() == 2:
         x = x.unsqueeze(0).expand(p, -1, -1)
     flat = weight.reshape(p, n * out, inputs)
-    y = torch.baddbmm(bias.reshape(p, 1, n * out), x, flat.transpose(1, 2))  # [P, B, N*out]
+    # Feature-major, y^T = W x^T rather than y = x W^T: the weights' gradient (grad_y^T x) comes
+    # out in their own [P, N*out, in] layout (x W^T's comes out transposed, and its reshape to
+    # the modules' [P*N, out, in] copies it: a third of a population training step at PathNet's
+    # sizes); the output stays feature-major ([P, out, B] memory), so ReLU and the module sum
+    # run on contiguous memory and the next linear layer's x^T is free.
+    y = torch.baddbmm(bias.reshape(p, n * out, 1), flat, x.transpose(1, 2))  # [P, N*out, B]
     if activation:
         y = F.relu(y)
-    return combine(y.view(p, x.shape[1], n, out), dedup, 2, reduce)
+    return combine(y.view(p, n, out, x.shape[1]), dedup, 1, reduce).transpose(1, 2)
 
 
 def conv_modules(
@@ -235,9 +240,22 @@ class ModuleLayer(nn.Module):
         return torch.stack([param.detach() for param in getattr(self, name)])
 
     def gather(self, name: str, ids: list[int]) -> torch.Tensor:
-        """The modules ``ids`` of the parameter kind ``name`` stacked: [K, ...]."""
+        """The modules ``ids`` of the parameter kind ``name`` stacked: [K, ...].
+
+        Ids may repeat (a population's paths share modules: 16 paths of 3 modules among 10).
+        Each distinct module is then stacked once and indexed: the backward sums a module's
+        repeats in one index_add and accumulates one gradient per module, where a stack of every
+        repeat slices and accumulates each repeat on its own (8 % of the forward and backward
+        of 16 paths through PathNet's three layers).
+        """
         params = self._module_lists[name]
-        return torch.stack([params[m] for m in ids])
+        once = list(dict.fromkeys(ids))
+        if len(once) == len(ids):
+            return torch.stack([params[m] for m in ids])
+        stacked = torch.stack([params[m] for m in once])  # [U, ...]
+        position = {m: i for i, m in enumerate(once)}
+        index = torch.tensor([position[m] for m in ids], device=stacked.device)
+        return stacked.index_select(0, index)
 
     # --- what the library asks of every kind ---------------------------------------------------
 

@@ -53,6 +53,7 @@ from pathevo.agents.supervised import (
     SupervisedConfig,
     train_fixed_path,
     train_path,
+    train_paths,
     trained_by_name,
 )
 from pathevo.envs.digits import (
@@ -308,6 +309,12 @@ class FrozenPathTrainer:
     def __call__(self, genome: list[int]) -> tuple[float]:
         t = self.trainer
         return (train_path(t.library, t.head, self.path(genome), t.task, t.cfg),)
+
+    def evaluate_together(self, genomes: list[list[int]]) -> list[tuple[float]]:
+        """The genomes' paths (each beside A's) trained together (:func:`train_paths`)."""
+        t = self.trainer
+        paths = torch.stack([self.path(genome) for genome in genomes])  # [P, L, 2N]
+        return [(accuracy,) for accuracy in train_paths(t.library, t.head, paths, t.task, t.cfg)]
 
     def path(self, genome: list[int]) -> torch.Tensor:
         """The genome's [L, N] path beside A's: [L, 2N]."""
@@ -622,6 +629,8 @@ def main(cfg: BinaryDigitsConfig) -> dict[str, Any]:
                 frozen = genome_to_path(result["best_a"], cfg.evo.layers, cfg.evo.active)
                 evaluate = FrozenPathTrainer(trainer, frozen.tolist())
             toolbox.register("evaluate", evaluate)
+            if cfg.backend == "serial":  # --evo.tournaments-at-once: a round in one batched call
+                toolbox.register("evaluate_together", evaluate.evaluate_together)
             description = f"pair {k + 1}/{len(pairs)} {pairs[k][0]}→{pairs[k][1]} {phase:<10}"
             best = max(search.best_fitness, 0.0)
             progress.update(bar, description=description, completed=search.generation, best=best)

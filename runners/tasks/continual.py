@@ -166,6 +166,7 @@ class Images:
         )  # fmt: skip
         toolbox = make_toolbox(evo, rng=step.rng, sizes=sizes)
         toolbox.register("evaluate", trainer)
+        toolbox.register("evaluate_together", trainer.evaluate_together)  # --evo.tournaments-…
         tag = f"{condition}/task{index}"
         bar = progress.add_task(f"{tag} {name}", total=cfg.max_generations, best=0.0)
 

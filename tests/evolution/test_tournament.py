@@ -120,3 +120,143 @@ def test_path_genome_to_data_and_back_keeps_fitness():
     genome.fitness.values = (0.5,)
     again = path_genome_from_data(path_genome_to_data(genome))
     assert again == genome and again.fitness.values == (0.5,) and type(again) is PathGenome
+
+
+# --- several tournaments at once (tournaments_at_once = K >= 1) --------------------------------
+
+
+def batched_toolbox_with(fitness_of, seed=0, **cfg):
+    """``toolbox_with`` plus an ``evaluate_together`` that records the genomes of each call."""
+    toolbox = toolbox_with(fitness_of, seed, **cfg)
+    calls = []
+
+    def evaluate_together(genomes):
+        calls.append(list(genomes))
+        return [(fitness_of(genome),) for genome in genomes]
+
+    toolbox.register("evaluate_together", evaluate_together)
+    return toolbox, calls
+
+
+def test_one_tournament_at_once_is_the_serial_tournament_exactly():
+    """K = 1 with a deterministic evaluation: the same picks, mutations, logbook and hall of
+    fame as the serial tournament, generation for generation."""
+    runs = []
+    for k in (0, 1):
+        toolbox, calls = batched_toolbox_with(lambda g: sum(g) / 81, seed=3, population=8)
+        state = SearchState(population=toolbox.population(n=8))
+        outcomes = []
+
+        def keep(*, state, outcome, outcomes=outcomes):
+            outcomes.append(outcome)
+
+        evolve(state, toolbox, 300, threshold=0.8, on_generation=keep, tournaments_at_once=k)
+        runs.append((state, outcomes, calls))
+    (serial, serial_outcomes, no_calls), (batched, batched_outcomes, calls) = runs
+    assert serial.solved_at == serial.generation == 76  # solved well after the start
+    assert not no_calls and len(calls) == batched.generation  # K=1: one call per generation
+    assert batched.population == serial.population
+    assert [g.fitness.values for g in batched.population] == [
+        g.fitness.values for g in serial.population
+    ]
+    assert batched.logbook == serial.logbook and batched_outcomes == serial_outcomes
+    assert list(batched.hall_of_fame) == list(serial.hall_of_fame)
+    assert (batched.generation, batched.solved_at, batched.best_fitness) == (
+        serial.generation, serial.solved_at, serial.best_fitness,
+    )  # fmt: skip
+
+
+def test_rounds_count_one_generation_per_tournament_and_never_exceed_the_maximum():
+    toolbox, calls = batched_toolbox_with(lambda g: sum(g) / 81, seed=4, population=16)
+    state = SearchState(population=toolbox.population(n=16))
+    seen = []
+
+    def keep(*, state, outcome):
+        seen.append((state.generation, outcome))
+
+    evolve(state, toolbox, 30, threshold=2.0, on_generation=keep, tournaments_at_once=4)
+    assert state.generation == 30 and state.solved_at is None
+    assert [generation for generation, _ in seen] == list(range(1, 31))
+    assert [record["gen"] for record in state.logbook] == list(range(1, 31))
+    # Seven rounds of 4 tournaments, then one of 2: 30 generations, not 32.
+    assert [len(genomes) for genomes in calls] == [8] * 7 + [4]
+    for genomes in calls:  # a round's contestants are distinct genomes
+        assert len({id(genome) for genome in genomes}) == len(genomes)
+    for _, outcome in seen:
+        assert outcome.winner != outcome.loser and outcome.winner_fitness >= outcome.loser_fitness
+    winners = [outcome.winner_fitness for _, outcome in seen]
+    assert state.best_fitness == max(winners) == state.hall_of_fame[0].fitness.values[0]
+    assert [record["best"] for record in state.logbook] == [
+        max(winners[: i + 1]) for i in range(30)
+    ]
+
+
+def test_a_round_stops_at_the_first_tournament_that_reaches_the_threshold():
+    """Tournaments after the solving one are not settled: nobody is replaced, and their
+    contestants keep the fitness they had (none here)."""
+    toolbox, calls = batched_toolbox_with(lambda g: sum(g) / 81, population=8)
+    toolbox.register("pick", lambda items, k: list(items)[:k])  # pairs (0, 1), (2, 3), ...
+    population = [PathGenome([1] * 9) for _ in range(8)]
+    population[2] = PathGenome([9] * 9)  # fitness 1.0, in the second tournament
+    state = SearchState(population=population)
+    seen = []
+    evolve(state, toolbox, max_generations=100, threshold=1.0, tournaments_at_once=4,
+           on_generation=lambda *, state, outcome: seen.append(outcome))  # fmt: skip
+    assert len(calls) == 1 and len(calls[0]) == 8
+    assert state.solved_at == state.generation == len(state.logbook) == len(seen) == 2
+    assert seen[-1].winner == 2 and state.best == [9] * 9
+    assert [g.fitness.valid for g in state.population] == [True, False, True, False] + [False] * 4
+    assert state.population[4:] == [[1] * 9] * 4  # the unsettled tournaments changed nothing
+
+
+def test_contestants_go_through_map_without_evaluate_together():
+    toolbox = toolbox_with(lambda g: sum(g) / 81, seed=5, population=8)
+    mapped = []
+
+    def recording_map(fn, items):
+        items = list(items)
+        mapped.append(len(items))
+        return map(fn, items)
+
+    toolbox.register("map", recording_map)
+    state = SearchState(population=toolbox.population(n=8))
+    evolve(state, toolbox, max_generations=7, threshold=2.0, tournaments_at_once=3)
+    assert mapped == [6, 6, 2] and state.generation == 7
+
+
+def test_mutation_statistics_of_rounds_match_the_serial_tournament():
+    """The child of every tournament is the winner with each gene moved with probability
+    1/(N·L), whether tournaments run one at a time or 8 at once."""
+    rates = {}
+    for k in (0, 8):
+        toolbox, _ = batched_toolbox_with(lambda g: 0.5, seed=6, population=64, wrap=True)
+        state = SearchState(population=toolbox.population(n=64))
+        changed = []
+
+        def count(*, state, outcome, changed=changed):
+            child, winner = state.population[outcome.loser], state.population[outcome.winner]
+            changed.append(sum(a != b for a, b in zip(child, winner, strict=True)))
+
+        evolve(state, toolbox, 2400, threshold=2.0, on_generation=count, tournaments_at_once=k)
+        rates[k] = sum(changed) / (9 * len(changed))
+    # A gene mutates with probability 1/9 and then moves by U{-2..2}: 4 of 5 shifts change it.
+    expected = (1 / 9) * (4 / 5)
+    assert abs(rates[0] - expected) < 0.01 and abs(rates[8] - expected) < 0.01
+    assert abs(rates[8] - rates[0]) < 0.012
+
+
+def test_tournaments_at_once_comes_from_the_config_and_is_checked():
+    import pytest
+
+    toolbox = make_toolbox(EvoConfig(population=8, tournaments_at_once=2))
+    assert toolbox.tournaments_at_once == 2
+    toolbox.register("evaluate", lambda genome: (0.0,))
+    state = SearchState(population=toolbox.population(n=8))
+    evolve(state, toolbox, max_generations=3, threshold=2.0)
+    assert state.generation == 3
+    with pytest.raises(ValueError, match="tournaments_at_once"):
+        EvoConfig(population=8, tournaments_at_once=5)
+    with pytest.raises(ValueError, match="tournaments_at_once"):
+        EvoConfig(tournaments_at_once=-1)
+    with pytest.raises(ValueError, match="tournaments_at_once"):
+        evolve(state, toolbox, 10, threshold=2.0, tournaments_at_once=5)
