@@ -4,9 +4,9 @@ What docs/reproduction.md found over 60 random pairs (300 generations of B each)
 condition learns B to about the same held-out accuracy, and PathNet's frozen path from A gives
 no measurable head start. This pins that finding on two pairs at a fixed seed with generous
 margins, so that a change that breaks learning on real images — or one that makes PathNet
-suddenly differ from its controls by many points — shows (seed 0 measured: scratch
-0.964 and 0.996, fine-tuning 0.965 and 0.997, PathNet 0.932 and 0.997). Needs the real files (`apt-get
-install dataset-fashion-mnist`, or $PATHEVO_DATA); skipped without them.
+suddenly differ from its controls by many points — shows (seed 0 measured: scratch 0.964 and
+0.996, fine-tuning 0.965 and 0.997, PathNet 0.932 and 0.997). Needs the real files
+(`apt-get install dataset-fashion-mnist`, or $PATHEVO_DATA); skipped without them.
 """
 
 import pytest
