@@ -13,9 +13,6 @@ the same time (:func:`pathevo.evolution.tournament.evolve` with ``tournaments_at
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
-import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -79,30 +76,6 @@ def train_path(
     return correct.item() / (cfg.minibatches * cfg.batch_size)
 
 
-_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters (malloc.h)
-
-
-@functools.cache
-def keep_freed_memory() -> bool:
-    """Let this process's C heap keep freed memory rather than hand it back to the system after
-    every training step; ``True`` where that could be set (glibc's ``mallopt``), else nothing
-    changes.
-
-    A batched step (:func:`train_paths`) allocates and frees tensors of a few MB (the paths'
-    gathered weights, their gradients). glibc serves such blocks from its heap once one of
-    them has been freed, but returns the heap's free top to the system whenever it exceeds
-    twice the largest freed block, so the next step faults the same pages in again: up to
-    ~1,200 page faults per step of 16 paths at PathNet's sizes, which can double its time.
-    Fixed thresholds (mmap from 32 MB, trim above 64 MB) keep up to 64 MB of freed heap in the
-    process, as PyTorch's CUDA allocator keeps its blocks. Called once per process.
-    """
-    try:
-        mallopt = ctypes.CDLL(ctypes.util.find_library("c")).mallopt
-    except (OSError, AttributeError, TypeError):
-        return False
-    return bool(mallopt(_M_MMAP_THRESHOLD, 1 << 25)) and bool(mallopt(_M_TRIM_THRESHOLD, 1 << 26))
-
-
 def train_paths(
     library: PathLibrary,
     head: nn.Module,
@@ -121,8 +94,11 @@ def train_paths(
     as workers training the shared parameters at the same time would. One path (P = 1) is
     :func:`train_path`: the same minibatches from the same random state, the same updates up
     to float rounding.
+
+    Its steps allocate and free tensors of a few MB; a process that trains many of them should
+    keep freed memory (:func:`pathevo.agents.processes.keep_freed_memory`, as the runners do),
+    else every step page-faults them in afresh (up to twice its time).
     """
-    keep_freed_memory()
     p, b = paths.shape[0], cfg.batch_size
     # foreach: one update call for the ~60 modules P paths touch (a third off the step's SGD).
     parameters = [*library.parameters(), *head.parameters()]

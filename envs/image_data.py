@@ -10,9 +10,10 @@ Five data sets of ten classes each, by the short name a task id starts with:
 
 IDX files are looked for, in this order, in the ``data_dir`` a recipe was given (``--data-dir``),
 in the directory named by the ``PATHEVO_DATA`` environment variable, and in Debian's
-``/usr/share/datasets``; in each, either directly or in the data set's own sub-folder
-(``fashion-mnist/``, ``mnist/``, …). ``apt-get install dataset-fashion-mnist`` puts Fashion-MNIST
-where it is found with no flag at all.
+``/usr/share/datasets``; in each, first in the data set's own sub-folder (``fashion-mnist/``,
+``mnist/``, …), then in the directory itself (which is then taken to hold the set asked for:
+the files of all these sets are named alike). ``apt-get install dataset-fashion-mnist`` puts
+Fashion-MNIST where it is found with no flag at all.
 """
 
 from __future__ import annotations
@@ -102,7 +103,9 @@ def find_data_dir(dataset: ImageDataset, data_dir: str | Path | None = None) -> 
     """The directory holding ``dataset``'s IDX files (see the module docstring for the order);
     a one-line ValueError saying where it looked and how to get them."""
     roots = [Path(d) for d in (data_dir, os.environ.get(DATA_ENV)) if d] + [DEBIAN_DATASETS]
-    candidates = [folder for root in roots for folder in (root, root / str(dataset.folder))]
+    # The data set's own sub-folder first: every MNIST-format set names its files alike, so a
+    # directory holding one set's files must not answer for another set's sub-folder.
+    candidates = [folder for root in roots for folder in (root / str(dataset.folder), root)]
     for folder in candidates:
         if _has_train_images(folder, dataset.file_prefix):
             return folder

@@ -47,6 +47,7 @@ from pathevo.agents.images import usage_image
 from pathevo.agents.moe_agents import MoEConfig
 from pathevo.agents.phase_log import PhaseLog, moe_load_cv2
 from pathevo.agents.phase_reporters import log_routing
+from pathevo.agents.processes import keep_freed_memory
 from pathevo.agents.registry import LAYER_KINDS, layer_kind
 from pathevo.agents.supervised import (
     PathTrainer,
@@ -65,7 +66,7 @@ from pathevo.envs.digits import (
     related,
     salt_and_pepper,
 )
-from pathevo.envs.image_data import DATASETS, SPLITS, load_images
+from pathevo.envs.image_data import DATASETS, SPLITS, get_dataset, load_images
 from pathevo.evolution.backends import BACKENDS, check_backend, map_backend
 from pathevo.evolution.config import EvoConfig
 from pathevo.evolution.operators import check_genome, genome_to_path, module_usage
@@ -230,6 +231,14 @@ class BinaryDigitsConfig:
                 )
             pairs.append(f"{canonical_task(task_a)}:{canonical_task(task_b)}")
         self.tasks = tuple(pairs)
+        if self.data_dir is not None and all(
+            get_dataset(parse_task(name).dataset).folder is None
+            for pair in (self.tasks or [f"{self.dataset}/0v1:"]) for name in pair.split(":") if name
+        ):  # fmt: skip
+            raise ValueError(
+                "--data-dir is for the IDX data sets, and no pair uses one (digits/ is built in): "
+                "pass --dataset mnist (fashion, kmnist, emnist) or tasks such as mnist/3v5"
+            )
         check_backend(self.backend, self.ray_address)  # Ray: installed, the address answers
 
 
@@ -353,8 +362,16 @@ def task_seed(seed: int, name: str, split: str) -> int:
 def held_out_accuracy(
     library: PathLibrary, head: nn.Module, path: torch.Tensor, task: BinaryTask
 ) -> float:
-    """Accuracy of ``path`` ([L, N]) and ``head`` on a held-out task (one pass, no training)."""
-    logits = head(library(task.x, path, task.name))  # [n, 2]
+    """Accuracy of ``path`` ([L, N]) and ``head`` on a held-out task: one pass in eval mode (an
+    MoE gate adds no noise and draws nothing from the random streams of training), whose
+    routing record is discarded (it is not training's)."""
+    training = library.training
+    library.eval()
+    try:
+        logits = head(library(task.x, path, task.name))  # [n, 2]
+    finally:
+        library.train(training)
+        take_routing(library)
     return (logits.argmax(1) == task.y).float().mean().item()
 
 
@@ -410,10 +427,18 @@ class GenerationLogger:
         if reports:  # an MoE layer: per-expert load and importance, load CV², usage image
             log_routing(self.writer, self.routing, 0, gen, reports)
         if gen % self.cfg.test_every == 0 or gen == self.cfg.fixed_generations:
-            self.measure_best(state)  # after the routing report: it does not count this pass
+            self.measure_best(state)  # its pass leaves no routing record
         self.progress.update(self.bar, completed=gen, best=state.best_fitness)
-        if gen % self.cfg.checkpoint_every == 0:
+        if self.checkpoint_due(gen):
             self.checkpoint(state)
+
+    def checkpoint_due(self, generation: int) -> bool:
+        """Whether to checkpoint after ``generation``: the first generation that ends a round
+        of tournaments (every one, serially; every K-th with K at once) at or after each
+        multiple of ``--checkpoint-every``. A round is trained as a whole before its first
+        tournament is settled, so a checkpoint inside it could not be resumed exactly."""
+        every, rounds = self.cfg.checkpoint_every, max(self.cfg.evo.tournaments_at_once, 1)
+        return generation % rounds == 0 and generation // every > (generation - rounds) // every
 
 
 def check_device(cfg: BinaryDigitsConfig) -> torch.device:
@@ -520,8 +545,17 @@ def check_progress(
             if [result["task_a"], result["task_b"]] != list(pairs[k]):
                 raise ValueError(f"pair {result['task_a']}→{result['task_b']}, not {pairs[k]}")
             for name in done:
-                if f"{name}_generations" not in result:
-                    raise KeyError(f"{name}_generations")
+                needed = ["generations", "curve", "test_accuracy"]
+                if cfg.fixed_generations and name in B_PHASES:
+                    needed.append("fixed_accuracy")
+                for key in needed:
+                    if f"{name}_{key}" not in result:
+                        raise KeyError(f"{name}_{key}")
+            for key, curve in result.items():
+                if key.endswith("_curve") and not all(
+                    isinstance(row, list) and len(row) == 3 for row in curve
+                ):
+                    raise ValueError(f"its {key!r} holds rows other than [gen, fitness, accuracy]")
             for key in ("best_a", "best_b"):
                 if key in result:
                     check_genome(result[key], cfg.evo.layers, cfg.evo.active, cfg.evo.modules)
@@ -557,6 +591,8 @@ def main(cfg: BinaryDigitsConfig) -> dict[str, Any]:
         return state["summary"]  # the run had finished
     device = check_device(cfg)
     torch.set_num_threads(cfg.threads)
+    if cfg.evo.tournaments_at_once:
+        keep_freed_memory()  # batched steps: MB-sized tensors, freed and made again every step
     pairs = choose_pairs(cfg)
     tasks, held_out = load_tasks(cfg, sorted({name for pair in pairs for name in pair}), device)
     phases = phase_names(cfg)
@@ -687,7 +723,7 @@ def completed_summary(run_path: Path) -> dict[str, Any] | None:
     done = [r for r in state["results"] if "best_b" in r and "finetune_b_generations" in r]
     if not done:
         return None
-    return {**summarise(cfg, done), "partial": len(cfg.tasks)}
+    return {**summarise(cfg, done), "partial": len(choose_pairs(cfg))}
 
 
 def summarise(cfg: BinaryDigitsConfig, results: list[dict[str, Any]]) -> dict[str, Any]:
@@ -753,19 +789,22 @@ def accuracy_summary(
     cfg: BinaryDigitsConfig, results: list[dict[str, Any]], relatedness: list[bool]
 ) -> dict[str, Any]:
     """Held-out accuracies of the best path on B per condition and pair — at the end of each
-    phase, at ``--fixed-generations`` (the CIFAR/SVHN protocol) and as the mean over the
-    learning curve — with PathNet's paired differences, and the mean curves."""
-    measures = {"test_accuracy": "test_accuracy"}
+    phase and, with ``--fixed-generations`` G (the CIFAR/SVHN protocol), at generation G and as
+    the mean over the learning curve up to G — with PathNet's paired differences, and the mean
+    curves. (Without G, phases end at the threshold, at different generations, and neither a
+    fixed-generation accuracy nor a curve mean would compare like with like.)"""
+    measures = ["test_accuracy"]
     if cfg.fixed_generations:
-        measures["fixed_accuracy"] = "fixed_accuracy"
+        measures += ["fixed_accuracy", "curve_mean_accuracy"]
     out: dict[str, Any] = {}
-    for measure in measures:
-        values = {c: [r[f"{phase}_{measure}"] for r in results] for phase, c in B_PHASES.items()}
-        out |= {f"{c}_{measure}": values[c] for c in CONDITIONS}
-    values = {c: [curve_mean(r[f"{phase}_curve"]) for r in results]
-              for phase, c in B_PHASES.items()}  # fmt: skip
-    out |= {f"{c}_curve_mean_accuracy": values[c] for c in CONDITIONS}
-    measures["curve_mean_accuracy"] = "curve_mean_accuracy"
+    for phase, condition in B_PHASES.items():
+        out[f"{condition}_test_accuracy"] = [r[f"{phase}_test_accuracy"] for r in results]
+        if cfg.fixed_generations:
+            out[f"{condition}_fixed_accuracy"] = [r[f"{phase}_fixed_accuracy"] for r in results]
+            out[f"{condition}_curve_mean_accuracy"] = [
+                curve_mean(r[f"{phase}_curve"], cfg.fixed_generations, cfg.test_every)
+                for r in results
+            ]
     out["accuracy_statistics"] = {
         name: {
             measure: accuracy_differences(
@@ -781,9 +820,12 @@ def accuracy_summary(
     return out
 
 
-def curve_mean(curve: list[list[float]]) -> float:
-    """The mean held-out accuracy over a learning curve's measurements (an area under it)."""
-    return statistics.fmean(row[2] for row in curve)
+def curve_mean(curve: list[list[float]], last: int, every: int) -> float:
+    """The mean held-out accuracy over a learning curve's regular measurements (every ``every``
+    generations) up to generation ``last``, ``last`` included: an area under the curve."""
+    return statistics.fmean(
+        row[2] for row in curve if row[0] <= last and (row[0] % every == 0 or row[0] == last)
+    )
 
 
 def mean_curves(results: list[dict[str, Any]]) -> dict[str, Any]:

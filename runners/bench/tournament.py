@@ -14,7 +14,7 @@ the winner's mutated copy over the loser), whichever way it runs:
 Every configuration evolves its own population, library and head on the same synthetic task of
 28×28 two-class images (the data do not change what a step costs; nothing is read from disk).
 The batched trainer keeps freed memory in the process
-(:func:`pathevo.agents.supervised.keep_freed_memory`); the serial tournament, timed in the same
+(:func:`pathevo.agents.processes.keep_freed_memory`); the serial tournament, timed in the same
 process, runs with the same setting. All timings come from one run, side by side: ``--rounds``
 rounds each time ``--generations`` generations of the serial tournament and of every K in turn;
 a figure is the median over the rounds, and a ratio the median of the per-round ratios to
@@ -38,6 +38,7 @@ from rich.console import Console
 from rich.table import Table
 from torch import nn
 
+from pathevo.agents.processes import keep_freed_memory
 from pathevo.agents.supervised import PathTrainer, SupervisedConfig
 from pathevo.envs.digits import BinaryTask
 from pathevo.evolution.config import EvoConfig
@@ -169,6 +170,7 @@ def run_generations(contender: Contender, generations: int) -> float:
 def main(cfg: BenchTournamentConfig) -> dict[str, Any]:
     """Time serial and every K, round after round; print the table; return (and write) it."""
     torch.set_num_threads(cfg.threads)
+    keep_freed_memory()  # for every configuration alike
     task = synthetic_task(cfg.examples, cfg.side, cfg.seed)
     contenders = [make_contender(cfg, k, task) for k in (0, *cfg.tournaments)]
     for each in contenders:

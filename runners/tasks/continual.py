@@ -39,6 +39,7 @@ from pathevo.agents.images import usage_image
 from pathevo.agents.pathnet_a3c import common_input_shape
 from pathevo.agents.phase import Phase, env_spaces, new_population
 from pathevo.agents.phase_reporters import make_progress
+from pathevo.agents.processes import keep_freed_memory
 from pathevo.agents.registry import AgentSettings, LayerSettings, get_agent, layer_kind
 from pathevo.agents.supervised import PathTrainer, SupervisedConfig, train_fixed_path
 from pathevo.envs.digits import is_image_task, make_binary_task
@@ -167,6 +168,8 @@ class Images:
         toolbox = make_toolbox(evo, rng=step.rng, sizes=sizes)
         toolbox.register("evaluate", trainer)
         toolbox.register("evaluate_together", trainer.evaluate_together)  # --evo.tournaments-…
+        if evo.tournaments_at_once:
+            keep_freed_memory()  # batched steps: MB-sized tensors, freed and made again
         tag = f"{condition}/task{index}"
         bar = progress.add_task(f"{tag} {name}", total=cfg.max_generations, best=0.0)
 
