@@ -24,7 +24,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
-import math
 import random
 import statistics
 import zlib
@@ -33,12 +32,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import numpy as np
 import torch
-from matplotlib.figure import Figure
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 from torch import nn
 
 from pathevo.agents.continual import fixed_noisy_batch
@@ -86,10 +82,17 @@ from pathevo.evolution.tournament import (
 from pathevo.evolution.transfer import begin_transfer, module_reuse, reused_modules
 from pathevo.modules.library import PathLibrary, linear_library
 from pathevo.modules.moe import take_routing
+from pathevo.runners.figures.binary_digits import plot_curves, print_table
 from pathevo.runners.plumbing import run_dir as rd
 from pathevo.runners.plumbing.cli import choice_of, resolve_device, run_cli
-from pathevo.runners.plumbing.plots import path_grid, plot_transfer_paths, save_figure
-from pathevo.runners.plumbing.stats import mean_interval
+from pathevo.runners.plumbing.paired import (
+    CONDITIONS,
+    accuracy_differences,
+    curve_mean,
+    mean_curves,
+    paired_statistics,
+)
+from pathevo.runners.plumbing.plots import path_grid, plot_transfer_paths
 
 LayerKindName = choice_of(sorted(LAYER_KINDS))
 DatasetName = choice_of(list(DATASETS))
@@ -97,7 +100,6 @@ Backend = choice_of(list(BACKENDS))
 
 PHASES = ("scratch", "pathnet_a", "pathnet_b", "finetune_a", "finetune_b")
 """Every phase a pair may run (a phase's seed is derived from its place here)."""
-CONDITIONS = ("scratch", "finetune", "pathnet")
 B_PHASES = {"scratch": "scratch", "finetune_b": "finetune", "pathnet_b": "pathnet"}
 """The phases that learn task B, and the condition each measures."""
 
@@ -816,105 +818,9 @@ def accuracy_summary(
         for name, want in (("all", None), ("related", True), ("unrelated", False))
         if want is None or want in relatedness
     }  # fmt: skip
-    out["curves"] = mean_curves(results)
-    return out
-
-
-def curve_mean(curve: list[list[float]], last: int, every: int) -> float:
-    """The mean held-out accuracy over a learning curve's regular measurements (every ``every``
-    generations) up to generation ``last``, ``last`` included: an area under the curve."""
-    return statistics.fmean(
-        row[2] for row in curve if row[0] <= last and (row[0] % every == 0 or row[0] == last)
+    out["curves"] = mean_curves(
+        {c: [r[f"{phase}_curve"] for r in results] for phase, c in B_PHASES.items()}
     )
-
-
-def mean_curves(results: list[dict[str, Any]]) -> dict[str, Any]:
-    """Per condition, the held-out accuracy at every measured generation that every pair's
-    curve covers (between measurements a curve keeps its last value): mean and 95% half-width."""
-    out: dict[str, Any] = {}
-    for phase, condition in B_PHASES.items():
-        curves = [{int(row[0]): row[2] for row in r[f"{phase}_curve"]} for r in results]
-        first, last = max(min(curve) for curve in curves), min(max(curve) for curve in curves)
-        gens = sorted({g for curve in curves for g in curve if first <= g <= last})
-        rows = [[held(curve, g) for curve in curves] for g in gens]
-        intervals = [mean_interval(row) for row in rows]
-        out[condition] = {
-            "generation": gens,
-            "mean": [m for m, _ in intervals],
-            "ci95": [h for _, h in intervals],
-        }
-    return out
-
-
-def held(curve: dict[int, float], generation: int) -> float:
-    """The curve's value at ``generation``: its last measurement at or before it."""
-    return curve[max(g for g in curve if g <= generation)]
-
-
-def accuracy_differences(values: dict[str, list[float]]) -> dict[str, Any]:
-    """Per condition the mean accuracy with its 95% interval; PathNet minus each control, paired
-    over the same pairs, with its interval and how many pairs PathNet was above or below."""
-    out: dict[str, Any] = {"pairs": len(values["pathnet"])}
-    for condition, row in values.items():
-        mean, half = mean_interval(row)
-        out[condition] = {"mean": mean, "ci95": half}
-    for control in ("scratch", "finetune"):
-        pairs = list(zip(values["pathnet"], values[control], strict=True))
-        mean, half = mean_interval([p - c for p, c in pairs])
-        out[f"pathnet_minus_{control}"] = {
-            "mean": mean,
-            "ci95": half,
-            "pathnet_above": sum(p > c for p, c in pairs),
-            "pathnet_below": sum(p < c for p, c in pairs),
-        }
-    return out
-
-
-def paired_statistics(
-    generations: dict[str, list[int]], solved: dict[str, list[bool]]
-) -> dict[str, Any]:
-    """Per condition: mean with its 95% interval, median, censored runs; per control, the
-    paired comparison with PathNet over the same pairs (the mean difference of generations and
-    the mean log ratio, whose exponential is the geometric-mean speedup), over all pairs (a
-    censored phase counts its maximum: a bound, not a measurement) and over the pairs where
-    both phases reached the threshold."""
-    out: dict[str, Any] = {"pairs": len(generations["pathnet"])}
-    for condition, values in generations.items():
-        mean, half = mean_interval(values)
-        out[condition] = {
-            "mean": mean,
-            "ci95": half,
-            "median": statistics.median(values),
-            "censored": sum(not s for s in solved[condition]),
-        }
-    for control in ("scratch", "finetune"):
-        pairs = list(zip(generations[control], generations["pathnet"], strict=True))
-        difference = mean_interval([c - p for c, p in pairs])
-        log_ratio = mean_interval([math.log(c / p) for c, p in pairs])
-        out[f"pathnet_vs_{control}"] = {
-            "mean_difference": difference[0],
-            "difference_ci95": difference[1],
-            "mean_log_ratio": log_ratio[0],
-            "log_ratio_ci95": log_ratio[1],
-            "geometric_speedup": math.exp(log_ratio[0]),
-            "pathnet_faster": sum(c > p for c, p in pairs),
-            "pathnet_slower": sum(c < p for c, p in pairs),
-        }
-        both = [
-            math.log(c / p)
-            for c, p, solved_c, solved_p in zip(
-                generations[control], generations["pathnet"], solved[control],
-                solved["pathnet"], strict=True,
-            )
-            if solved_c and solved_p
-        ]  # fmt: skip
-        out[f"pathnet_vs_{control}"]["both_solved"] = len(both)
-        if both:
-            mean, half = mean_interval(both)
-            out[f"pathnet_vs_{control}"] |= {
-                "both_solved_geometric_speedup": math.exp(mean),
-                "both_solved_log_ratio_ci95": half,
-            }
     return out
 
 
@@ -934,102 +840,6 @@ def plot(cfg: BinaryDigitsConfig, out: Path, results: list[dict[str, Any]], summ
     ]
     bars = {c: mean_std(summary[f"{c}_generations"]) for c in CONDITIONS}
     plot_transfer_paths(out, panels, bars, ylabel=f"generations to {cfg.threshold} on B")
-
-
-def plot_curves(out: Path, summary: dict[str, Any]) -> None:
-    """Held-out accuracy of the best path on B against generations, per condition: the mean
-    over pairs with its 95% band (PNG, written atomically)."""
-    fig = Figure(figsize=(6, 3.8))
-    ax = fig.subplots()
-    for condition in CONDITIONS:
-        curve = summary["curves"][condition]
-        gens, mean = curve["generation"], np.array(curve["mean"])
-        ax.plot(gens, mean, label=condition)
-        if all(h is not None for h in curve["ci95"]):
-            half = np.array(curve["ci95"])
-            ax.fill_between(gens, mean - half, mean + half, alpha=0.2)
-    ax.set_xlabel("generations on B")
-    ax.set_ylabel("held-out accuracy of the best path")
-    ax.set_title(f"{len(summary['pairs'])} pairs: mean and 95% interval", fontsize=10)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    save_figure(fig, out)
-
-
-def interval(mean: float, half: float | None) -> str:
-    return f"{mean:.1f}" if half is None else f"{mean:.1f} ± {half:.1f}"
-
-
-def print_table(console: Console, summary: dict[str, Any], run_path: Path) -> None:
-    stats = summary["statistics"]["all"]
-    table = Table(title=f"Generations to {summary['threshold']} training accuracy on task B")
-    table.add_column("condition")
-    table.add_column("mean ± 95% CI", justify="right")
-    table.add_column("median", justify="right")
-    table.add_column("censored", justify="right")
-    table.add_column("per pair", justify="left")
-    for condition in CONDITIONS:
-        row = stats[condition]
-        values = summary[f"{condition}_generations"]
-        shown = str(values) if len(values) <= 10 else f"{str(values[:10])[:-1]}, …]"
-        table.add_row(
-            condition, interval(row["mean"], row["ci95"]), f"{row['median']:g}",
-            f"{row['censored']}/{len(values)}", shown,
-        )  # fmt: skip
-    console.print(table)
-    for control in ("scratch", "finetune"):
-        paired = stats[f"pathnet_vs_{control}"]
-        half = paired["log_ratio_ci95"]
-        low, high = (
-            (math.exp(paired["mean_log_ratio"] - half), math.exp(paired["mean_log_ratio"] + half))
-            if half is not None
-            else (math.nan, math.nan)
-        )
-        console.print(
-            f"PathNet vs {control}: speed-up {paired['geometric_speedup']:.2f}× ({control}'s "
-            f"generations / PathNet's, geometric mean over pairs, 95% CI {low:.2f}–{high:.2f}; "
-            "> 1: PathNet faster); faster on "
-            f"{paired['pathnet_faster']}, slower on {paired['pathnet_slower']} of "
-            f"{stats['pairs']} pairs"
-        )
-    print_accuracies(console, summary)
-    console.print(f"Module reuse {summary['module_reuse_mean']:.0%}.  Run: {run_path}")
-
-
-ACCURACY_MEASURES = {
-    "fixed_accuracy": "at gen. {fixed}",
-    "test_accuracy": "at the end",
-    "curve_mean_accuracy": "curve mean",
-}
-
-
-def print_accuracies(console: Console, summary: dict[str, Any]) -> None:
-    """The held-out accuracy table: per measure and condition the mean with its interval, and
-    PathNet's paired difference from each control."""
-    stats = summary["accuracy_statistics"]["all"]
-    table = Table(title="Held-out accuracy of the best path on task B (mean ± 95% CI, %)")
-    table.add_column("measure")
-    for condition in CONDITIONS:
-        table.add_column(condition, justify="right")
-    for control in ("scratch", "finetune"):
-        table.add_column(f"PathNet−{control}", justify="right")
-    for measure, label in ACCURACY_MEASURES.items():
-        if measure not in stats:
-            continue
-        row = stats[measure]
-        cells = [percent(row[c]) for c in CONDITIONS]
-        for control in ("scratch", "finetune"):
-            paired = row[f"pathnet_minus_{control}"]
-            cells.append(f"{percent(paired)} {paired['pathnet_above']}↑{paired['pathnet_below']}↓")
-        table.add_row(label.format(fixed=summary.get("fixed_generations")), *cells)
-    console.print(table)
-
-
-def percent(row: dict[str, Any]) -> str:
-    """``mean ± half`` of an accuracy (or a difference of accuracies) in percent."""
-    if row["ci95"] is None:
-        return f"{100 * row['mean']:.1f}"
-    return f"{100 * row['mean']:.1f} ± {100 * row['ci95']:.1f}"
 
 
 if __name__ == "__main__":

@@ -21,7 +21,8 @@ def test_digit_conditions_share_their_tags_and_are_drawn_overlaid(tmp_path):
         run_dir=str(run), progress=False, image_every=2,
     ))  # fmt: skip
     tags = scalar_tags(run)
-    expected = {"charts/accuracy", "evolution/fitness_best", "evolution/fitness_mean"}
+    expected = {"charts/accuracy", "charts/test_accuracy", "evolution/fitness_best",
+                "evolution/fitness_mean"}  # fmt: skip
     for pair in ("pair0", "pair1"):
         for condition in (*DIGIT_CONDITIONS, "pathnet_a"):
             assert tags[f"{pair}/{condition}"] == expected, f"{pair}/{condition}"
