@@ -94,5 +94,5 @@ def _find(data_dir: Path, stems: list[str], kind: str, idx: str) -> Path:
                 if candidate.is_file():
                     return candidate
     raise ValueError(
-        f"no MNIST {stems[0]} {kind} file ({stems[0]}-{kind}-{idx}-ubyte[.gz]) in {data_dir}"
+        f"no IDX {kind} file {stems[0]}-{kind}-{idx}-ubyte[.gz] in {data_dir}"
     )

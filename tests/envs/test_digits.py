@@ -142,5 +142,5 @@ def test_binary_task_from_an_mnist_directory(tmp_path):
 
 
 def test_missing_mnist_files_are_a_clear_error(tmp_path):
-    with pytest.raises(ValueError, match="no MNIST train images file"):
+    with pytest.raises(ValueError, match="no IDX images file train-images"):
         load_mnist(tmp_path)

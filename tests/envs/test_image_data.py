@@ -247,6 +247,6 @@ def test_digits_need_no_files(tmp_path):
 
 def test_a_missing_test_split_is_a_one_line_error(tmp_path):
     write_dataset(tmp_path, 20)  # train files only
-    with pytest.raises(ValueError, match="no MNIST t10k images file") as error:
+    with pytest.raises(ValueError, match="no IDX images file t10k-images") as error:
         make_binary_task("fashion/1v7", tmp_path, split="test")
     assert "\n" not in str(error.value)
