@@ -22,23 +22,34 @@ from pathevo.runners.plumbing.plots import save_figure
 
 
 def plot_curves(out: Path, summary: dict[str, Any]) -> None:
-    """Held-out accuracy of the best path on B against generations, per condition: the mean
-    over pairs with its 95% band (PNG, written atomically)."""
-    fig = Figure(figsize=(6, 3.8))
-    ax = fig.subplots()
+    """Held-out accuracy of the best path on B against generations (PNG, written atomically):
+    per condition the mean over pairs with its 95% band (left), and PathNet's paired
+    difference from each control with its 95% band (right: above 0, PathNet ahead)."""
+    fig = Figure(figsize=(11, 3.8))
+    left, right = fig.subplots(1, 2)
+    curves = summary["curves"]
     for condition in CONDITIONS:
-        curve = summary["curves"][condition]
-        gens, mean = curve["generation"], np.array(curve["mean"])
-        ax.plot(gens, mean, label=condition)
-        if all(h is not None for h in curve["ci95"]):
-            half = np.array(curve["ci95"])
-            ax.fill_between(gens, mean - half, mean + half, alpha=0.2)
-    ax.set_xlabel("generations on B")
-    ax.set_ylabel("held-out accuracy of the best path")
-    ax.set_title(f"{len(summary['pairs'])} pairs: mean and 95% interval", fontsize=10)
-    ax.legend(fontsize=8)
+        band(left, curves[condition], condition, scale=1.0)
+    for control in CONTROLS:
+        band(right, curves[f"pathnet_minus_{control}"], f"PathNet − {control}", scale=100.0)
+    right.axhline(0.0, color="0.5", linewidth=1)
+    left.set_ylabel("held-out accuracy of the best path")
+    right.set_ylabel("paired difference (accuracy points)")
+    for ax in (left, right):
+        ax.set_xlabel("generations on B")
+        ax.legend(fontsize=8)
+    fig.suptitle(f"{len(summary['pairs'])} pairs: means and 95% intervals", fontsize=10)
     fig.tight_layout()
     save_figure(fig, out)
+
+
+def band(ax: Any, curve: dict[str, Any], label: str, scale: float) -> None:
+    """One mean curve with its 95% band (where the interval exists) on ``ax``."""
+    gens, mean = curve["generation"], scale * np.array(curve["mean"])
+    ax.plot(gens, mean, label=label)
+    if all(half is not None for half in curve["ci95"]):
+        half = scale * np.array(curve["ci95"])
+        ax.fill_between(gens, mean - half, mean + half, alpha=0.2)
 
 
 def interval(mean: float, half: float | None) -> str:

@@ -28,22 +28,47 @@ def curve_mean(curve: list[list[float]], last: int, every: int) -> float:
 
 
 def mean_curves(curves_by_condition: dict[str, list[list[list[float]]]]) -> dict[str, Any]:
-    """Per condition (its pairs' curves, rows [generation, fitness, accuracy]), the accuracy at
-    every measured generation that every pair's curve covers (between measurements a curve
-    keeps its last value): mean and 95% half-width over the pairs."""
+    """Per condition (its pairs' curves, rows [generation, fitness, accuracy], the same pairs in
+    the same order for every condition), the accuracy at every measured generation that every
+    pair's curve covers (between measurements a curve keeps its last value): mean and 95%
+    half-width over the pairs; and ``pathnet_minus_<control>``, PathNet's paired difference
+    from each control at the generations both cover."""
+    curves = {
+        condition: [{int(row[0]): row[2] for row in rows} for rows in rows_of_pairs]
+        for condition, rows_of_pairs in curves_by_condition.items()
+    }
     out: dict[str, Any] = {}
-    for condition, rows_of_pairs in curves_by_condition.items():
-        curves = [{int(row[0]): row[2] for row in rows} for rows in rows_of_pairs]
-        first, last = max(min(curve) for curve in curves), min(max(curve) for curve in curves)
-        gens = sorted({g for curve in curves for g in curve if first <= g <= last})
-        rows = [[held(curve, g) for curve in curves] for g in gens]
-        intervals = [mean_interval(row) for row in rows]
-        out[condition] = {
-            "generation": gens,
-            "mean": [m for m, _ in intervals],
-            "ci95": [h for _, h in intervals],
-        }
+    for condition, pairs in curves.items():
+        out[condition] = curve_statistics(pairs, [pairs])
+    if "pathnet" in curves:
+        for control in CONTROLS:
+            if control in curves:
+                both = [curves["pathnet"], curves[control]]
+                out[f"pathnet_minus_{control}"] = curve_statistics(
+                    curves["pathnet"], both, minus=curves[control]
+                )
     return out
+
+
+def curve_statistics(
+    first: list[dict[int, float]],
+    cover: list[list[dict[int, float]]],
+    minus: list[dict[int, float]] | None = None,
+) -> dict[str, Any]:
+    """Mean and 95% half-width over the pairs of ``first`` (minus ``minus``, pair by pair) at
+    every measured generation that every curve of ``cover`` spans."""
+    spans = [curve for group in cover for curve in group]
+    start, end = max(min(curve) for curve in spans), min(max(curve) for curve in spans)
+    gens = sorted({g for curve in spans for g in curve if start <= g <= end})
+    intervals = [
+        mean_interval([
+            held(curve, g) - (0.0 if minus is None else held(minus[index], g))
+            for index, curve in enumerate(first)
+        ])
+        for g in gens
+    ]  # fmt: skip
+    return {"generation": gens, "mean": [m for m, _ in intervals],
+            "ci95": [h for _, h in intervals]}  # fmt: skip
 
 
 def accuracy_differences(values: dict[str, list[float]]) -> dict[str, Any]:

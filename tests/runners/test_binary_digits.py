@@ -386,3 +386,19 @@ def test_data_dir_without_an_idx_data_set_is_refused():
         parse_config(BinaryDigitsConfig, "test", ["--data-dir", "/tmp"])
     cfg = parse_config(BinaryDigitsConfig, "test", ["--data-dir", "/tmp", "--dataset", "mnist"])
     assert cfg.data_dir == "/tmp"
+
+
+def test_mean_curves_hold_a_curve_between_measurements_and_pair_the_differences():
+    from pathevo.runners.plumbing.paired import mean_curves
+
+    curves = {
+        "scratch": [[[10, 0, 0.5], [20, 0, 0.7]], [[10, 0, 0.6], [15, 0, 0.8], [20, 0, 0.9]]],
+        "pathnet": [[[10, 0, 0.6], [20, 0, 0.9]], [[10, 0, 0.6], [20, 0, 0.8]]],
+    }
+    out = mean_curves(curves)
+    assert out["scratch"]["generation"] == [10, 15, 20]
+    assert out["scratch"]["mean"] == pytest.approx([0.55, 0.65, 0.8])  # 15: the first holds 0.5
+    difference = out["pathnet_minus_scratch"]
+    assert difference["generation"] == [10, 15, 20]
+    assert difference["mean"] == pytest.approx([0.05, -0.05, 0.05])
+    assert "pathnet_minus_finetune" not in out
