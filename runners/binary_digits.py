@@ -193,7 +193,11 @@ class BinaryDigitsConfig:
     run_dir: str | None = None
     """Where to write the run (default: runs/binary_digits-<time>-s<seed>)."""
     resume: str | None = None
-    """Continue the run in this directory from its last checkpoint (other flags are ignored)."""
+    """Continue the run in this directory from its last checkpoint (other flags are ignored but
+    --extend-pairs)."""
+    extend_pairs: int = 0
+    """With --resume: grow a run of random pairs to this many pairs, finished or not (its own
+    pairs stay first and as they are: pairs are drawn in order from the seed); 0: as it was."""
     checkpoint_every: int = 25
     """Generations between checkpoints (a checkpoint is also written after every phase)."""
     image_every: int = 1
@@ -463,9 +467,21 @@ def open_run(cfg: BinaryDigitsConfig) -> tuple[BinaryDigitsConfig, Path, dict[st
         return cfg, run_path, {"pair": 0, "phase": 0, "results": [], "search": None}
     run_path = Path(cfg.resume)
     saved = rd.load_config(run_path, BinaryDigitsConfig)
+    extend = cfg.extend_pairs
     cfg = dataclasses.replace(saved, resume=cfg.resume, progress=cfg.progress)
     state = load_state(run_path)  # refused or malformed: nothing has run
-    return cfg, run_path, state or {"pair": 0, "phase": 0, "results": [], "search": None}
+    state = state or {"pair": 0, "phase": 0, "results": [], "search": None}
+    if extend:
+        if cfg.tasks or extend < cfg.pairs:
+            raise ValueError(
+                f"--extend-pairs grows a run of random pairs ({cfg.pairs} here"
+                f"{', given by --tasks' if cfg.tasks else ''}) to more, not to {extend}"
+            )
+        cfg = dataclasses.replace(cfg, pairs=extend)
+        if extend > len(state["results"]):
+            state.pop("summary", None)  # a finished run goes on after its last pair
+        rd.save_config(run_path, dataclasses.replace(cfg, resume=None, progress=saved.progress))
+    return cfg, run_path, state
 
 
 NEEDS = {"pair": int, "phase": int, "results": list, "search": (dict, type(None))}

@@ -402,3 +402,13 @@ def test_mean_curves_hold_a_curve_between_measurements_and_pair_the_differences(
     assert difference["generation"] == [10, 15, 20]
     assert difference["mean"] == pytest.approx([0.05, -0.05, 0.05])
     assert "pathnet_minus_finetune" not in out
+
+
+def test_a_finished_run_grows_by_more_random_pairs_as_if_run_with_them(tmp_path):
+    whole = main(tiny(tmp_path / "whole", pairs=3))
+    main(tiny(tmp_path / "grown", pairs=2))
+    grown = main(BinaryDigitsConfig(resume=str(tmp_path / "grown"), extend_pairs=3, progress=False))
+    assert grown == whole
+    assert json.loads((tmp_path / "grown" / "config.json").read_text())["pairs"] == 3
+    with pytest.raises(ValueError, match="--extend-pairs grows a run of random pairs"):
+        main(BinaryDigitsConfig(resume=str(tmp_path / "grown"), extend_pairs=2, progress=False))
