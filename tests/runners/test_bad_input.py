@@ -289,7 +289,7 @@ def _binary_digits(**entries) -> Callable[[], dict]:
         cfg = config_type("binary_digits")()
         cpu = torch.device("cpu")
         name = binary_digits.choose_pairs(cfg)[0][0]
-        task = binary_digits.load_tasks(cfg, [name], cpu)[name]
+        task = binary_digits.load_tasks(cfg, [name], cpu)[0][name]
         library = binary_digits.fresh_library(cfg, task.input_size, cpu)
         head = torch.nn.Linear(cfg.hidden, 2)
         state = {"pair": 0, "phase": 0, "results": [], "search": None,
