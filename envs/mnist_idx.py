@@ -93,6 +93,4 @@ def _find(data_dir: Path, stems: list[str], kind: str, idx: str) -> Path:
                 candidate = data_dir / f"{stem}-{kind}{sep}{idx}-ubyte{suffix}"
                 if candidate.is_file():
                     return candidate
-    raise ValueError(
-        f"no IDX {kind} file {stems[0]}-{kind}-{idx}-ubyte[.gz] in {data_dir}"
-    )
+    raise ValueError(f"no IDX {kind} file {stems[0]}-{kind}-{idx}-ubyte[.gz] in {data_dir}")
