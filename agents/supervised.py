@@ -141,6 +141,9 @@ class PathTrainer:
     cfg: SupervisedConfig
     layers: int
     active: int
+    beside: list[list[int]] | None = None
+    """A path ([L][N'] module ids) every genome's path runs beside (A's frozen path, with
+    binary_digits' ``--frozen-always-active``); None: the genome's path alone."""
 
     def __call__(self, genome: Sequence[int]) -> tuple[float]:
         return (train_path(self.library, self.head, self.path(genome), self.task, self.cfg),)
@@ -153,8 +156,9 @@ class PathTrainer:
         return [(accuracy,) for accuracy in accuracies]
 
     def path(self, genome: Sequence[int]) -> torch.Tensor:
-        """The [L, N] path a genome trains."""
-        return genome_to_path(genome, self.layers, self.active)
+        """The [L, N] path a genome trains ([L, N + N'] with :attr:`beside`)."""
+        path = genome_to_path(genome, self.layers, self.active)
+        return path if self.beside is None else torch.cat([path, torch.tensor(self.beside)], 1)
 
     def trained_parameters(self, genome: Sequence[int]) -> dict[str, nn.Parameter]:
         """What training ``genome``'s path changes — its unfrozen modules (and task parts) and

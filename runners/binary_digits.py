@@ -49,9 +49,6 @@ from pathevo.agents.supervised import (
     PathTrainer,
     SupervisedConfig,
     train_fixed_path,
-    train_path,
-    train_paths,
-    trained_by_name,
 )
 from pathevo.envs.digits import (
     BinaryTask,
@@ -311,33 +308,6 @@ def start_phase(
         return library, SearchState(population=population)
     toolbox = make_toolbox(cfg.evo, rng=rng)
     return library, SearchState(population=toolbox.population(n=cfg.evo.population))
-
-
-@dataclass
-class FrozenPathTrainer:
-    """Fitness on B when every path also runs A's frozen path (``--frozen-always-active``)."""
-
-    trainer: PathTrainer
-    frozen: list[list[int]]
-    """A's path as [L][N] module ids."""
-
-    def __call__(self, genome: list[int]) -> tuple[float]:
-        t = self.trainer
-        return (train_path(t.library, t.head, self.path(genome), t.task, t.cfg),)
-
-    def evaluate_together(self, genomes: list[list[int]]) -> list[tuple[float]]:
-        """The genomes' paths (each beside A's) trained together (:func:`train_paths`)."""
-        t = self.trainer
-        paths = torch.stack([self.path(genome) for genome in genomes])  # [P, L, 2N]
-        return [(accuracy,) for accuracy in train_paths(t.library, t.head, paths, t.task, t.cfg)]
-
-    def path(self, genome: list[int]) -> torch.Tensor:
-        """The genome's [L, N] path beside A's: [L, 2N]."""
-        return torch.cat([self.trainer.path(genome), torch.tensor(self.frozen)], 1)
-
-    def trained_parameters(self, genome: list[int]) -> dict[str, nn.Parameter]:
-        t = self.trainer
-        return trained_by_name(t.library, t.head, self.path(genome), t.task.name)
 
 
 def load_tasks(
@@ -676,21 +646,22 @@ def main(cfg: BinaryDigitsConfig) -> dict[str, Any]:
             if cfg.backend == "processes":  # workers train these in place (Hogwild)
                 library.share_memory(), head.share_memory()
                 task.x.share_memory_(), task.y.share_memory_()
-            trainer = PathTrainer(library, head, task, train_cfg, cfg.evo.layers, cfg.evo.active)
+            beside = None
+            if phase == "pathnet_b" and cfg.frozen_always_active:  # A's path runs beside B's
+                beside = genome_to_path(result["best_a"], cfg.evo.layers, cfg.evo.active).tolist()
+            trainer = PathTrainer(
+                library, head, task, train_cfg, cfg.evo.layers, cfg.evo.active, beside
+            )
             toolbox = make_toolbox(cfg.evo, map_fn, rng)
-            evaluate: PathTrainer | FrozenPathTrainer = trainer
-            if phase == "pathnet_b" and cfg.frozen_always_active:
-                frozen = genome_to_path(result["best_a"], cfg.evo.layers, cfg.evo.active)
-                evaluate = FrozenPathTrainer(trainer, frozen.tolist())
-            toolbox.register("evaluate", evaluate)
+            toolbox.register("evaluate", trainer)
             if cfg.backend == "serial":  # --evo.tournaments-at-once: a round in one batched call
-                toolbox.register("evaluate_together", evaluate.evaluate_together)
+                toolbox.register("evaluate_together", trainer.evaluate_together)
             description = f"pair {k + 1}/{len(pairs)} {pairs[k][0]}→{pairs[k][1]} {phase:<10}"
             best = max(search.best_fitness, 0.0)
             progress.update(bar, description=description, completed=search.generation, best=best)
             segment = f"pair{k}/{phase}"
             phase_writer = rd.segment_writer(run_path, segment, start)
-            measure = HeldOutMeasure(library, head, evaluate.path, held_out[task.name])
+            measure = HeldOutMeasure(library, head, trainer.path, held_out[task.name])
             curve = result.setdefault(f"{phase}_curve", [])
             log = GenerationLogger(
                 cfg, phase_writer, progress, bar, library, checkpoint, measure, curve

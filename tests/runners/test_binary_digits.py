@@ -262,8 +262,8 @@ def test_frozen_always_active_runs_a_path_on_b_without_moving_it(tmp_path):
     cfg.frozen_always_active = cfg.copy_head = True
     summary = main(cfg)
     assert len(summary["pathnet_generations"]) == 1
-    trainer = runner.FrozenPathTrainer(None, [[0, 1, 2]] * 3)  # type: ignore[arg-type]
-    assert trainer.frozen == [[0, 1, 2]] * 3
+    trainer = runner.PathTrainer(None, None, None, None, 3, 3, [[0, 1, 2]] * 3)  # type: ignore[arg-type]
+    assert trainer.beside == [[0, 1, 2]] * 3
     state = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
     assert state["after_a"]["population"]  # the snapshot the B phases start from
 
@@ -368,8 +368,8 @@ def test_tournaments_at_once_train_a_round_together_with_a_frozen_path_beside(tm
     for phase in ("scratch", "pathnet_b", "finetune_b"):
         assert result[f"{phase}_curve"][-1][0] == 6  # rounds of two, never past the budget
     assert 0.0 <= summary["pathnet_fixed_accuracy"][0] <= 1.0
-    trainer = runner.PathTrainer(None, None, None, None, layers=3, active=3)  # type: ignore[arg-type]
-    paths = runner.FrozenPathTrainer(trainer, [[0, 1, 2]] * 3).path([3, 4, 5] * 3)
+    trainer = runner.PathTrainer(None, None, None, None, 3, 3, [[0, 1, 2]] * 3)  # type: ignore[arg-type]
+    paths = trainer.path([3, 4, 5] * 3)
     assert paths.tolist() == [[3, 4, 5, 0, 1, 2]] * 3  # B's genome beside A's frozen path
 
 
