@@ -182,10 +182,11 @@ def evolve(
       takes part in at most one tournament of a round, and a child competes from the next round
       on. What does not: a generation is one tournament — settled, mutated, counted, logged,
       entered in the hall of fame and reported to ``on_generation`` one at a time, in order —
-      and evolution stops at the first tournament that reaches ``threshold``; the last round is
-      shortened so that ``max_generations`` is never exceeded. With K = 1 and a deterministic
-      evaluation this is the serial tournament exactly. A run resumed from a checkpoint taken
-      within a round starts a new round there (its unsettled tournaments are not replayed).
+      and evolution stops at the first tournament that ends the search (``threshold`` reached,
+      ``min_generations`` run); the last round is shortened so that ``max_generations`` is never
+      exceeded. With K = 1 and a deterministic evaluation this is the serial tournament exactly.
+      A run resumed from a checkpoint taken within a round starts a new round there (its
+      unsettled tournaments are not replayed).
     """
     if tournaments_at_once is None:
         tournaments_at_once = getattr(toolbox, "tournaments_at_once", 0)

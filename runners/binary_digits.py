@@ -37,7 +37,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from torch import nn
 
-from pathevo.agents.continual import fixed_noisy_batch
+from pathevo.agents.continual import accuracy, fixed_noisy_batch
 from pathevo.agents.hyper_agents import HyperConfig
 from pathevo.agents.images import usage_image
 from pathevo.agents.moe_agents import MoEConfig
@@ -348,7 +348,7 @@ def held_out_accuracy(
     finally:
         library.train(training)
         take_routing(library)
-    return (logits.argmax(1) == task.y).float().mean().item()
+    return accuracy(logits, task.y)
 
 
 @dataclass
