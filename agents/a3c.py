@@ -152,14 +152,18 @@ def scale_obs(obs: torch.Tensor) -> torch.Tensor:
     """uint8 pixels to [0, 1]; anything else to float as it is.
 
     obs: [B, ...]. Image batches [B, C, H, W] come out channels-last: on a CPU, oneDNN runs the
-    convolutions' backward pass about twice as fast in that layout.
+    convolutions' backward pass about twice as fast in that layout. Under bfloat16 autocast
+    they come out in bfloat16, the values the convolution would cast them to (one pass over
+    the batch fewer, half the bytes).
     """
     if obs.dim() != 4:
         return obs.float().mul_(1.0 / 255.0) if obs.dtype == torch.uint8 else obs.float()
     # Channel by channel into a [B, H, W, C] buffer: half the time of a layout-changing copy of
     # the whole batch (a strided uint8 copy with C innermost is slow).
     batch, channels, height, width = obs.shape
-    pixels = torch.empty((batch, height, width, channels))
+    autocast = torch.is_autocast_enabled(obs.device.type)
+    dtype = torch.get_autocast_dtype(obs.device.type) if autocast else torch.float32
+    pixels = torch.empty((batch, height, width, channels), dtype=dtype, device=obs.device)
     for channel in range(channels):
         pixels[..., channel] = obs[:, channel]
     if obs.dtype == torch.uint8:

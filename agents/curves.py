@@ -7,7 +7,8 @@ first reaches a threshold, and the area under its learning curve. Pure functions
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import bisect
+from collections.abc import Iterable, Sequence
 
 WINDOW = 20
 """Episodes in the running mean of a learning curve (and of ``final_mean_return``)."""
@@ -47,6 +48,37 @@ def final_mean_return(episodes: Sequence[Sequence[float]], window: int = WINDOW)
     """Mean return of the last ``window`` episodes to end (NaN if there were none)."""
     ordered = sorted((int(step), float(value)) for step, value in episodes)[-window:]
     return sum(value for _, value in ordered) / len(ordered) if ordered else float("nan")
+
+
+class LatestReturns:
+    """The mean of the ``window`` latest episodes by step, kept as episodes arrive: what
+    :func:`final_mean_return` gives for every episode so far, without sorting them all again
+    (an A3C phase asks after each of thousands of episodes).
+
+    Example:
+        >>> latest = LatestReturns(window=2)
+        >>> for step, value in [(10, 1.0), (30, 3.0), (20, 5.0)]:
+        ...     latest.add(step, value)
+        >>> latest.mean()
+        4.0
+    """
+
+    def __init__(self, window: int = WINDOW, episodes: Iterable[Sequence[float]] = ()) -> None:
+        self.window = window
+        self._kept: list[tuple[int, float]] = []  # at most ``window``, sorted by step
+        for step, value in episodes:
+            self.add(step, value)
+
+    def add(self, step: float, value: float) -> None:
+        """One more episode, ended at global ``step`` with return ``value``."""
+        bisect.insort(self._kept, (int(step), float(value)))
+        if len(self._kept) > self.window:
+            del self._kept[0]
+
+    def mean(self) -> float:
+        """As :func:`final_mean_return` of every episode added (NaN before the first)."""
+        kept = self._kept
+        return sum(value for _, value in kept) / len(kept) if kept else float("nan")
 
 
 def steps_to_threshold(curve: Sequence[Sequence[float]], threshold: float) -> int | None:

@@ -28,7 +28,7 @@ from torch import nn
 from torch.utils.tensorboard import SummaryWriter
 
 from pathevo.agents.a3c import A3CConfig, WorkerSpec
-from pathevo.agents.curves import final_mean_return
+from pathevo.agents.curves import LatestReturns
 from pathevo.agents.pathnet_a3c import PathNetA3CConfig, PathNetWorkerSpec
 from pathevo.agents.phase_log import PhaseLog, phase_state, record_routing, restore_phase
 from pathevo.agents.phase_reporters import (
@@ -41,7 +41,7 @@ from pathevo.agents.phase_reporters import (
     TensorBoardReporter,
     ThroughputReporter,
 )
-from pathevo.agents.processes import WorkerGroup
+from pathevo.agents.processes import WorkerGroup, torch_threads
 from pathevo.agents.ray_workers import RayWorkerGroup
 from pathevo.agents.shared_optim import make_shared_optimizer
 from pathevo.envs import make_env
@@ -125,6 +125,7 @@ def run_phase(
     """
     report = ReporterSet(reporters)
     report.started(done=int(steps.sum()), budget=budget, workers=steps.numel())
+    latest = LatestReturns(episodes=log.episodes)
 
     def on_restart(rank: int, reason: str, restarts: int) -> None:
         log.worker_restarts += 1
@@ -132,8 +133,10 @@ def run_phase(
                          max_restarts=max_restarts, done=int(steps.sum()))  # fmt: skip
 
     try:
-        with worker_group(backend, ray_address, steps.numel(), max_restarts,
-                          on_restart) as group:  # fmt: skip
+        # The workers have the cores; the runner's own tensor work is small, and a parallel op
+        # would wait for a busy core (milliseconds a message).
+        with torch_threads(1), worker_group(backend, ray_address, steps.numel(), max_restarts,
+                                            on_restart) as group:  # fmt: skip
             group.start(target, build_args(group))
             for message in group.messages():
                 kind, rank, step = message["kind"], message["rank"], message["step"]
@@ -143,9 +146,10 @@ def run_phase(
                         # not part of the run (they would move the reported mean).
                         continue
                     log.episodes.append((step, message["return"]))
+                    latest.add(step, message["return"])
                     report.episode(
                         rank=rank, step=step, episode_return=message["return"],
-                        mean=final_mean_return(log.episodes), episodes=len(log.episodes),
+                        mean=latest.mean(), episodes=len(log.episodes),
                         done=int(steps.sum()), workers=group,
                     )  # fmt: skip
                 elif kind == "update":

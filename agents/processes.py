@@ -68,6 +68,17 @@ def keep_freed_memory(mmap_threshold: int = 32 << 20, trim_threshold: int = 256 
 
 
 @contextmanager
+def torch_threads(threads: int) -> Iterator[None]:
+    """Run the block with ``threads`` torch threads, then restore the process's setting."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+@contextmanager
 def worker_process(rank: int, queue: Any) -> Iterator[None]:
     """The body of every worker: dies with the runner, one torch thread, errors reported."""
     die_with_parent()

@@ -75,6 +75,17 @@ class MinAtarEnv(gym.Env[np.ndarray, np.int64]):
         # game state: [10, 10, C] bool -> [C, 10, 10] float32
         return np.ascontiguousarray(self._game.state().transpose(2, 0, 1), dtype=np.float32)
 
+    def write_obs(self, out: np.ndarray) -> None:
+        """Write the observation ``step`` and ``reset`` return into ``out`` ([C, 10, 10]
+        float32, e.g. a row of a batch's buffer): no array of its own."""
+        out[...] = self._game.state().transpose(2, 0, 1)
+
+    def act(self, action: int) -> tuple[float, bool]:
+        """``step`` without the observation (read it with :meth:`write_obs`): (reward,
+        terminated). A batch of games steps through here, past gymnasium's wrappers."""
+        reward, done = self._game.act(self._actions[action])
+        return float(reward), bool(done)
+
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[np.ndarray, dict[str, Any]]:
@@ -89,8 +100,8 @@ class MinAtarEnv(gym.Env[np.ndarray, np.int64]):
 
     def step(self, action: np.int64) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         """Act once; MinAtar ends episodes itself (terminated), the time limit truncates."""
-        reward, done = self._game.act(self._actions[int(action)])
-        return self._obs(), float(reward), bool(done), False, {}
+        reward, terminated = self.act(int(action))
+        return self._obs(), reward, terminated, False, {}
 
 
 def register_minatar_envs() -> None:

@@ -1,10 +1,17 @@
 """Learning curves, steps to threshold and AUC on hand-made episode lists."""
 
 import math
+import random
 
 import pytest
 
-from pathevo.agents.curves import curve_auc, final_mean_return, learning_curve, steps_to_threshold
+from pathevo.agents.curves import (
+    LatestReturns,
+    curve_auc,
+    final_mean_return,
+    learning_curve,
+    steps_to_threshold,
+)
 
 
 def test_running_mean_over_the_window_in_step_order():
@@ -33,3 +40,19 @@ def test_steps_to_threshold_and_auc():
     # held at 1 over [0, 100], trapezoids up to 300, held at 9 until 400: (100 + 300 + 700 + 900)
     assert curve_auc(curve, 400) == pytest.approx(2000 / 400)
     assert math.isnan(curve_auc([], 100))
+
+
+def test_latest_returns_agrees_with_final_mean_return_as_episodes_arrive_out_of_order():
+    rng = random.Random(0)
+    episodes: list[tuple[int, float]] = []
+    latest = LatestReturns(window=5)
+    assert math.isnan(latest.mean())
+    for index in range(300):
+        # workers report late and in bursts: steps arrive out of order, some repeat
+        step = max(0, index * 10 + rng.randint(-60, 20))
+        episode = (step, float(rng.randint(-3, 9)))
+        episodes.append(episode)
+        latest.add(*episode)
+        assert latest.mean() == pytest.approx(final_mean_return(episodes, window=5))
+    resumed = LatestReturns(window=5, episodes=episodes)  # a resumed phase starts from its log
+    assert resumed.mean() == pytest.approx(final_mean_return(episodes, window=5))

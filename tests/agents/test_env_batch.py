@@ -1,9 +1,20 @@
-"""Environment batches: episode bookkeeping, the Python loop and ale-py's vector env."""
+"""Environment batches: episode bookkeeping, the Python loop, ale-py's vector env, MinAtar."""
+
+import functools
 
 import numpy as np
+import pytest
 import torch
 
-from pathevo.agents.env_batch import AtariVectorBatch, EnvBatch, EpisodeTracker, make_env_batch
+from pathevo.agents import env_batch
+from pathevo.agents.env_batch import (
+    AtariVectorBatch,
+    EnvBatch,
+    EpisodeTracker,
+    MinAtarBatch,
+    make_env_batch,
+)
+from pathevo.envs import make_env
 
 
 def test_episode_tracker_reports_and_restarts_ended_episodes():
@@ -70,9 +81,55 @@ def test_make_env_batch_takes_the_vector_env_for_ale_ids():
     atari = make_env_batch("ALE/Breakout-v5", [0])
     assert isinstance(atari, AtariVectorBatch) and len(atari) == 1
     atari.close()
-    other = make_env_batch("MinAtar/Breakout-v1", [0, 1])
-    assert isinstance(other, EnvBatch) and other.obs.shape == (2, 4, 10, 10)
+    minatar = make_env_batch("MinAtar/Breakout-v1", [0, 1])
+    assert isinstance(minatar, MinAtarBatch) and minatar.obs.shape == (2, 4, 10, 10)
+    minatar.close()
+    other = make_env_batch("CartPole-v1", [0])
+    assert isinstance(other, EnvBatch) and other.obs.shape == (1, 4)
     other.close()
+
+
+def record_steps(batch, actions: int, steps: int) -> list:
+    """Observations and every field of ``steps`` random steps (a truncated row's final
+    observation only: the others are not part of the contract)."""
+    rng = np.random.default_rng(0)
+    record = [batch.obs.clone()]
+    for _ in range(steps):
+        step = batch.step(rng.integers(0, actions, len(batch)))
+        finals = None if step.final_obs is None else step.final_obs[step.truncated]
+        record.append((batch.obs.clone(), step.rewards, step.dones, step.truncated, finals,
+                       step.finished))  # fmt: skip
+    batch.close()
+    return record
+
+
+def same_record(a: list, b: list) -> bool:
+    if not torch.equal(a[0], b[0]) or len(a) != len(b):
+        return False
+    for ours, theirs in zip(a[1:], b[1:], strict=True):
+        for x, y in zip(ours, theirs, strict=True):
+            if isinstance(x, torch.Tensor) and isinstance(y, torch.Tensor):
+                if not torch.equal(x, y):
+                    return False
+            elif x != y:
+                return False
+    return True
+
+
+@pytest.mark.parametrize(("game", "actions"), [("Breakout", 3), ("Asterix", 5), ("Seaquest", 6)])
+@pytest.mark.parametrize("time_limit", [None, 25])
+def test_minatar_batch_gives_the_steps_of_the_python_loop(monkeypatch, game, actions, time_limit):
+    if time_limit is not None:  # both batches build their envs with make_env: a shorter limit
+        monkeypatch.setattr(
+            env_batch, "make_env", functools.partial(make_env, max_episode_steps=time_limit)
+        )
+    env_id, seeds = f"MinAtar/{game}-v1", [1, 2, 3]
+    fast = record_steps(MinAtarBatch(env_id, seeds), actions, 300)
+    reference = record_steps(EnvBatch(env_id, seeds), actions, 300)
+    assert same_record(fast, reference)
+    assert sum(len(step[5]) for step in fast[1:]) > 3  # episodes ended and restarted
+    if time_limit is not None:
+        assert sum(int(step[3].sum()) for step in fast[1:]) > 0  # and some were cut
 
 
 def test_a_time_limit_is_reported_as_truncation_with_the_last_observation():

@@ -7,8 +7,15 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
-from pathevo.agents.processes import WorkerError, WorkerGroup, keep_freed_memory, worker_process
+from pathevo.agents.processes import (
+    WorkerError,
+    WorkerGroup,
+    keep_freed_memory,
+    torch_threads,
+    worker_process,
+)
 
 
 def crashing_worker(rank: int, worker_queue) -> None:
@@ -85,3 +92,13 @@ def test_exception_in_the_runner_terminates_hanging_workers():
 @pytest.mark.skipif(sys.platform != "linux", reason="glibc's mallopt")
 def test_workers_keep_freed_memory_with_glibc():
     assert keep_freed_memory()
+
+
+def test_torch_threads_sets_and_restores_the_setting():
+    before = torch.get_num_threads()
+    with torch_threads(1):
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == before
+    with pytest.raises(RuntimeError), torch_threads(1):
+        raise RuntimeError("the setting is restored on errors too")
+    assert torch.get_num_threads() == before

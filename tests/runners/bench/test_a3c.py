@@ -3,12 +3,17 @@
 import pytest
 
 from pathevo.agents.a3c import A3CConfig
+from pathevo.agents.pathnet_a3c import PathNetA3CConfig
 from pathevo.runners.bench import a3c as bench
 
 
 def test_bad_settings():
-    with pytest.raises(ValueError, match="ALE id"):
-        bench.BenchA3CConfig(env_id="MinAtar/Breakout-v1")
+    with pytest.raises(ValueError, match="time Atari games"):
+        bench.BenchA3CConfig(env_id="MinAtar/Breakout-v1", sb3=True)
+    with pytest.raises(ValueError, match="time Atari games"):
+        bench.BenchA3CConfig(env_id="MinAtar/Breakout-v1", envpool=True)
+    with pytest.raises(ValueError, match="exceeds the smallest M"):
+        bench.BenchA3CConfig(modules=(4, 10), pathnet=PathNetA3CConfig(modules=10, active=5))
     with pytest.raises(ValueError, match="M >= 4"):
         bench.BenchA3CConfig(modules=(2,))
     with pytest.raises(ValueError, match="precisions"):
@@ -36,3 +41,17 @@ def test_tiny_benchmark_reports_the_fractions(tmp_path):
     first = results["by_precision"]["float32"]
     assert results["pathnet_fraction_of_raw"] == first["pathnet_fractions_of_raw"]["4"]
     assert out.exists()
+
+
+@pytest.mark.slow
+def test_minatar_benchmark_takes_its_raw_limit_from_worker_batches(tmp_path):
+    results = bench.main(
+        bench.BenchA3CConfig(
+            env_id="MinAtar/Breakout-v1", workers=2, steps=2000, raw_seconds=0.5, modules=(4,),
+            precisions=("float32",), a3c=A3CConfig(t_max=5, envs_per_worker=4, log_every=1),
+            pathnet=PathNetA3CConfig(layers=2, modules=4, active=2, units=16),
+        )
+    )  # fmt: skip
+    assert len(results["raw_measurements"]) == 3  # before each agent and at the end
+    assert results["raw_steps_per_second"] > results["pathnet_steps_per_second"]["4"] > 0
+    assert 0 < results["pathnet_fraction_of_raw"] < 1
