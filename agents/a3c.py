@@ -51,6 +51,8 @@ AuxLoss = Callable[[], torch.Tensor | None]
 
 Precision = Literal["float32", "bfloat16"]
 PRECISIONS: tuple[Precision, ...] = ("float32", "bfloat16")
+PrecisionChoice = Literal["auto", "float32", "bfloat16"]
+"""A torso precision, or ``auto``: :func:`resolve_precision` picks one for the torso."""
 
 CoreName = Annotated[str, tyro.conf.arg(metavar="{" + ",".join(core_names()) + "}")]
 """A registered core kind's name (:data:`pathevo.modules.cores.CORE_KINDS`): a ``str`` whose help
@@ -103,10 +105,12 @@ class A3CConfig:
     hyper_layer_norm: bool = True
     """Layer-normalise the HyperLSTM's gates and cell (core hyperlstm only; on CartPole it
     learned several times faster with it)."""
-    precision: Precision = "float32"
-    """Arithmetic of the torso (conv and linear layers below the heads): float32, or bfloat16
-    mixed precision (autocast: parameters, heads, loss and optimiser stay float32; fastest on
-    CPUs with AVX-512 BF16 or AMX, slower on CPUs without them)."""
+    precision: PrecisionChoice = "auto"
+    """Arithmetic of the torso (conv and linear layers below the heads): float32, bfloat16 mixed
+    precision (autocast: parameters, heads, loss and optimiser stay float32; fastest on CPUs
+    with AVX-512 BF16 or AMX, slower on CPUs without them), or auto: bfloat16 for conv torsos
+    (pixels) on a CPU with bfloat16 instructions, float32 otherwise (docs/a3c.md: the same
+    learning on MinAtar, the speed on Atari)."""
     clip_rewards: bool = True
     """Clip rewards to [-1, 1] for learning (returns are reported unclipped)."""
     log_every: int = 10
@@ -127,8 +131,10 @@ class A3CConfig:
             raise ValueError("entropy_coef, value_coef and lstm must be non-negative")
         if self.optimizer not in ("rmsprop", "adam"):
             raise ValueError(f"unknown optimizer {self.optimizer!r}; choose rmsprop or adam")
-        if self.precision not in PRECISIONS:
-            raise ValueError(f"unknown precision {self.precision!r}; choose one of {PRECISIONS}")
+        if self.precision not in ("auto", *PRECISIONS):
+            raise ValueError(
+                f"unknown precision {self.precision!r}; choose auto or one of {PRECISIONS}"
+            )
         core_kind(self.core)  # a one-line error naming the close kinds
 
     def core_spec(self) -> CoreSpec:
@@ -169,6 +175,25 @@ def scale_obs(obs: torch.Tensor) -> torch.Tensor:
     if obs.dtype == torch.uint8:
         pixels.mul_(1.0 / 255.0)
     return pixels.permute(0, 3, 1, 2)  # [B, C, H, W] channels-last
+
+
+def native_bfloat16() -> bool:
+    """Whether this CPU computes in bfloat16 natively (AVX-512 BF16 or AMX, through oneDNN)."""
+    return bool(
+        torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    )
+
+
+def resolve_precision(choice: PrecisionChoice, obs_shape: tuple[int, ...]) -> Precision:
+    """The torso precision ``choice`` means for observations of ``obs_shape``: ``auto`` is
+    bfloat16 for a conv torso (``[C, H, W]`` pixels) on a CPU with bfloat16 instructions — there
+    it takes a third off PathNet-A3C's network time on Atari (docs/a3c.md) — and float32
+    otherwise (a small MLP gains nothing)."""
+    if choice != "auto":
+        if choice not in PRECISIONS:
+            raise ValueError(f"unknown precision {choice!r}; choose auto or one of {PRECISIONS}")
+        return choice
+    return "bfloat16" if len(obs_shape) == 3 and native_bfloat16() else "float32"
 
 
 def torso_precision(precision: Precision) -> contextlib.AbstractContextManager:
@@ -218,7 +243,8 @@ class A3CNet(nn.Module):
     """The plain A3C agent: a standard torso and a head from ``head_factory`` (the actor-critic
     head, optionally with an LSTM; an MoE head for the ``moe`` agent).
 
-    ``precision`` is the torso's arithmetic (:func:`torso_precision`); the head is float32.
+    ``precision`` is the torso's arithmetic (:func:`torso_precision`; ``auto`` is resolved for
+    ``obs_shape`` by :func:`resolve_precision`); the head is float32.
     """
 
     def __init__(
@@ -227,13 +253,13 @@ class A3CNet(nn.Module):
         num_actions: int,
         hidden: int = 256,
         lstm: int = 0,
-        precision: Precision = "float32",
+        precision: PrecisionChoice = "float32",
         head_factory: HeadFactory = ActorCriticHead,
     ) -> None:
         super().__init__()
         self.torso, features = standard_torso(obs_shape, hidden)
         self.head = head_factory(features, num_actions, lstm)
-        self.precision = precision
+        self.precision = resolve_precision(precision, obs_shape)
         self.library: PathLibrary | None = None  # one network, no paths (PathNetA3C has one)
 
     def initial_state(self, batch: int) -> CoreState | None:

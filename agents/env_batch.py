@@ -1,7 +1,7 @@
 """A worker's batch of environments, stepped in lockstep with automatic restarts.
 
 An A3C worker (Mnih et al. 2016, arXiv:1602.01783) that steps E environments batches their
-inference into one forward pass per step. Two implementations with one interface:
+inference into one forward pass per step. Three implementations with one interface:
 
 * :class:`EnvBatch`: E `envs.make_env` environments in a Python loop (any registered id);
 * :class:`AtariVectorBatch`: E ALE games in ale-py's C++ vector env on the worker's thread, with
@@ -10,12 +10,12 @@ inference into one forward pass per step. Two implementations with one interface
   written into one buffer (the same steps as :class:`EnvBatch` of them, at a fraction of the
   cost).
 
-:func:`make_env_batch` picks a batch by the id's prefix (:data:`BATCHES`). Both keep ``obs`` ([E, ...], the
-observations to act on), ``starts`` ([E] bool, obs is an episode's first) and the returns and
-lengths of running episodes. An episode that ends (terminated or truncated) restarts within the
-same step, so ``obs`` is the new episode's first observation; the last observation of an episode
-cut by a time limit comes with the step (``Step.final_obs``), so that a learner can bootstrap
-from its value instead of treating the cut as the end of the task.
+:func:`make_env_batch` picks a batch by the id's prefix (:data:`BATCHES`). All keep ``obs``
+([E, ...], the observations to act on), ``starts`` ([E] bool, obs is an episode's first) and
+the returns and lengths of running episodes. An episode that ends (terminated or truncated)
+restarts within the same step, so ``obs`` is the new episode's first observation; the last
+observation of an episode cut by a time limit comes with the step (``Step.final_obs``), so that
+a learner can bootstrap from its value instead of treating the cut as the end of the task.
 """
 
 from __future__ import annotations

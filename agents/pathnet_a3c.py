@@ -26,10 +26,11 @@ from torch import nn
 
 from pathevo.agents.a3c import (
     Hub,
-    Precision,
+    PrecisionChoice,
     Rollout,
     SharedMemoryHub,
     WorkerSpec,
+    resolve_precision,
     run_worker,
     scale_obs,
     torso_precision,
@@ -155,7 +156,8 @@ class PathNetA3C(nn.Module):
 
     ``input_shape`` is the library's input; observations with fewer channels (features) are
     zero-padded to it, so games with different channel counts share one library.
-    ``precision`` is the library's arithmetic (:func:`pathevo.agents.a3c.torso_precision`); the
+    ``precision`` is the library's arithmetic (:func:`pathevo.agents.a3c.torso_precision`;
+    ``auto`` resolved for ``input_shape``, :func:`pathevo.agents.a3c.resolve_precision`); the
     heads are float32.
     """
 
@@ -164,7 +166,7 @@ class PathNetA3C(nn.Module):
         library: PathLibrary,
         input_shape: tuple[int, ...],
         lstm: int = 0,
-        precision: Precision = "float32",
+        precision: PrecisionChoice = "float32",
         head_factory: HeadFactory = ActorCriticHead,
     ) -> None:
         super().__init__()
@@ -172,7 +174,7 @@ class PathNetA3C(nn.Module):
         self.input_shape = tuple(input_shape)
         self.heads = TaskHeads()
         self.lstm = lstm
-        self.precision = precision
+        self.precision = resolve_precision(precision, self.input_shape)
         self.head_factory = head_factory
 
     def add_task(self, task: str, num_actions: int) -> nn.Module:

@@ -49,7 +49,7 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from pathevo.agents.a3c import PRECISIONS, A3CConfig, Precision
+from pathevo.agents.a3c import PRECISIONS, A3CConfig, Precision, resolve_precision
 from pathevo.agents.env_batch import make_env_batch
 from pathevo.agents.pathnet_a3c import PathNetA3CConfig
 from pathevo.agents.phase import env_spaces
@@ -92,7 +92,9 @@ class BenchA3CConfig:
     pathnet: PathNetA3CConfig = field(default_factory=PathNetA3CConfig)
     """PathNet-A3C's library and tournament (its M is each of ``modules`` in turn)."""
     precisions: tuple[Precision, ...] = ("float32", "bfloat16")
-    """Torso precisions to time every agent in; the first gives the top-level JSON figures."""
+    """Torso precisions to time every agent in; the default configuration's (``auto`` resolved
+    for the env on this machine) gives the top-level JSON figures, if it is among them, else
+    the first."""
     envpool: bool = False
     """ALE ids: also time EnvPool's Atari (same preprocessing, W threads) as a raw limit."""
     sb3: bool = False
@@ -114,7 +116,7 @@ class BenchA3CConfig:
         if not self.modules or min(self.modules) < 4:
             raise ValueError("modules needs library sizes M >= 4 (N = 4 modules are active)")
         self.modules = tuple(sorted(set(self.modules)))
-        if self.a3c.precision != "float32":
+        if self.a3c.precision != "auto":
             raise ValueError("choose the torso precisions with --precisions, not --a3c.precision")
         if not self.precisions or not set(self.precisions) <= set(PRECISIONS):
             raise ValueError(f"precisions must be some of {PRECISIONS}, got {self.precisions}")
@@ -315,7 +317,8 @@ def main(cfg: BenchA3CConfig) -> dict[str, Any]:
         pathnet = figures["pathnet_steps_per_second"]
         figures["pathnet_fraction_of_raw"] = figures["pathnet_fractions_of_raw"][smallest]
         figures["pathnet_cost_ratio_largest_vs_smallest_m"] = pathnet[smallest] / pathnet[largest]
-    headline = cfg.precisions[0]
+    default = resolve_precision("auto", env_spaces(cfg.env_id, cfg.seed)[0])
+    headline = default if default in cfg.precisions else cfg.precisions[0]
     results = {
         "env_id": cfg.env_id,
         "workers": cfg.workers,

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from pathevo.agents import a3c
 from pathevo.agents.a3c import (
     A3CConfig,
     A3CNet,
@@ -302,3 +303,30 @@ def test_minatar_smoke_with_channel_padding():
     path = torch.tensor([[0, 1, 2, 3]] * 4)
     logits, values, _ = pathnet(envs.obs[None], envs.starts[None], None, path=path, task="breakout")
     assert logits.shape == (1, 1, 3) and torch.isfinite(values).all()
+
+
+def test_auto_precision_is_bfloat16_only_for_conv_torsos_on_cpus_that_have_it(monkeypatch):
+    for choice in ("float32", "bfloat16"):
+        assert a3c.resolve_precision(choice, (4,)) == choice  # an explicit choice is kept
+    assert a3c.resolve_precision("auto", (4,)) == "float32"  # an MLP gains nothing
+    pixels = "bfloat16" if a3c.native_bfloat16() else "float32"
+    assert a3c.resolve_precision("auto", (4, 10, 10)) == pixels
+    assert A3CNet((4, 10, 10), 3, precision="auto").precision == pixels
+    library = pathnet_library((4, 10, 10), PathNetA3CConfig(layers=2, modules=4, active=2))
+    assert PathNetA3C(library, (4, 10, 10), precision="auto").precision == pixels
+    monkeypatch.setattr(a3c, "native_bfloat16", lambda: False)
+    assert a3c.resolve_precision("auto", (4, 84, 84)) == "float32"
+    with pytest.raises(ValueError, match="choose auto or one of"):
+        a3c.resolve_precision("float16", (4,))  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="choose auto or one of"):
+        A3CConfig(precision="float16")  # type: ignore[arg-type]
+
+
+def test_bfloat16_pixels_are_the_values_autocast_would_give():
+    frames = torch.arange(256, dtype=torch.uint8).repeat(2 * 4 * 6 * 6 // 256 + 1)
+    frames = frames[: 2 * 4 * 6 * 6].view(2, 4, 6, 6)
+    with a3c.torso_precision("bfloat16"):
+        scaled = scale_obs(frames)
+    assert scaled.dtype == torch.bfloat16
+    assert scaled.is_contiguous(memory_format=torch.channels_last)
+    assert torch.equal(scaled, scale_obs(frames).to(torch.bfloat16))
