@@ -53,6 +53,9 @@ Precision = Literal["float32", "bfloat16"]
 PRECISIONS: tuple[Precision, ...] = ("float32", "bfloat16")
 PrecisionChoice = Literal["auto", "float32", "bfloat16"]
 """A torso precision, or ``auto``: :func:`resolve_precision` picks one for the torso."""
+ATARI_FRAMES = 36
+"""Frames at least this many pixels high and wide get Atari's conv torso (strided 8×8 and 4×4
+convs); smaller grids (MinAtar's 10×10) a 3×3 conv."""
 
 CoreName = Annotated[str, tyro.conf.arg(metavar="{" + ",".join(core_names()) + "}")]
 """A registered core kind's name (:data:`pathevo.modules.cores.CORE_KINDS`): a ``str`` whose help
@@ -108,9 +111,8 @@ class A3CConfig:
     precision: PrecisionChoice = "auto"
     """Arithmetic of the torso (conv and linear layers below the heads): float32, bfloat16 mixed
     precision (autocast: parameters, heads, loss and optimiser stay float32; fastest on CPUs
-    with AVX-512 BF16 or AMX, slower on CPUs without them), or auto: bfloat16 for conv torsos
-    (pixels) on a CPU with bfloat16 instructions, float32 otherwise (docs/a3c.md: the same
-    learning on MinAtar, the speed on Atari)."""
+    with AVX-512 BF16 or AMX, slower on CPUs without them), or auto: bfloat16 for Atari-sized
+    frames on a CPU with bfloat16 instructions, float32 otherwise (MinAtar's grids, vectors)."""
     clip_rewards: bool = True
     """Clip rewards to [-1, 1] for learning (returns are reported unclipped)."""
     log_every: int = 10
@@ -186,14 +188,16 @@ def native_bfloat16() -> bool:
 
 def resolve_precision(choice: PrecisionChoice, obs_shape: tuple[int, ...]) -> Precision:
     """The torso precision ``choice`` means for observations of ``obs_shape``: ``auto`` is
-    bfloat16 for a conv torso (``[C, H, W]`` pixels) on a CPU with bfloat16 instructions — there
-    it takes a third off PathNet-A3C's network time on Atari (docs/a3c.md) — and float32
-    otherwise (a small MLP gains nothing)."""
+    bfloat16 for Atari-sized frames (:data:`ATARI_FRAMES` pixels and more) on a CPU with
+    bfloat16 instructions, where it takes about a quarter off PathNet-A3C's network time,
+    and float32 otherwise: MinAtar's 10×10 convs and small MLPs run slower in bfloat16 (the
+    casts cost more than the arithmetic saves; docs/a3c.md)."""
     if choice != "auto":
         if choice not in PRECISIONS:
             raise ValueError(f"unknown precision {choice!r}; choose auto or one of {PRECISIONS}")
         return choice
-    return "bfloat16" if len(obs_shape) == 3 and native_bfloat16() else "float32"
+    atari_sized = len(obs_shape) == 3 and min(obs_shape[1:]) >= ATARI_FRAMES
+    return "bfloat16" if atari_sized and native_bfloat16() else "float32"
 
 
 def torso_precision(precision: Precision) -> contextlib.AbstractContextManager:
@@ -225,7 +229,7 @@ def standard_torso(obs_shape: tuple[int, ...], hidden: int) -> tuple[nn.Module, 
     if len(obs_shape) != 3:
         raise ValueError(f"unsupported observation shape {obs_shape}; need [D] or [C, H, W]")
     channels, height, width = obs_shape
-    if min(height, width) >= 36:
+    if min(height, width) >= ATARI_FRAMES:
         convs = nn.Sequential(
             nn.Conv2d(channels, 16, 8, stride=4), nn.ReLU(),
             nn.Conv2d(16, 32, 4, stride=2), nn.ReLU(), nn.Flatten(),

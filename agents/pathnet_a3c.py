@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from pathevo.agents.a3c import (
+    ATARI_FRAMES,
     Hub,
     PrecisionChoice,
     Rollout,
@@ -130,7 +131,7 @@ def pathnet_library(
         raise ValueError(f"unsupported observation shape {obs_shape}; need [D] or [C, H, W]")
     if cfg.layers < 2:
         raise ValueError("a pixel library needs at least 2 layers (convs, then linear)")
-    if min(obs_shape[1:]) >= 36:
+    if min(obs_shape[1:]) >= ATARI_FRAMES:
         if cfg.layers - 1 > len(ATARI_CONVS):
             raise ValueError(f"the Atari library has at most {len(ATARI_CONVS) + 1} layers")
         convs = [(cfg.kernels, k, s) for k, s in ATARI_CONVS[: cfg.layers - 1]]

@@ -305,15 +305,16 @@ def test_minatar_smoke_with_channel_padding():
     assert logits.shape == (1, 1, 3) and torch.isfinite(values).all()
 
 
-def test_auto_precision_is_bfloat16_only_for_conv_torsos_on_cpus_that_have_it(monkeypatch):
+def test_auto_precision_is_bfloat16_only_for_atari_frames_on_cpus_that_have_it(monkeypatch):
     for choice in ("float32", "bfloat16"):
         assert a3c.resolve_precision(choice, (4,)) == choice  # an explicit choice is kept
     assert a3c.resolve_precision("auto", (4,)) == "float32"  # an MLP gains nothing
-    pixels = "bfloat16" if a3c.native_bfloat16() else "float32"
-    assert a3c.resolve_precision("auto", (4, 10, 10)) == pixels
-    assert A3CNet((4, 10, 10), 3, precision="auto").precision == pixels
-    library = pathnet_library((4, 10, 10), PathNetA3CConfig(layers=2, modules=4, active=2))
-    assert PathNetA3C(library, (4, 10, 10), precision="auto").precision == pixels
+    assert a3c.resolve_precision("auto", (4, 10, 10)) == "float32"  # nor do MinAtar's 3x3 convs
+    frames = "bfloat16" if a3c.native_bfloat16() else "float32"
+    assert a3c.resolve_precision("auto", (4, 84, 84)) == frames
+    assert A3CNet((4, 84, 84), 3, precision="auto").precision == frames
+    library = pathnet_library((4, 84, 84), PathNetA3CConfig(layers=2, modules=4, active=2))
+    assert PathNetA3C(library, (4, 84, 84), precision="auto").precision == frames
     monkeypatch.setattr(a3c, "native_bfloat16", lambda: False)
     assert a3c.resolve_precision("auto", (4, 84, 84)) == "float32"
     with pytest.raises(ValueError, match="choose auto or one of"):
