@@ -16,7 +16,8 @@ Measurements on the same machine, one after the other:
   grow with M;
 * ``sb3`` (``--sb3``, ALE ids, if stable-baselines3 is installed): Stable-Baselines3's A2C with
   its Atari setup (``make_atari_env``, 4 stacked frames, ``CnnPolicy``, RL Zoo's 16 envs and
-  n_steps 5), in one process and with its envs in W subprocesses; the faster counts.
+  n_steps 5), its envs in-process with 1 and with W torch threads and in W subprocesses; the
+  fastest of the three counts.
 
 Each agent is timed in every torso precision of ``--precisions`` (float32, and bfloat16 mixed
 precision, which halves the memory traffic of the convolutions and uses the CPU's bfloat16
@@ -53,6 +54,7 @@ from pathevo.agents.a3c import PRECISIONS, A3CConfig, Precision, resolve_precisi
 from pathevo.agents.env_batch import make_env_batch
 from pathevo.agents.pathnet_a3c import PathNetA3CConfig
 from pathevo.agents.phase import env_spaces
+from pathevo.agents.processes import torch_threads
 from pathevo.envs.atari import (
     FRAME_SKIP,
     FRAME_STACK,
@@ -210,8 +212,9 @@ def envpool_steps_per_second(cfg: BenchA3CConfig) -> float | None:
 
 
 def sb3_steps_per_second(cfg: BenchA3CConfig) -> dict[str, float] | None:
-    """Stable-Baselines3 A2C's steps per second with its Atari setup, its envs in this process
-    (``dummy``) and in W subprocesses (``subprocess``); None if SB3 is not installed."""
+    """Stable-Baselines3 A2C's steps per second with its Atari setup in three settings: its envs
+    in this process with 1 and with W torch threads, and in W subprocesses with 1 thread; None
+    if SB3 is not installed."""
     if importlib.util.find_spec("stable_baselines3") is None:
         return None
     from stable_baselines3 import A2C
@@ -219,8 +222,15 @@ def sb3_steps_per_second(cfg: BenchA3CConfig) -> dict[str, float] | None:
     from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecFrameStack
 
     rom_name(cfg.env_id)  # a one-line error for an unknown game
+    settings = [
+        ("envs in-process, 1 thread", DummyVecEnv, 1),
+        (f"envs in-process, {cfg.workers} threads", DummyVecEnv, cfg.workers),
+        (f"envs in {cfg.workers} subprocesses, 1 thread", SubprocVecEnv, 1),
+    ]
     rates = {}
-    for name, vec_env_cls in (("dummy", DummyVecEnv), ("subprocess", SubprocVecEnv)):
+    for name, vec_env_cls, threads in settings:
+        if name in rates:  # one worker: the first two settings are the same
+            continue
         kwargs = {"start_method": "spawn"} if vec_env_cls is SubprocVecEnv else None
         env = VecFrameStack(
             make_atari_env(cfg.env_id, n_envs=16, seed=cfg.seed, vec_env_cls=vec_env_cls,
@@ -228,11 +238,12 @@ def sb3_steps_per_second(cfg: BenchA3CConfig) -> dict[str, float] | None:
             n_stack=FRAME_STACK,
         )  # fmt: skip
         try:
-            model = A2C("CnnPolicy", env, n_steps=5, seed=cfg.seed, device="cpu", verbose=0)
-            model.learn(cfg.sb3_steps // 10)  # warm-up
-            start = time.perf_counter()
-            model.learn(cfg.sb3_steps, reset_num_timesteps=False)
-            rates[name] = cfg.sb3_steps / (time.perf_counter() - start)
+            with torch_threads(threads):
+                model = A2C("CnnPolicy", env, n_steps=5, seed=cfg.seed, device="cpu", verbose=0)
+                model.learn(cfg.sb3_steps // 10)  # warm-up
+                start = time.perf_counter()
+                model.learn(cfg.sb3_steps, reset_num_timesteps=False)
+                rates[name] = cfg.sb3_steps / (time.perf_counter() - start)
         finally:
             env.close()
     return rates
@@ -350,7 +361,7 @@ def main(cfg: BenchA3CConfig) -> dict[str, Any]:
         table.add_row("raw, EnvPool", "-", f"{envpool:,.0f}", f"{(raws[-2] + raws[-1]) / 2:,.0f}",
                       f"{results['envpool_vs_ale_py']:.2f} × ale-py")  # fmt: skip
     for name, rate in (sb3 or {}).items():
-        table.add_row(f"SB3 A2C, envs {name}", "float32", f"{rate:,.0f}", "-", "-")
+        table.add_row(f"SB3 A2C, {name}", "float32", f"{rate:,.0f}", "-", "-")
     console.print(table)
     if sb3 is not None:
         console.print(f"PathNet-A3C (M = {smallest}, {headline}) / SB3 A2C's best: "
