@@ -7,7 +7,11 @@ gate (:mod:`pathevo.modules.gating`). In a PathNet library the path decides *whi
 may use: the gate picks the top k among the path's N module ids, never outside them.
 
 **Dispatch** is batched: tokens are grouped by chosen expert into one ``[S, C, in]`` buffer and
-all experts run as two batched matmuls (no loop over examples or experts). **Capacity**: each
+all experts run as two batched matmuls (no loop over examples or experts;
+:mod:`pathevo.modules.expert_mlp`). Small batches of one path take shorter roads to the same
+result: when B·n is within :attr:`MoEModuleLayer.dense_rows`, every expert runs on every token and
+the gates (zero outside the top k and for overflowed choices) weigh them; an acting pass (one
+token, no autograd, no balancing loss) runs only its k experts. **Capacity**: each
 expert takes at most C = ceil(capacity_factor · B · k / n) tokens of a batch of B over the
 path's n experts (``capacity_factor=None``: C = B, nothing ever overflows). Tokens claim places
 in order of preference — every token's first choice before any second choice — and within a
@@ -17,7 +21,7 @@ is not renormalised). A token whose every choice overflowed gets a zero output f
 
 **Balancing**: importance and load losses (CV² of per-expert gate sums and of the smooth load,
 each with its own coefficient) are returned by :meth:`MoEModuleLayer.forward_with_aux` for the
-library to collect; :meth:`forward` alone returns only the output.
+library to collect; :meth:`forward` alone returns only the output (and skips computing them).
 """
 
 from __future__ import annotations
@@ -30,10 +34,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pathevo.modules.gating import balance_losses, cv_squared, noisy_top_k
+from pathevo.modules.expert_mlp import GradientBuffers, expert_mlp
+from pathevo.modules.gating import Gating, balance_losses, cv_squared, noisy_top_k
 from pathevo.modules.layers import ModuleLayer, distinct, unique_weights
 
 DEFAULT_TASK = "default"
+PENDING_CHOICES = 256
+"""Choices a layer keeps unsummed for its routing record before it sums them."""
+DENSE_ROWS = 256
+"""Default :attr:`MoEModuleLayer.dense_rows`: an MoE head's acting (1 x 8 experts) and learning
+passes (20 x 8) run dense."""
 
 
 @dataclass
@@ -121,7 +131,13 @@ class MoEModuleLayer(ModuleLayer):
         self.noise_gates = nn.ParameterDict()
         """Per task: [in, E] noise-scale weights W_noise."""
         self.frozen_tasks: set[str] = set()
+        self.dense_rows = DENSE_ROWS
+        """A single path whose B*n (tokens times experts) is at most this runs every expert on
+        every token (:meth:`_dense`); larger batches are dispatched by expert."""
         self._routing: dict[str, Routing] = {}
+        self._pending: list[tuple[str, list[int], torch.Tensor, torch.Tensor]] = []
+        self._pending_size = 0
+        self._grad_buffers = GradientBuffers()
         self.add_task(DEFAULT_TASK)
 
     # --- parameters ----------------------------------------------------------------------------
@@ -190,6 +206,7 @@ class MoEModuleLayer(ModuleLayer):
             for key, gate in list(gates.items()):
                 grown = torch.cat([gate.detach(), gate.new_zeros(gate.shape[0], extra)], dim=1)
                 gates[key] = nn.Parameter(grown)  # [in, E + extra]
+        self._fold()
         for routing in self._routing.values():
             routing.grow(extra)
         del old
@@ -223,14 +240,15 @@ class MoEModuleLayer(ModuleLayer):
 
     def forward(self, x: torch.Tensor, ids: torch.Tensor | list[int]) -> torch.Tensor:
         # x: [B, in]; ids: [N] experts the gate may choose from -> [B, out]
-        return self.forward_with_aux(x, ids)[0]
+        return self._single(x, distinct(ids), self._gate_key(None), with_aux=False)[0]
 
     def forward_with_aux(
         self, x: torch.Tensor, ids: torch.Tensor | list[int], *, task: str | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         # x: [B, in]; ids: [N] -> ([B, out], balancing loss [])
-        y, aux = self._mixture(x.unsqueeze(0), [distinct(ids)], None, task)
-        return y[0], aux
+        y, aux = self._single(x, distinct(ids), self._gate_key(task), with_aux=True)
+        assert aux is not None
+        return y, aux
 
     def forward_population(
         self,
@@ -292,6 +310,107 @@ class MoEModuleLayer(ModuleLayer):
                            capacities)  # fmt: skip
         return y.view(p, b, self.out_features), aux
 
+    def _single(
+        self, x: torch.Tensor, ids: list[int], key: str, with_aux: bool
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        # x: [B, in]; ids: n distinct experts -> ([B, out], balancing loss [] or None)
+        # One path: the population forward's steps without its batching of paths (offsets,
+        # masks of repeats), which at an acting batch of 1 cost more than the experts.
+        b, n = x.shape[0], len(ids)
+        gate, noise_gate = self.gates[key], self.noise_gates[key]
+        experts = None
+        if ids != list(range(self.num_modules)):
+            experts = torch.tensor(ids, device=x.device)
+            gate, noise_gate = gate[:, experts], noise_gate[:, experts]  # [in, n]
+        clean = torch.mm(x, gate)  # [B, n]
+        noise_std = F.softplus(torch.mm(x, noise_gate)) if self.noisy and self.training else None
+        one = b == 1 and not with_aux and not torch.is_grad_enabled()
+        gating = noisy_top_k(clean, noise_std, self.k, choices_only=one)
+        self._record_path(key, ids, gating.top_slots, gating.top_gates)
+        if one:  # acting on one observation: its k experts, nothing to overflow
+            return self._one_token(x, ids, gating), None
+        assert gating.gates is not None and gating.load is not None
+        aux = None
+        if with_aux:
+            importance, load = gating.gates.sum(0), gating.load.sum(0)  # [n]
+            aux = balance_losses(importance, load, self.w_importance, self.w_load)
+        capacity = self.capacity(b, n)
+        if b * n <= self.dense_rows:
+            return self._dense(x, ids, gating.gates, gating.top_slots, capacity), aux
+        if experts is None:
+            experts = torch.arange(n, device=x.device)
+        capacities = torch.full((n,), capacity, device=x.device)
+        return self._dispatch(x, gating.top_slots, gating.top_gates, experts, capacities), aux
+
+    def _one_token(self, x: torch.Tensor, ids: list[int], gating: Gating) -> torch.Tensor:
+        # x: [1, in] -> [1, out]: the token's k chosen experts one by one, straight from their
+        # parameters (no stacking), outputs weighed by one [1, k] x [k, out] matmul.
+        w1, b1, w2, b2 = (self._module_lists[kind] for kind in ("w1", "b1", "w2", "b2"))
+        outs = []
+        for slot in gating.top_slots[0].tolist():
+            m = ids[slot]
+            out = F.linear(F.relu(F.linear(x, w1[m], b1[m])), w2[m], b2[m])  # [1, out]
+            outs.append(F.relu(out) if self.activation else out)
+        return torch.mm(gating.top_gates, torch.cat(outs))
+
+    def _dense(
+        self,
+        x: torch.Tensor,
+        ids: list[int],
+        gates: torch.Tensor,
+        top_slots: torch.Tensor,
+        capacity: int,
+    ) -> torch.Tensor:
+        # x: [B, in]; ids: the n slots' experts; gates: [B, n] (zero outside each token's top
+        # k); top_slots: [B, k] -> [B, out]
+        # Every expert on every token, weighted by the gates (zero for choices that overflowed
+        # too): a handful of ops, where the dispatch's sort, buffer and combine take dozens, and
+        # within dense_rows no more arithmetic to speak of. The dispatch's outputs and gradients.
+        b, n = x.shape[0], len(ids)
+        if b > capacity:  # an expert may get more choices than it has places
+            kept = _places_taken(top_slots, n, capacity)
+            gates = gates if kept is None else gates * kept.to(gates.dtype)
+        w1, b1 = self._stacked("w1", ids), self._stacked("b1", ids)  # [n, hidden, in], [n, hidden]
+        w2, b2 = self._stacked("w2", ids), self._stacked("b2", ids)  # [n, out, hidden], [n, out]
+        hidden = F.relu(F.linear(x, w1.flatten(0, 1), b1.flatten()))  # [B, n*hidden]
+        hidden = hidden.view(b, n, self.hidden).transpose(0, 1)  # [n, B, hidden]
+        out = torch.baddbmm(b2.unsqueeze(1), hidden, w2.transpose(1, 2))  # [n, B, out]
+        if self.activation:
+            out = F.relu(out)
+        return (out * gates.t().unsqueeze(2)).sum(0)
+
+    def _record_path(
+        self, key: str, ids: list[int], top_slots: torch.Tensor, top_gates: torch.Tensor
+    ) -> None:
+        # ids: the n slots' experts; top_slots, top_gates: [B, k]
+        # Kept and summed in bulk (:meth:`_fold`): at an acting batch of one, a bincount and an
+        # index_add on every pass cost a tenth of it.
+        if top_gates.requires_grad:
+            top_gates = top_gates.detach()
+        self._pending.append((key, ids, top_slots, top_gates))
+        self._pending_size += top_gates.numel()
+        if self._pending_size >= PENDING_CHOICES:
+            self._fold()
+
+    def _fold(self) -> None:
+        """Add the pending passes' choices to :attr:`_routing`: picks and importance."""
+        groups: dict[tuple[str, tuple[int, ...]], list[tuple[torch.Tensor, torch.Tensor]]] = {}
+        for key, ids, slots, gates in self._pending:
+            groups.setdefault((key, tuple(ids)), []).append((slots, gates))
+        self._pending, self._pending_size = [], 0
+        for (key, ids), parts in groups.items():
+            routing = self._routing.get(key)
+            if routing is None:
+                routing = self._routing[key] = Routing.empty(self.num_modules)
+            slots = torch.cat([part[0] for part in parts]).cpu()  # [tokens, k]
+            gates = torch.cat([part[1] for part in parts]).float().cpu()
+            experts = torch.tensor(ids)[slots]
+            chosen = experts[gates > 0]  # an underflowed gate is no choice
+            routing.picks += torch.bincount(chosen, minlength=self.num_modules).float()
+            routing.importance.index_add_(0, experts.flatten(), gates.flatten())
+            routing.allowed[list(ids)] = True
+            routing.tokens += slots.shape[0]
+
     @torch.no_grad()
     def _record(
         self,
@@ -313,6 +432,7 @@ class MoEModuleLayer(ModuleLayer):
 
     def take_routing(self) -> dict[str, Routing]:
         """Where each task's tokens went since the last call (for TensorBoard), then reset."""
+        self._fold()
         taken = {key.replace("\x1f", "."): routing for key, routing in self._routing.items()}
         self._routing = {}
         return taken
@@ -324,27 +444,26 @@ class MoEModuleLayer(ModuleLayer):
         512×256: two 128 MB copies, mostly page faults, a quarter of a training step). When the
         experts are consecutive modules of one large private storage, a view of it serves
         instead, and its backward hands each expert its slice of the gradient: the same values,
-        no copy. Small kinds (the copy is cheaper), reordered or repeated experts and shared
-        memory (other processes update it in place; the backward must see the forward's
-        weights) take the copy.
+        no copy. With autograd, small kinds (the copy is cheaper), reordered or repeated experts
+        and shared memory (other processes update it in place; the backward must see the
+        forward's weights) take the copy; without it, only reordered or repeated experts do.
         """
         params = self._module_lists[name]
         first = params[ids[0]]
+        grad = torch.is_grad_enabled()
         small = len(ids) * first.numel() < 1 << 18
-        if small or first.is_shared() or not first.is_contiguous():
+        if grad and (small or first.is_shared()) or not first.is_contiguous():
             return self.gather(name, ids)
-        storage, start = first.untyped_storage().data_ptr(), first.data_ptr()
-        step = first.numel() * first.element_size()
-        for i, m in enumerate(ids):
-            param = params[m]
-            if (
-                param.untyped_storage().data_ptr() != storage
-                or param.data_ptr() != start + i * step
-            ):
-                return self.gather(name, ids)
+        # Consecutive addresses within the first expert's storage: one storage, in order.
+        start, step = first.data_ptr(), first.numel() * first.element_size()
+        storage = first.untyped_storage()
+        if start + len(ids) * step > storage.data_ptr() + storage.nbytes() or [
+            params[m].data_ptr() for m in ids
+        ] != list(range(start, start + len(ids) * step, step)):
+            return self.gather(name, ids)
         size, stride = (len(ids), *first.shape), (first.numel(), *first.stride())
         view = torch.as_strided(first.detach(), size, stride, first.storage_offset())
-        return _ExpertsView.apply(view, *(params[m] for m in ids))
+        return _ExpertsView.apply(view, *(params[m] for m in ids)) if grad else view
 
     def _dispatch(
         self,
@@ -375,22 +494,31 @@ class MoEModuleLayer(ModuleLayer):
         buffer = x.new_zeros(num_slots * capacity, self.in_features)
         buffer = buffer.index_copy(0, place, x[token])  # [S*C, in]
         ids = experts.tolist()
-        # Weights on the left ([S, hidden, C], then [S, out, C]): the backward's weight gradients
-        # are then [S, hidden, in] and [S, out, hidden] bmm outputs in the parameters' own
-        # layout, which autograd hands over as they are (weights on the right made them
-        # transposed views, and every expert's gradient was copied).
-        w1 = self._stacked("w1", ids)  # [S, hidden, in]
-        b1 = self._stacked("b1", ids).unsqueeze(2)  # [S, hidden, 1]
-        w2 = self._stacked("w2", ids)  # [S, out, hidden]
-        b2 = self._stacked("b2", ids).unsqueeze(2)
-        inputs = buffer.view(num_slots, capacity, -1).transpose(1, 2)  # [S, in, C]
-        hidden = F.relu(torch.baddbmm(b1, w1, inputs))  # [S, hidden, C]
-        out = torch.baddbmm(b2, w2, hidden)  # [S, out, C]
-        if self.activation:
-            out = F.relu(out)
-        out = out.transpose(1, 2).reshape(num_slots * capacity, -1)  # [S*C, out]
+        out = expert_mlp(
+            buffer.view(num_slots, capacity, -1),  # [S, C, in]
+            self._stacked("w1", ids),  # [S, hidden, in]
+            self._stacked("b1", ids),
+            self._stacked("w2", ids),  # [S, out, hidden]
+            self._stacked("b2", ids),
+            self.activation,
+            self._grad_buffers,
+        ).view(num_slots * capacity, -1)  # [S*C, out]
         weighted = out[place] * choice_gate[kept].unsqueeze(1)
         return x.new_zeros(tokens, self.out_features).index_add(0, token, weighted)
+
+
+def _places_taken(top_slots: torch.Tensor, n: int, capacity: int) -> torch.Tensor | None:
+    """[B, n] 0/1: the choices that found a place at their expert, in the dispatch's order
+    (all first choices, then all second choices, ..., each in batch order); ``None`` when
+    every choice did. top_slots: [B, k] distinct slots per token."""
+    order = top_slots.t().reshape(-1, 1)  # [k*B, 1]: choices in preference order
+    if int(torch.bincount(order.flatten(), minlength=n).max()) <= capacity:
+        return None
+    chosen = torch.zeros(order.shape[0], n, dtype=torch.long, device=order.device)
+    chosen.scatter_(1, order, 1)  # [k*B, n]: choice i is of slot s
+    before = chosen.cumsum(0) - chosen  # the slot's earlier choices
+    kept = (chosen * (before < capacity)).view(-1, top_slots.shape[0], n)  # [k, B, n]
+    return kept.sum(0)
 
 
 class _ExpertsView(torch.autograd.Function):

@@ -66,8 +66,11 @@ class MoEActorCriticHead(nn.Module):
         if self.lstm is not None:
             features, state = unroll_core(self.lstm, features, starts, state)
         steps, batch = features.shape[:2]
-        out, aux = self.experts.forward_with_aux(features.flatten(0, 1), self.all_experts)
-        self._aux_losses.add(aux)
+        if torch.is_grad_enabled():
+            out, aux = self.experts.forward_with_aux(features.flatten(0, 1), self.all_experts)
+            self._aux_losses.add(aux)
+        else:  # acting: nobody takes a balancing loss computed without autograd
+            out = self.experts(features.flatten(0, 1), self.all_experts)
         out = out.view(steps, batch, -1)  # [T, B, A+1]
         return out[..., : self.num_actions], out[..., self.num_actions], state
 

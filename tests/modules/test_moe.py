@@ -37,10 +37,12 @@ def random_gate(layer: MoEModuleLayer, task: str = "default", scale: float = 1.0
         layer.noise_gates[task].normal_(std=scale)
 
 
-@pytest.fixture
-def layer() -> MoEModuleLayer:
+@pytest.fixture(params=["dense", "dispatch"])
+def layer(request) -> MoEModuleLayer:
+    """Small batches run every expert densely, large ones are dispatched by expert: both."""
     torch.manual_seed(0)
     moe = MoEModuleLayer(8, 6, 10, 4, k=2, capacity_factor=None)
+    moe.dense_rows = 10**6 if request.param == "dense" else 0
     random_gate(moe)
     return moe.eval()
 
