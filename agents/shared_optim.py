@@ -60,13 +60,18 @@ class SharedRMSprop(torch.optim.Optimizer):
     def step(self, closure: Callable[[], Any] | None = None) -> None:
         for group in self.param_groups:
             alpha, eps, lr = group["alpha"], group["eps"], group["lr"]
-            for param in group["params"]:
-                if param.grad is None:
-                    continue
-                grad = param.grad
-                square_avg = self.state[param]["square_avg"]
-                square_avg.mul_(alpha).addcmul_(grad, grad, value=1.0 - alpha)
-                param.addcdiv_(grad, square_avg.add(eps).sqrt_(), value=-lr)
+            params = [param for param in group["params"] if param.grad is not None]
+            if not params:
+                continue
+            # One multi-tensor op per line of the rule (a path's or an MoE head's dozens of
+            # tensors would cost five Python-level ops each).
+            grads = [param.grad for param in params]
+            square_avgs = [self.state[param]["square_avg"] for param in params]
+            torch._foreach_mul_(square_avgs, alpha)
+            torch._foreach_addcmul_(square_avgs, grads, grads, value=1.0 - alpha)
+            denominators = torch._foreach_add(square_avgs, eps)
+            torch._foreach_sqrt_(denominators)
+            torch._foreach_addcdiv_(params, grads, denominators, value=-lr)
 
 
 class SharedAdam(torch.optim.Optimizer):
@@ -101,17 +106,24 @@ class SharedAdam(torch.optim.Optimizer):
         for group in self.param_groups:
             beta1, beta2 = group["betas"]
             eps, lr = group["eps"], group["lr"]
-            for param in group["params"]:
-                if param.grad is None:
-                    continue
-                grad = param.grad
-                state = self.state[param]
-                state["step"].add_(1)
-                step = float(state["step"])
-                state["exp_avg"].lerp_(grad, 1.0 - beta1)
-                state["exp_avg_sq"].mul_(beta2).addcmul_(grad, grad, value=1.0 - beta2)
-                denom = (state["exp_avg_sq"].sqrt() / math.sqrt(1.0 - beta2**step)).add_(eps)
-                param.addcdiv_(state["exp_avg"], denom, value=-lr / (1.0 - beta1**step))
+            params = [param for param in group["params"] if param.grad is not None]
+            if not params:
+                continue
+            grads = [param.grad for param in params]
+            states = [self.state[param] for param in params]
+            steps = [state["step"] for state in states]
+            torch._foreach_add_(steps, 1)
+            counts = [float(step) for step in steps]  # a parameter's own count (heads join late)
+            exp_avgs = [state["exp_avg"] for state in states]
+            exp_avg_sqs = [state["exp_avg_sq"] for state in states]
+            torch._foreach_lerp_(exp_avgs, grads, 1.0 - beta1)
+            torch._foreach_mul_(exp_avg_sqs, beta2)
+            torch._foreach_addcmul_(exp_avg_sqs, grads, grads, value=1.0 - beta2)
+            denominators = torch._foreach_sqrt(exp_avg_sqs)
+            torch._foreach_div_(denominators, [math.sqrt(1.0 - beta2**n) for n in counts])
+            torch._foreach_add_(denominators, eps)
+            step_sizes = [-lr / (1.0 - beta1**n) for n in counts]
+            torch._foreach_addcdiv_(params, exp_avgs, denominators, step_sizes)
 
 
 def make_shared_optimizer(
