@@ -634,10 +634,12 @@ def run_worker(
                     totals[key] = totals.get(key, 0.0) + value
             else:
                 skipped += 1
-            for _, episode_return, length in rollout.episodes:
+            if rollout.episodes:  # one message for the rollout's episodes: the queue's cost
+                # is per message, and short games end hundreds of episodes a second
                 hub.report(
-                    {"kind": "episode", "rank": rank, "step": step,
-                     "return": episode_return, "length": length}
+                    {"kind": "episodes", "rank": rank, "step": step,
+                     "returns": [episode_return for _, episode_return, _ in rollout.episodes],
+                     "lengths": [length for _, _, length in rollout.episodes]}
                 )  # fmt: skip
             updates += 1
             if updates % cfg.log_every == 0:

@@ -140,26 +140,29 @@ def run_phase(
             group.start(target, build_args(group))
             for message in group.messages():
                 kind, rank, step = message["kind"], message["rank"], message["step"]
-                if kind == "episode":
+                done = int(steps.sum())
+                if kind in ("episode", "episodes"):  # one episode, or a rollout's
                     if group.stop.item():
                         # Stopped early: episodes finishing while the workers wind down are
                         # not part of the run (they would move the reported mean).
                         continue
-                    log.episodes.append((step, message["return"]))
-                    latest.add(step, message["return"])
-                    report.episode(
-                        rank=rank, step=step, episode_return=message["return"],
-                        mean=latest.mean(), episodes=len(log.episodes),
-                        done=int(steps.sum()), workers=group,
-                    )  # fmt: skip
+                    returns = message["returns"] if kind == "episodes" else [message["return"]]
+                    for episode_return in returns:
+                        log.episodes.append((step, episode_return))
+                        latest.add(step, episode_return)
+                        report.episode(
+                            rank=rank, step=step, episode_return=episode_return,
+                            mean=latest.mean(), episodes=len(log.episodes), done=done,
+                            workers=group,
+                        )  # fmt: skip
                 elif kind == "update":
                     if "moe" in message:
                         record_routing(log, rank, message["moe"])
                     log.skipped_updates += message.get("skipped_updates", 0)
-                    report.update(rank=rank, step=step, message=message, done=int(steps.sum()))
+                    report.update(rank=rank, step=step, message=message, done=done)
                 elif kind == "tournament":
                     report.tournament(rank=rank, step=step, fitness=message["fitness"])
-                report.handled(done=int(steps.sum()), workers=group)
+                report.handled(done=done, workers=group)
     except KeyboardInterrupt:
         report.interrupted(done=int(steps.sum()))
         raise

@@ -164,7 +164,7 @@ def test_worker_counts_steps_and_reports_episodes():
     run_worker(1, spec, local, lambda: pairs, None)
     assert steps.tolist() == [0, 200]
     kinds = [messages.get()["kind"] for _ in range(messages.qsize())]
-    assert kinds.count("update") == 5 and "episode" in kinds
+    assert kinds.count("update") == 5 and "episodes" in kinds
 
 
 def test_a_resumed_or_restarted_worker_gets_new_random_streams_that_a_resume_repeats():

@@ -98,13 +98,18 @@ def test_a_phase_state_round_trips_into_fresh_optimiser_counters_and_population(
 
 
 def chatty_worker(rank: int, steps: torch.Tensor, queue) -> None:
-    """One message of every kind a worker sends: an update, an episode, a tournament."""
+    """One message of every kind a worker sends: an update, episodes (worker 0 one, worker 1 a
+    rollout's two in one message), a tournament."""
     with worker_process(rank, queue):
         steps[rank] += 5
         queue.put({"kind": "update", "rank": rank, "step": int(steps.sum()), "value_loss": 0.5,
                    "skipped_updates": 1})  # fmt: skip
         steps[rank] += 5
-        queue.put({"kind": "episode", "rank": rank, "step": int(steps.sum()), "return": 2.0})
+        if rank == 0:
+            queue.put({"kind": "episode", "rank": rank, "step": int(steps.sum()), "return": 2.0})
+        else:
+            queue.put({"kind": "episodes", "rank": rank, "step": int(steps.sum()),
+                       "returns": [2.0, 4.0], "lengths": [3, 4]})  # fmt: skip
         queue.put({"kind": "tournament", "rank": rank, "step": int(steps.sum()), "fitness": 2.0})
 
 
@@ -160,17 +165,20 @@ def test_the_driver_hands_every_message_to_every_reporter_with_its_keywords():
     for hook, kwargs in first.calls:  # the keywords each hook declares, no more, no fewer
         declared = list(inspect.signature(getattr(Reporter, hook)).parameters)[1:]
         assert sorted(kwargs) == sorted(declared), hook
-    assert hooks.count("update") == hooks.count("episode") == hooks.count("tournament") == 2
+    assert hooks.count("update") == hooks.count("tournament") == 2
+    assert hooks.count("episode") == 3  # every episode of a rollout's message
     assert hooks.count("handled") == 6  # after every message
-    episode = next(kwargs for hook, kwargs in first.calls if hook == "episode")
-    assert episode["episode_return"] == 2.0 and episode["mean"] == 2.0
-    assert episode["episodes"] == 1 and callable(episode["workers"].sync)  # the group
+    episodes = [kwargs for hook, kwargs in first.calls if hook == "episode"]
+    assert sorted(e["episode_return"] for e in episodes) == [2.0, 2.0, 4.0]
+    assert [e["episodes"] for e in episodes] == [1, 2, 3]
+    assert episodes[-1]["mean"] == pytest.approx(8.0 / 3)
+    assert callable(episodes[0]["workers"].sync)  # the group
     update = next(kwargs for hook, kwargs in first.calls if hook == "update")
     assert update["message"]["value_loss"] == 0.5
     tournament = next(kwargs for hook, kwargs in first.calls if hook == "tournament")
     assert tournament["fitness"] == 2.0
     # What the driver itself keeps: the phase's record.
-    assert [episode_return for _, episode_return in log.episodes] == [2.0, 2.0]
+    assert sorted(episode_return for _, episode_return in log.episodes) == [2.0, 2.0, 4.0]
     assert log.skipped_updates == 2
 
 
