@@ -11,11 +11,14 @@ Run ``pathevo a3c --help`` for the options; ``tensorboard --logdir runs``.
 from __future__ import annotations
 
 import dataclasses
+import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import torch
+import tyro
 from rich.console import Console
 from rich.table import Table
 from torch import nn
@@ -29,13 +32,28 @@ from pathevo.agents.pathnet_a3c import PathNetA3CConfig
 from pathevo.agents.phase import WORKER_BACKENDS, Phase, check_worker_backend, env_spaces
 from pathevo.agents.phase_log import POPULATION_KEYS, PhaseLog, moe_load_cv2
 from pathevo.agents.phase_reporters import make_progress
-from pathevo.agents.registry import agent_names, get_agent
+from pathevo.agents.registry import AGENTS, agent_names, get_agent
 from pathevo.evolution.async_tournament import SharedPopulation
 from pathevo.runners.plumbing import run_dir as rd
 from pathevo.runners.plumbing.cli import choice_of, run_cli
 from pathevo.runners.plumbing.plots import plot_learning_curves
 
-AgentName = choice_of(agent_names(trainer="a3c"))
+
+def agent_help(names: Sequence[str]) -> str:
+    """The ``--agent`` help: the registry, and the agents' own defaults (which the runner's
+    command line applies, :func:`with_agent_defaults`)."""
+    own = [f"{name}: {AGENTS[name].defaults_text()}" for name in names if AGENTS[name].defaults]
+    text = "Agent from the registry (agents/registry.py)."
+    if own:
+        text += " Agents' own defaults, which replace the runner's unless a flag sets them: "
+        text += "; ".join(own) + "."
+    return text
+
+
+AgentName = Annotated[
+    choice_of(agent_names(trainer="a3c")),
+    tyro.conf.arg(help=agent_help(agent_names(trainer="a3c"))),
+]
 WorkerBackend = choice_of(list(WORKER_BACKENDS))
 
 
@@ -46,8 +64,9 @@ class A3CRunConfig:
     env_id: str = "MinAtar/Breakout-v1"
     """Environment id (see `python -m pathevo.envs`)."""
     agent: AgentName = "a3c"
-    """Agent from the registry: a3c (standard network), pathnet (PathNet-A3C), moe (MoE head),
-    pathnet-moe (PathNet-A3C with an MoE last layer)."""
+    """Agent from the registry (help: :func:`agent_help`, with the agents' own defaults). Built
+    in Python the config holds the runner's defaults; :func:`with_agent_defaults` adds the
+    agent's."""
     workers: int = 2
     """Worker processes (each steps `a3c.envs-per-worker` environments)."""
     steps: int = 500_000
@@ -85,6 +104,24 @@ class A3CRunConfig:
             )
         get_agent(self.agent, trainer="a3c").check_workers(self.workers)
         check_worker_backend(self.backend, self.ray_address)  # Ray: installed, address answers
+
+
+def with_agent_defaults(cfg: A3CRunConfig, args: Sequence[str]) -> A3CRunConfig:
+    """``cfg``, parsed from the command line ``args``, with its agent's own defaults
+    (:attr:`pathevo.agents.registry.Agent.defaults`) in every field ``args`` do not set."""
+    return get_agent(cfg.agent, trainer="a3c").configure(cfg, flags_given(args))
+
+
+def flags_given(args: Sequence[str]) -> set[str]:
+    """The config field paths a command line sets: ``--a3c.t-max 5`` and ``--a3c.t_max=5`` set
+    ``a3c.t_max``, ``--a3c.no-recompute`` sets ``a3c.recompute``."""
+    given = set()
+    for arg in args:
+        if arg.startswith("--"):
+            path = arg[2:].split("=", 1)[0].replace("-", "_")
+            section, dot, name = path.rpartition(".")
+            given |= {path, section + dot + name.removeprefix("no_")}
+    return given
 
 
 def build_agent(
@@ -229,5 +266,10 @@ def print_table(console: Console, summary: dict[str, Any], run_path: Path) -> No
     console.print(f"Run: {run_path}")
 
 
+def cli_main(cfg: A3CRunConfig) -> dict[str, Any]:
+    """:func:`main` from the command line: the agent's own defaults where no flag was given."""
+    return main(with_agent_defaults(cfg, sys.argv[1:]))
+
+
 if __name__ == "__main__":
-    run_cli(main, A3CRunConfig, description=__doc__.split("\n\n")[0])
+    run_cli(cli_main, A3CRunConfig, description=__doc__.split("\n\n")[0])

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+import re
+
 import pytest
 import torch
 
@@ -75,3 +78,43 @@ def test_pathnet_moe_trains_its_tasks_gate_and_only_the_paths_experts() -> None:
     params = {id(p) for p in model.path_parameters(torch.tensor([[0, 1], [1, 3]]), "A")}
     assert id(moe.gates["A"]) in params and id(moe.noise_gates["A"]) in params
     assert id(moe.w1[3]) in params and id(moe.w1[2]) not in params
+
+
+@dataclasses.dataclass
+class Inner:
+    lr: float = 0.1
+    steps: int = 5
+
+    def __post_init__(self) -> None:
+        if self.lr <= 0:
+            raise ValueError("lr must be positive")
+
+
+@dataclasses.dataclass
+class Outer:
+    inner: Inner = dataclasses.field(default_factory=Inner)
+    workers: int = 2
+
+
+def test_an_agents_defaults_configure_a_copy_except_the_fields_given() -> None:
+    agent = dataclasses.replace(get_agent("a3c"), defaults={"inner.lr": 0.5, "workers": 8})
+    settings = Outer()
+    assert agent.configure(settings) == Outer(Inner(lr=0.5), workers=8)
+    assert agent.configure(settings, given={"workers"}) == Outer(Inner(lr=0.5), workers=2)
+    assert settings == Outer()  # a copy: the settings passed in are left alone
+    assert agent.defaults_text() == "inner.lr=0.5, workers=8"
+    assert get_agent("a3c").configure(settings) is settings  # no defaults: nothing to do
+
+
+@pytest.mark.parametrize(
+    ("defaults", "message"),
+    [
+        ({"inner.lrr": 0.5}, "agent default 'inner.lrr': Inner has no field 'lrr'"),
+        ({"workers.size": 1}, "agent default 'workers.size': int has no field 'size'"),
+        ({"inner.lr": -1.0}, "lr must be positive"),  # checked as on construction
+    ],
+)
+def test_a_bad_agent_default_is_a_one_line_error(defaults, message) -> None:
+    agent = dataclasses.replace(get_agent("a3c"), defaults=defaults)
+    with pytest.raises(ValueError, match=re.escape(message)):
+        agent.configure(Outer())
