@@ -180,10 +180,14 @@ def scale_obs(obs: torch.Tensor) -> torch.Tensor:
 
 
 def native_bfloat16() -> bool:
-    """Whether this CPU computes in bfloat16 natively (AVX-512 BF16 or AMX, through oneDNN)."""
-    return bool(
-        torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
-    )
+    """Whether this CPU has bfloat16 instructions (AVX-512 BF16 or AMX) for oneDNN to use.
+
+    oneDNN's own check (``_is_mkldnn_bf16_supported``) also says yes on plain AVX-512, where it
+    emulates bfloat16 more slowly than float32; torch's cpuinfo flags tell the two apart.
+    """
+    if not torch.backends.mkldnn.is_available():
+        return False
+    return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
 
 
 def resolve_precision(choice: PrecisionChoice, obs_shape: tuple[int, ...]) -> Precision:
