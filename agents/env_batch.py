@@ -154,7 +154,7 @@ class AtariVectorBatch:
         self.env.close()
 
 
-class MinAtarBatch:
+class MinAtarBatch(EnvBatch):
     """E MinAtar games (:class:`pathevo.envs.minatar.MinAtarEnv`), each built and seeded by
     `make_env` as :class:`EnvBatch` builds them and giving the same steps, but stepped directly:
     gymnasium's wrappers (order and time-limit checks, three calls deep) would cost more than
@@ -162,17 +162,11 @@ class MinAtarBatch:
     instead of E arrays and a stack. The time limit of the id's spec is counted here."""
 
     def __init__(self, env_id: str, seeds: list[int]) -> None:
-        self.envs = [make_env(env_id, seed) for seed in seeds]
+        super().__init__(env_id, seeds)  # built, seeded and reset as the Python loop's
         self.games = [env.unwrapped for env in self.envs]
         spec = self.envs[0].spec
         self.time_limit = spec.max_episode_steps if spec is not None else None
-        self.obs = torch.as_tensor(np.stack([env.reset()[0] for env in self.envs]))  # [E, C, H, W]
-        self.starts = torch.ones(len(self.envs), dtype=torch.bool)  # [E]
         self.elapsed = np.zeros(len(self.envs), dtype=np.int64)  # steps of the running episodes
-        self.episodes = EpisodeTracker(len(self.envs))
-
-    def __len__(self) -> int:
-        return len(self.games)
 
     def step(self, actions: np.ndarray) -> Step:
         """Act in every game (actions [E]); ended games restart."""
@@ -206,10 +200,6 @@ class MinAtarBatch:
             torch.from_numpy(rewards), self.starts.clone(), torch.from_numpy(truncated),
             final_obs, finished,
         )  # fmt: skip
-
-    def close(self) -> None:
-        for env in self.envs:
-            env.close()
 
 
 BATCHES: dict[str, Callable[[str, list[int]], EnvBatchLike]] = {

@@ -40,6 +40,7 @@ import importlib.util
 import multiprocessing
 import tempfile
 import time
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -132,6 +133,22 @@ class BenchA3CConfig:
         return self.env_id.startswith("ALE/")
 
 
+def random_steps_per_second(
+    step: Callable[[np.ndarray], object],
+    actions: int,
+    size: int,
+    seconds: float,
+    rng: np.random.Generator,
+) -> float:
+    """Steps per second of ``step``-ping ``size`` envs with uniformly random actions of
+    ``actions`` kinds for ``seconds``: every raw limit's loop (ale-py, EnvPool, worker batches)."""
+    steps, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        step(rng.integers(0, actions, size))
+        steps += size
+    return steps / (time.perf_counter() - start)
+
+
 def raw_steps_per_second(cfg: BenchA3CConfig) -> float:
     """Random-action steps per second of the environments alone: ale-py's vector env (W
     threads, W·E games) for ALE ids, else W processes each stepping a worker's batch."""
@@ -142,12 +159,9 @@ def raw_steps_per_second(cfg: BenchA3CConfig) -> float:
     rng = np.random.default_rng(cfg.seed)
     try:
         env.reset(seed=cfg.seed)
-        actions = env.single_action_space.n
-        steps, start = 0, time.perf_counter()
-        while time.perf_counter() - start < cfg.raw_seconds:
-            env.step(rng.integers(0, actions, num_envs))
-            steps += num_envs
-        return steps / (time.perf_counter() - start)
+        return random_steps_per_second(
+            env.step, env.single_action_space.n, num_envs, cfg.raw_seconds, rng
+        )
     finally:
         env.close()
 
@@ -172,11 +186,7 @@ def _step_batch(env_id: str, seeds: list[int], seconds: float) -> float:
     rng = np.random.default_rng(seeds[0])
     try:
         envs.step(rng.integers(0, actions, len(envs)))  # warm
-        steps, start = 0, time.perf_counter()
-        while time.perf_counter() - start < seconds:
-            envs.step(rng.integers(0, actions, len(envs)))
-            steps += len(envs)
-        return steps / (time.perf_counter() - start)
+        return random_steps_per_second(envs.step, actions, len(envs), seconds, rng)
     finally:
         envs.close()
 
@@ -201,12 +211,7 @@ def envpool_steps_per_second(cfg: BenchA3CConfig) -> float | None:
     rng = np.random.default_rng(cfg.seed)
     try:
         env.reset()
-        actions = env.action_space.n
-        steps, start = 0, time.perf_counter()
-        while time.perf_counter() - start < cfg.raw_seconds:
-            env.step(rng.integers(0, actions, num_envs))
-            steps += num_envs
-        return steps / (time.perf_counter() - start)
+        return random_steps_per_second(env.step, env.action_space.n, num_envs, cfg.raw_seconds, rng)
     finally:
         env.close()
 
