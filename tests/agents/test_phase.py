@@ -257,6 +257,7 @@ def test_tensorboard_tags_of_episodes_losses_routing_and_paths(tmp_path):
     board = TensorBoardReporter(writer, log, population, frozen)
     board.episode(rank=1, step=10, episode_return=4.0, mean=3.0, episodes=2, done=10,
                   workers=FakeWorkers())  # fmt: skip
+    board.handled(done=10, workers=FakeWorkers())
     board.update(rank=0, step=11, done=11, message={"value_loss": 0.1, "policy_loss": -0.2,
                  "skipped_updates": 1, "moe": {"layer/task": report}})  # fmt: skip
     board.tournament(rank=0, step=12, fitness=1.5)
@@ -273,6 +274,29 @@ def test_tensorboard_tags_of_episodes_losses_routing_and_paths(tmp_path):
     assert {tag.split("/")[0] for tag in scalars} == {"charts", "losses", "moe", "evolution"}
     assert [e.value for e in events.Scalars("losses/skipped_updates")] == [3.0]
     assert {"moe/layer/task/usage", "evolution/paths"} == set(events.Tags()["images"])
+
+
+def test_tensorboard_writes_the_mean_once_a_message_and_paths_at_most_every_few_seconds(tmp_path):
+    cfg = PathNetA3CConfig(layers=2, modules=3, active=2)
+    population = new_population(cfg, 2, seed=0)
+    frozen = [torch.zeros(3, dtype=torch.bool)] * 2
+    writer = SummaryWriter(str(tmp_path))
+    board = TensorBoardReporter(writer, PhaseLog(), population, frozen, image_every=3600.0)
+    for step, returns in ((5, [1.0, 2.0, 3.0]), (9, [4.0])):  # two messages' episodes
+        for index, episode_return in enumerate(returns):
+            board.episode(rank=0, step=step, episode_return=episode_return, mean=10.0 + index,
+                          episodes=index + 1, done=step, workers=FakeWorkers())  # fmt: skip
+        board.handled(done=step, workers=FakeWorkers())
+    for step in (20, 30, 40):  # within the hour: the first is drawn, the last when it ends
+        board.tournament(rank=0, step=step, fitness=1.0)
+    board.ended(done=40)
+    writer.close()
+    events = EventAccumulator(str(tmp_path))
+    events.Reload()
+    assert len(events.Scalars("charts/episodic_return/worker0")) == 4  # every episode
+    means = [(e.step, e.value) for e in events.Scalars("charts/mean_return_20")]
+    assert means == [(5, 12.0), (9, 10.0)]  # the mean after each message's last episode
+    assert [image.step for image in events.Images("evolution/paths")] == [20, 40]
 
 
 # --- the set-up object -----------------------------------------------------------------------
