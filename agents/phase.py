@@ -20,6 +20,7 @@ import functools
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -86,13 +87,15 @@ def worker_group(
     workers: int,
     max_restarts: int,
     on_restart: Callable[[int, str, int], None],
+    workdir: str | Path | None = None,
 ) -> WorkerGroup | RayWorkerGroup:
-    """The group that runs a phase's workers on ``backend``."""
+    """The group that runs a phase's workers on ``backend`` (local processes keep their
+    directories in ``workdir``: :class:`~pathevo.agents.processes.WorkerGroup`)."""
     check_worker_backend(backend, ray_address)
     if backend == "ray":
         return RayWorkerGroup(workers, ray_address, max_restarts=max_restarts,
                               on_restart=on_restart)  # fmt: skip
-    return WorkerGroup(max_restarts=max_restarts, on_restart=on_restart)
+    return WorkerGroup(max_restarts=max_restarts, on_restart=on_restart, workdir=workdir)
 
 
 WorkerArgs = Callable[[WorkerGroup | RayWorkerGroup], list[tuple[Any, ...]]]
@@ -111,6 +114,7 @@ def run_phase(
     max_restarts: int = 3,
     backend: str = "processes",
     ray_address: str | None = None,
+    workdir: str | Path | None = None,
 ) -> None:
     """Run ``target`` workers until ``budget`` environment steps (the sum of ``steps`` [W]
     long) are done or a reporter stops them; record their messages in ``log``; hand every
@@ -121,7 +125,10 @@ def run_phase(
     ``backend``: ``processes`` (local processes sharing memory) or ``ray`` (Ray actors around a
     parameter server, :mod:`pathevo.agents.ray_workers`, on a local instance or the cluster at
     ``ray_address``); the runner's model, optimiser, counters and population are up to date
-    whenever a reporter syncs the workers and when the phase ends, with either.
+    whenever a reporter syncs the workers and when the phase ends, with either. ``workdir``:
+    where local worker processes keep their stderr logs and game engines their crash logs, one
+    directory per worker (a temporary directory by default; what is empty is removed at the
+    end); never the user's working directory.
     """
     report = ReporterSet(reporters)
     report.started(done=int(steps.sum()), budget=budget, workers=steps.numel())
@@ -136,7 +143,7 @@ def run_phase(
         # The workers have the cores; the runner's own tensor work is small, and a parallel op
         # would wait for a busy core (milliseconds a message).
         with torch_threads(1), worker_group(backend, ray_address, steps.numel(), max_restarts,
-                                            on_restart) as group:  # fmt: skip
+                                            on_restart, workdir) as group:  # fmt: skip
             group.start(target, build_args(group))
             for message in group.messages():
                 kind, rank, step = message["kind"], message["rank"], message["step"]
@@ -306,14 +313,16 @@ class Phase:
         max_restarts: int = 3,
         backend: str = "processes",
         ray_address: str | None = None,
+        workdir: str | Path | None = None,
     ) -> None:
         """Train with ``target`` workers (the agent's worker function) on ``env_id`` until
-        ``budget`` steps (:func:`run_phase`; ``task`` and ``evolve`` as :meth:`worker_args`)."""
+        ``budget`` steps (:func:`run_phase`, with ``max_restarts``, ``backend``, ``ray_address``
+        and ``workdir``; ``task`` and ``evolve`` as :meth:`worker_args`)."""
         build_args = functools.partial(
             self.worker_args, env_id=env_id, budget=budget, task=task, evolve=evolve
         )
         run_phase(
             target, build_args, steps=self.steps, budget=budget, log=self.log,
             reporters=reporters, max_restarts=max_restarts, backend=backend,
-            ray_address=ray_address,
+            ray_address=ray_address, workdir=workdir,
         )  # fmt: skip

@@ -384,8 +384,10 @@ class EarlyStop(Reporter):
 
 
 class RestartReporter(Reporter):
-    """A restarted worker on stderr, after the phase's ``name``, and as TensorBoard text
-    (``events/worker_restarts``)."""
+    """A restarted worker as one line on stderr, after the phase's ``name`` — what happened
+    (the first line of the worker group's ``reason``: the exception, or the signal that killed
+    it) — and as TensorBoard text (``events/worker_restarts``) with the rest of ``reason``, the
+    worker's traceback."""
 
     def __init__(self, writer: SummaryWriter, name: str = "") -> None:
         self.writer, self.name = writer, name
@@ -393,6 +395,8 @@ class RestartReporter(Reporter):
     def restarted(
         self, *, rank: int, reason: str, restarts: int, max_restarts: int, done: int
     ) -> None:
-        event = f"worker {rank} failed and was restarted ({restarts} of {max_restarts}): {reason}"
+        what, _, details = reason.strip().partition("\n")
+        event = f"worker {rank} failed and was restarted ({restarts} of {max_restarts}): {what}"
         print(f"{self.name}: {event}" if self.name else event, file=sys.stderr)
-        self.writer.add_text("events/worker_restarts", event, done)
+        text = f"{event}\n\n```\n{details}\n```" if details else event
+        self.writer.add_text("events/worker_restarts", text, done)

@@ -208,6 +208,7 @@ def main(cfg: A3CRunConfig) -> dict[str, Any]:
         phase.run(
             get_agent(cfg.agent).worker, env_id=cfg.env_id, budget=cfg.steps,
             reporters=reporters, backend=cfg.backend, ray_address=cfg.ray_address,
+            workdir=run_path / "workers",
         )  # fmt: skip
 
     summary = summarise(cfg, phase)

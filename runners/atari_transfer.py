@@ -10,7 +10,9 @@ arXiv:1602.01783). Four training phases of ``--steps`` environment steps each:
 * ``finetune``: A's network (its library after phase A, every worker on A's best path, not
   frozen) fine-tuned on B with a new head, no evolution — the fine-tuning control.
 
-Speed-up = steps the control needs to reach a return threshold on B / steps PathNet needs.
+Speed-up = steps the control needs to reach a return threshold on B / steps PathNet needs; the
+area ratio = PathNet's area under B's learning curve / the control's. Over seeds and every pair
+of a set of games: :mod:`pathevo.runners.transfer_matrix` (``--repeats K``).
 Games with different channel counts (MinAtar) share the library by zero-padding channels.
 Run ``pathevo atari_transfer --help``; ``tensorboard --logdir runs``.
 """
@@ -93,6 +95,10 @@ class TransferConfig:
     ray_address: str | None = None
     """The Ray cluster of the 'ray' backend: host:port of its head, ray://host:port, or auto
     (the one started on this machine with `ray start`); default: a new local instance."""
+    max_restarts: int = 3
+    """Restarts allowed per worker and phase (a crashed game engine, a killed process): the
+    worker starts again from its slot; one more failure stops the run. Each worker's log and
+    anything its engine writes are in <run-dir>/workers/<phase>/worker-<rank>/."""
     checkpoint_every: int = 100_000
     """Environment steps between checkpoints (one is also written after every phase)."""
     checkpoint_minutes: float = 5.0
@@ -106,6 +112,8 @@ class TransferConfig:
         check_worker_backend(self.backend, self.ray_address)  # Ray: installed, address answers
         if self.workers < 2:
             raise ValueError("PathNet-A3C needs at least 2 workers (one genome each)")
+        if self.max_restarts < 0:
+            raise ValueError(f"max_restarts must be non-negative, got {self.max_restarts}")
         if min(self.steps, self.checkpoint_every, self.checkpoint_minutes) <= 0:
             raise ValueError("steps, checkpoint_every and checkpoint_minutes must be positive")
         if not 0.0 < self.threshold_fraction <= 1.0:
@@ -221,7 +229,8 @@ def train_phase(
     phase.run(
         get_agent(cfg.agent).worker, env_id=env_id, task=task, budget=cfg.steps,
         evolve=name != "finetune", reporters=reporters, backend=cfg.backend,
-        ray_address=cfg.ray_address,
+        ray_address=cfg.ray_address, max_restarts=cfg.max_restarts,
+        workdir=run_path / "workers" / name,
     )  # fmt: skip
     writer.close()
     state["logs"][name] = dataclasses.asdict(phase.log)
@@ -339,6 +348,9 @@ def summarise(cfg: TransferConfig, state: dict[str, Any]) -> dict[str, Any]:
         "conditions": conditions,
         "speedup_vs_scratch": needed("scratch") / needed("pathnet"),
         "speedup_vs_finetune": needed("finetune") / needed("pathnet"),
+        "area_ratio_vs_scratch": area_ratio(conditions, "pathnet", "scratch"),
+        "area_ratio_vs_finetune": area_ratio(conditions, "pathnet", "finetune"),
+        "worker_restarts": sum(state["logs"][phase]["worker_restarts"] for phase in PHASES),
         "module_reuse": module_reuse(path_b, path_a),
         "reused_modules": reused_modules(path_b, path_a),
         "task_a": {
@@ -348,6 +360,13 @@ def summarise(cfg: TransferConfig, state: dict[str, Any]) -> dict[str, Any]:
         },
         "seconds": sum(state["logs"][phase]["seconds"] for phase in PHASES),
     }
+
+
+def area_ratio(conditions: dict[str, dict[str, Any]], faster: str, control: str) -> float | None:
+    """``faster``'s area under the learning curve over ``control``'s (the mean return over the
+    phase; None unless both are positive: a ratio of areas needs positive returns)."""
+    a, b = conditions[faster]["auc"], conditions[control]["auc"]
+    return a / b if a > 0 and b > 0 else None  # False for NaN too
 
 
 def plot(cfg: TransferConfig, run_path: Path, summary: dict[str, Any]) -> None:
@@ -390,9 +409,12 @@ def print_table(console: Console, summary: dict[str, Any], run_path: Path) -> No
             f"{condition['final_mean_return']:.2f}",
         )
     console.print(table)
+    areas = [summary["area_ratio_vs_scratch"], summary["area_ratio_vs_finetune"]]
+    area_text = "" if None in areas else (
+        f" (area ratio {areas[0]:.2f}x vs scratch, {areas[1]:.2f}x vs fine-tuning)")  # fmt: skip
     console.print(
-        f"PathNet speed-up: {summary['speedup_vs_scratch']:.2f}x vs scratch, "
-        f"{summary['speedup_vs_finetune']:.2f}x vs fine-tuning; "
+        f"PathNet speed-up to the threshold: {summary['speedup_vs_scratch']:.2f}x vs scratch, "
+        f"{summary['speedup_vs_finetune']:.2f}x vs fine-tuning{area_text}; "
         f"module reuse {summary['module_reuse']:.0%}.  Run: {run_path}"
     )
 

@@ -10,11 +10,20 @@ The environment is ViZDoom's own gymnasium env with wrappers around it: a small 
 set of button combinations, the screen resized to ``frame_size``² and turned channels-first, and
 gymnasium's frame stack, giving ``[frame_stack * C, H, W]`` uint8. The wrappers written here do
 not record their constructor arguments, so ``env.spec`` can remake the env (``check_env`` does).
+
+The engine is a program of its own that ViZDoom starts; it writes its crash log
+(``vizdoom-crash.log``) and a ``_vizdoom/`` folder into its working directory and its crash
+handler prints a dump. :func:`engine_launcher` starts it in a worker's own directory (or a private
+temporary one), with its output in ``vizdoom.log`` there: a crash is the exception ViZDoom raises
+in Python, not files in the user's working directory and a dump on the terminal.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
+import shlex
+import stat
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +44,10 @@ from pathevo.envs.labyrinth.reaper import ensure_reaper  # noqa: E402
 SCENARIOS = Path(__file__).with_name("scenarios")
 # ZDoom writes its own ini at exit; by default into the working directory.
 DOOM_INI = Path(tempfile.gettempdir()) / "pathevo-vizdoom" / "vizdoom.ini"
+# A worker's own directory, in its environment: pathevo.agents.processes.WORKER_DIR_ENV.
+WORKER_DIR_ENV = "PATHEVO_WORKER_DIR"
+ENGINE_LOG = "vizdoom.log"
+"""The engine's stdout and stderr, in the directory it runs in."""
 
 # Lab-style movement: step forward/back/sideways, turn, and turn while walking forward.
 NAVIGATION = (
@@ -144,6 +157,43 @@ class GameVariableReward(gym.Wrapper):
         return obs, reward, terminated, truncated, info
 
 
+def private_dir() -> Path:
+    """This user's own temporary directory for ViZDoom engines: their launchers, and the
+    directory they run in outside a worker. Made readable by its owner only, and refused if
+    anyone else could write into it (the launchers there are run)."""
+    path = Path(tempfile.gettempdir()) / f"pathevo-vizdoom-{os.getuid()}"
+    path.mkdir(mode=0o700, exist_ok=True)
+    info = path.lstat()
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid() or info.st_mode & 0o022:
+        raise RuntimeError(f"{path} is not a directory that only this user can write; remove it")
+    return path
+
+
+def engine_launcher() -> str:
+    """The program to start ViZDoom's engine with (``DoomGame.set_vizdoom_path``): a shell
+    script that starts it in the directory :data:`WORKER_DIR_ENV` names (else
+    :func:`private_dir`) with its output appended to :data:`ENGINE_LOG` there. ViZDoom has no
+    setting for the engine's working directory or output. The engine itself where there is no
+    POSIX shell."""
+    if os.name != "posix":
+        return vzd.exe_path
+    home = private_dir()
+    script = (
+        "#!/bin/sh\n"
+        "# pathevo: ViZDoom's engine in a worker's directory, its crash log and output there.\n"
+        f'dir=${{{WORKER_DIR_ENV}:-}}\n[ -n "$dir" ] || dir={shlex.quote(str(home))}\n'
+        'cd "$dir" || exit 1\n'
+        f'exec {shlex.quote(str(Path(vzd.exe_path).resolve()))} "$@" >>{ENGINE_LOG} 2>&1\n'
+    )
+    path = home / f"engine-{hashlib.sha256(script.encode()).hexdigest()[:16]}.sh"
+    if not path.exists():  # named after its text: once written, it is this script
+        partial = path.with_name(f".{path.name}.{os.getpid()}")
+        partial.write_text(script)
+        partial.chmod(0o700)
+        os.replace(partial, path)
+    return str(path)
+
+
 def make_doom_env(
     task: str,
     frame_size: int = 84,
@@ -180,6 +230,7 @@ def make_doom_env(
         available_buttons=[getattr(vzd.Button, b) for b in buttons],
         episode_timeout=0,  # gymnasium's TimeLimit truncates, so the last frame is a real one
         doom_config_path=str(DOOM_INI),
+        vizdoom_path=engine_launcher(),
     )
     if spec.reward_variables:
         env = GameVariableReward(env, spec.reward_variables)

@@ -51,13 +51,15 @@ def test_a_killed_worker_is_restarted_with_its_arguments_and_the_run_goes_on(tmp
     assert messages == [{"kind": "episode", "rank": 0, "step": 1}]
     assert group.restarts == [1]
     ((rank, reason, count),) = restarts
-    assert rank == 0 and count == 1 and str(-signal.SIGKILL) in reason
+    assert rank == 0 and count == 1 and reason.startswith("died by SIGKILL")
 
 
-def test_a_worker_that_keeps_failing_stops_the_run_with_a_clear_error():
+def test_a_worker_that_keeps_failing_stops_the_run_with_a_clear_error(tmp_path):
     restarts = []
     failed = r"worker 0 failed 3 times \(last: RuntimeError: boom"
-    group = WorkerGroup(max_restarts=2, on_restart=lambda *event: restarts.append(event))
+    group = WorkerGroup(
+        max_restarts=2, on_restart=lambda *event: restarts.append(event), workdir=tmp_path
+    )
     with pytest.raises(WorkerError, match=failed), group:
         group.start(crashing_worker, [(0, group.queue)])
         list(group.messages())
@@ -65,9 +67,10 @@ def test_a_worker_that_keeps_failing_stops_the_run_with_a_clear_error():
     assert "Traceback" in restarts[0][1]  # the full traceback goes to the restart report
 
 
-def test_crashed_worker_raises_instead_of_hanging():
+def test_crashed_worker_raises_instead_of_hanging(tmp_path):
     start = time.monotonic()
-    with pytest.raises(WorkerError, match="boom in the worker"), WorkerGroup() as group:
+    group = WorkerGroup(workdir=tmp_path)  # its traceback is kept in tmp_path/worker-0
+    with pytest.raises(WorkerError, match="boom in the worker"), group:
         group.start(crashing_worker, [(0, group.queue)])
         list(group.messages())
     assert time.monotonic() - start < 60

@@ -231,10 +231,11 @@ def test_pathnet_a3c_improves_on_the_labyrinth_maze(tmp_path, monkeypatch):
 @pytest.mark.slow
 def test_moe_agent_solves_cartpole_with_balanced_experts(tmp_path):
     """Measured: solved at 18.5k steps in 27 s (seed 0), load CV² 0.08 over the 8 experts.
-    Since the MoE layer's small-batch paths (docs/moe_bench.md) it collapses in some repeats of
-    this seed (routing onto few experts, best mean 31-50): 3 of 7 repeats and once in CI,
-    against 0 of 8 with the former layer files at the same settings; slow until the cause is
-    found."""
+    Hogwild runs of one seed differ, and some do not solve it in 150k steps, most of them with
+    the routing on two or three experts (best mean 30-165). Repeats of this test's settings
+    (docs/moe.md, "Runs that do not learn"): the current layer 10 of 29 (its small-batch dense
+    path 8 of 20, its dispatch 2 of 9), the layer before the speed work (commit 0bc7796) 1 of 14.
+    Slow, and flaky at that rate."""
     cfg = runner.A3CRunConfig(
         env_id="CartPole-v1", agent="moe", workers=2, steps=150_000, seed=0,
         target_return=195.0, a3c=CARTPOLE_A3C, run_dir=str(tmp_path / "run"), progress=False,

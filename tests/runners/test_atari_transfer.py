@@ -28,6 +28,10 @@ def test_transfer_smoke_with_tiny_budgets(tmp_path):
         assert condition["steps_to_threshold"] is None or condition["steps_to_threshold"] > 0
         assert math.isfinite(condition["auc"])
     assert summary["speedup_vs_scratch"] > 0 and summary["speedup_vs_finetune"] > 0
+    areas = {name: condition["auc"] for name, condition in summary["conditions"].items()}
+    if areas["pathnet"] > 0 and areas["scratch"] > 0:  # MinAtar returns are never negative
+        assert summary["area_ratio_vs_scratch"] == areas["pathnet"] / areas["scratch"]
+    assert summary["worker_restarts"] == 0
     assert 0.0 <= summary["module_reuse"] <= 1.0
     assert json.loads((run / rd.SUMMARY).read_text())["conditions"].keys() == {
         "pathnet", "scratch", "finetune",

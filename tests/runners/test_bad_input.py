@@ -14,7 +14,6 @@ import os
 import random
 import sys
 from collections.abc import Callable
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -139,17 +138,18 @@ def checkpoints(cwd: Path, runner: str) -> dict[str, Callable[[Path], None]]:
 
 def bad_run(path: Path, runner: str, write: Callable[[Path], None]) -> None:
     """A run directory as ``runner`` writes it (its default config) whose checkpoint.pt
-    ``write`` makes; a transfer matrix keeps its checkpoints in its pairs' sub-runs."""
+    ``write`` makes; a transfer matrix keeps its checkpoints in its units' sub-runs."""
     path.mkdir()
     if runner == "labyrinth_transfer":  # it writes the Atari transfer runner's config
         rd.save_config(path, labyrinth_transfer.transfer_config(config_type(runner)()))
     else:
         rd.save_config(path, config_type(runner)())
-    if runner == "transfer_matrix":
+    if runner == "transfer_matrix":  # a killed unit: its config and checkpoint
         matrix = config_type(runner)()
-        path = transfer_matrix.pair_dir(path, *matrix.envs[:2])
-        path.mkdir()
-        rd.save_config(path, replace(matrix.transfer, env_a=matrix.envs[0], env_b=matrix.envs[1]))
+        unit = transfer_matrix.Unit("learn", matrix.transfer.seed, *matrix.envs[:1] * 2)
+        path = unit.path(path)
+        path.mkdir(parents=True)
+        rd.save_config(path, transfer_matrix.unit_config(matrix, unit, path.parent.parent))
     write(path / rd.CHECKPOINT)
 
 
