@@ -52,6 +52,7 @@ from rich.progress import (
     TextColumn,
     TimeElapsedColumn,
 )
+from rich.table import Table
 from rich.text import Text
 
 from pathevo.agents.curves import curve_auc, final_mean_return, learning_curve, steps_to_threshold
@@ -526,9 +527,37 @@ def main(cfg: MatrixConfig) -> dict[str, Any]:
     return matrix
 
 
+def ratio_text(found: dict[str, Any] | None) -> str:
+    """``1.23× [0.91, 1.66]`` (no interval from one seed); ``—`` for nothing measured."""
+    if found is None:
+        return "—"
+    interval = "" if found["low"] is None else f" [{found['low']:.2f}, {found['high']:.2f}]"
+    return f"{found['mean']:.2f}×{interval}"
+
+
+def pair_table(matrix: dict[str, Any]) -> Table:
+    """Per pair, PathNet's speed-ups over scratch and fine-tuning in both measures (geometric
+    means over seeds with 95% intervals) and the seeds measured."""
+    table = Table(title=f"PathNet-A3C transfer, {matrix['steps_per_phase']:,} steps a training")
+    for column in ("A → B", "vs scratch: steps", "vs scratch: area", "vs fine-tune: steps",
+                   "vs fine-tune: area", "seeds"):  # fmt: skip
+        table.add_column(column, justify="right")
+    for pair in matrix["pairs"]:
+        summary = pair["summary"]
+        cells = [
+            ratio_text(summary.get(key, {}).get(measure))
+            for key in ("pathnet_vs_scratch", "pathnet_vs_finetune")
+            for measure in MEASURES
+        ]
+        names = f"{pair['env_a'].split('/')[-1]} → {pair['env_b'].split('/')[-1]}"
+        table.add_row(names, *cells, str(len(pair["seeds"])))  # fmt: skip
+    return table
+
+
 def print_summary(
     console: Console, matrix: dict[str, Any], run_path: Path, trained: int, seconds: float
 ) -> None:
+    console.print(pair_table(matrix))
     seeds = len(matrix["seeds"])
     for key in ("pathnet_vs_scratch", "pathnet_vs_finetune"):
         for measure, name in MEASURES.items():

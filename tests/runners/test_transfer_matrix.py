@@ -159,15 +159,15 @@ def test_an_interrupted_matrix_keeps_its_partial_matrix_and_resumes(tmp_path, mo
 
 @pytest.mark.slow
 def test_labyrinth_pair_over_two_seeds_through_the_cli(tmp_path):
-    """Two Labyrinth levels, two seeds, tiny budgets: per-seed fields and intervals in
-    matrix.json, nothing written to the working directory."""
+    """Two Labyrinth levels, two seeds, tiny budgets (three 525-step episodes an env): per-seed
+    fields and intervals in matrix.json, nothing written to the working directory."""
     run, cwd = tmp_path / "matrix", tmp_path / "cwd"
     cwd.mkdir()
     done = subprocess.run(
         [sys.executable, "-m", "pathevo.runners.transfer_matrix", "--envs",
          "pathevo/Labyrinth-NavMaze-v0", "pathevo/Labyrinth-SeekAvoid-v0", "--repeats", "2",
-         "--transfer.workers", "2", "--transfer.steps", "1200", "--transfer.a3c.t-max", "5",
-         "--transfer.a3c.envs-per-worker", "2", "--transfer.pathnet.layers", "2",
+         "--transfer.workers", "2", "--transfer.steps", "3200", "--transfer.a3c.t-max", "5",
+         "--transfer.a3c.envs-per-worker", "1", "--transfer.pathnet.layers", "2",
          "--transfer.pathnet.modules", "3", "--transfer.pathnet.active", "2",
          "--transfer.pathnet.units", "8", "--transfer.pathnet.episodes-per-evaluation", "1",
          "--transfer.no-progress", "--run-dir", str(run)],
@@ -177,6 +177,7 @@ def test_labyrinth_pair_over_two_seeds_through_the_cli(tmp_path):
     assert list(cwd.iterdir()) == []
     matrix = json.loads((run / runner.MATRIX).read_text())
     assert matrix["seeds"] == [0, 1] and matrix["units_done"] == matrix["units_total"] == 12
+    assert len(matrix["pairs"]) == 2
     for pair in matrix["pairs"]:
         assert set(pair["seeds"]) == {"0", "1"}
         for seed in pair["seeds"].values():
