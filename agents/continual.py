@@ -11,6 +11,8 @@ let a run show that a frozen path's function did not change at all.
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import torch
 from torch import nn
@@ -54,8 +56,8 @@ def split_task(task: BinaryTask, held_out: float, seed: int) -> tuple[BinaryTask
     test = max(1, round(held_out * len(order)))
     train_ids, test_ids = order[test:], order[:test]
     return (
-        BinaryTask(task.name, task.x[train_ids], task.y[train_ids]),
-        BinaryTask(task.name, task.x[test_ids], task.y[test_ids]),
+        dataclasses.replace(task, x=task.x[train_ids], y=task.y[train_ids]),
+        dataclasses.replace(task, x=task.x[test_ids], y=task.y[test_ids]),
     )
 
 

@@ -9,6 +9,10 @@ Classes may also be given by label (``fashion/1v7``); :func:`canonical_task` spe
 
 ``digits`` (scikit-learn's 8×8 digits, no download) may be upsampled (bilinear) to MNIST's 28×28
 so that inputs have the paper's size.
+
+``<data set>/all`` (``fashion/all``, ``digits/all``) is the data set's ten-class task, the one
+Frankle & Carbin 2019 (arXiv:1803.03635) train LeNet-300-100 on: :func:`make_task` reads either
+kind; the binary-only recipes keep to :func:`make_binary_task` and :func:`parse_task`.
 """
 
 from __future__ import annotations
@@ -24,15 +28,19 @@ import torch.nn.functional as F
 from pathevo.envs.image_data import DATASETS, ImageDataset, get_dataset, load_images
 
 _LABELS = re.compile(r"^(\d)v(\d)$")
+ALL_CLASSES = "all"
+"""The class part of a data set's ten-class task id: ``fashion/all``."""
 
 
 @dataclass
 class BinaryTask:
-    """Inputs ``x`` [n, D] float in [0, 1] and labels ``y`` [n] long in {0, 1}."""
+    """Inputs ``x`` [n, D] float in [0, 1] and labels ``y`` [n] long in {0, 1}; a ten-class task
+    (``fashion/all``) holds labels 0..9 and ``classes`` 10."""
 
     name: str
     x: torch.Tensor
     y: torch.Tensor
+    classes: int = 2
 
     @property
     def input_size(self) -> int:
@@ -119,6 +127,12 @@ def is_image_task(name: str) -> bool:
     return bool(slash) and dataset in DATASETS
 
 
+def is_all_classes_task(name: str) -> bool:
+    """Whether ``name`` is a data set's ten-class task, ``<data set>/all``."""
+    dataset, slash, classes = name.partition("/")
+    return bool(slash) and classes == ALL_CLASSES and dataset in DATASETS
+
+
 def make_binary_task(
     name: str,
     data_dir: str | Path | None = None,
@@ -132,16 +146,44 @@ def make_binary_task(
     keeps their own size (8 for scikit-learn's digits, 28 for the MNIST-format sets).
     """
     task = parse_task(name)
+    x, labels = _split_images(task.dataset, split, data_dir, resolution, task.labels)
+    return BinaryTask(name=task.name, x=x, y=(labels == task.second).long())
+
+
+def make_task(
+    name: str,
+    data_dir: str | Path | None = None,
+    resolution: int | None = None,
+    split: str = "train",
+) -> BinaryTask:
+    """A binary task (:func:`make_binary_task`) or a data set's ten-class task ``<data set>/all``
+    (every image of the split, labels 0..9), found and resized alike."""
+    if not is_all_classes_task(name):
+        return make_binary_task(name, data_dir, resolution, split)
+    dataset = DATASETS[name.partition("/")[0]]
+    classes = tuple(range(len(dataset.classes)))
+    x, labels = _split_images(dataset.name, split, data_dir, resolution, classes)
+    return BinaryTask(name=name, x=x, y=labels, classes=len(classes))
+
+
+def _split_images(
+    dataset: str,
+    split: str,
+    data_dir: str | Path | None,
+    resolution: int | None,
+    kept: tuple[int, ...],
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The images of one split whose labels are in ``kept`` (a copy), resized and flattened:
+    x [n, D] float in [0, 1], their labels [n] long."""
     if resolution is not None and resolution <= 0:
         raise ValueError(f"resolution must be positive, got {resolution}")
-    images, labels = load_images(task.dataset, split, data_dir)
-    keep = (labels == task.first) | (labels == task.second)
+    images, labels = load_images(dataset, split, data_dir)
+    keep = np.isin(labels, kept)
     x = torch.from_numpy(images[keep])  # [n, H, W]
     if resolution is not None and resolution != x.shape[-1]:
         x = F.interpolate(x.unsqueeze(1), size=(resolution, resolution), mode="bilinear")
         x = x.squeeze(1).clamp(0.0, 1.0)
-    y = torch.from_numpy((labels[keep] == task.second).astype(np.int64))
-    return BinaryTask(name=task.name, x=x.flatten(1).contiguous(), y=y)
+    return x.flatten(1).contiguous(), torch.from_numpy(labels[keep])
 
 
 def salt_and_pepper(

@@ -51,7 +51,7 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Literal
 
 import torch
@@ -283,37 +283,46 @@ def _prune_smallest(scores: torch.Tensor, alive: torch.Tensor, count: int) -> to
 
 
 def magnitude_prune(
-    targets: Iterable[PruneTarget], fraction: float, scope: Scope = "global"
+    targets: Iterable[PruneTarget], fraction: float | Sequence[float], scope: Scope = "global"
 ) -> None:
     """Prune ``fraction`` of the *remaining* weights with the smallest |effective weight|.
 
     ``scope`` "global" ranks all targets' weights together and prunes round(fraction * remaining)
-    of them; "layer" prunes round(fraction * remaining in the layer) in each target. Ties go to
-    the earlier entry (targets in order, then row-major). Frozen targets are neither counted nor
-    pruned. Pruned weights are set to zero.
+    of them; "layer" prunes round(fraction * remaining in the layer) in each target, and then
+    ``fraction`` may be one per target (Frankle & Carbin prune LeNet's hidden layers by 20% a
+    round and its output layer by 10%). Ties go to the earlier entry (targets in order, then
+    row-major). Frozen targets are neither counted nor pruned. Pruned weights are set to zero.
     """
-    if not 0.0 <= fraction <= 1.0:
-        raise ValueError(f"fraction must lie in [0, 1], got {fraction}")
+    targets = list(targets)
+    fractions = [fraction] * len(targets) if isinstance(fraction, int | float) else list(fraction)
+    if len(fractions) != len(targets):
+        raise ValueError(f"{len(fractions)} prune fractions for {len(targets)} targets")
+    if not all(0.0 <= f <= 1.0 for f in fractions):
+        raise ValueError(f"fractions must lie in [0, 1], got {fraction}")
     if scope not in SCOPES:
         raise ValueError(f"unknown scope {scope!r}; choose one of {', '.join(SCOPES)}")
-    live = [(module, name) for module, name in targets if not _frozen(module, name)]
+    if scope == "global" and len(set(fractions)) > 1:
+        raise ValueError("global ranking prunes one fraction of all targets together")
+    live = [(target, f) for target, f in zip(targets, fractions, strict=True)
+            if not _frozen(*target)]  # fmt: skip
     if not live:
         return
-    scores = [effective_weight(module, name).abs().flatten() for module, name in live]
-    alive = [_mask(module, name).flatten() != 0 for module, name in live]
+    scores = [effective_weight(module, name).abs().flatten() for (module, name), _ in live]
+    alive = [_mask(module, name).flatten() != 0 for (module, name), _ in live]
     new_masks = [mask.clone() for mask in alive]  # bool [n_i]
     if scope == "layer":
-        for score, keep, new in zip(scores, alive, new_masks, strict=True):
-            count = round(fraction * int(keep.sum()))
+        for score, keep, new, (_, f) in zip(scores, alive, new_masks, live, strict=True):
+            count = round(f * int(keep.sum()))
             new[_prune_smallest(score, keep, count)] = False
     else:
         keep = torch.cat(alive)
-        count = round(fraction * int(keep.sum()))
+        count = round(fractions[0] * int(keep.sum()))
         flat = torch.cat(new_masks)
         flat[_prune_smallest(torch.cat(scores), keep, count)] = False
         new_masks = list(flat.split([mask.numel() for mask in alive]))
-    shaped = [new.view_as(_mask(m, n)) for new, (m, n) in zip(new_masks, live, strict=True)]
-    set_masks(live, shaped)
+    live_targets = [target for target, _ in live]
+    shaped = [new.view_as(_mask(*t)) for new, t in zip(new_masks, live_targets, strict=True)]
+    set_masks(live_targets, shaped)
 
 
 # --- rewinding and the controls --------------------------------------------------------------
@@ -377,6 +386,26 @@ def random_masks(targets: Iterable[PruneTarget], seed: int) -> None:
         new[torch.randperm(mask.numel(), generator=generator)[:pruned]] = 0
         new_masks.append(new.view_as(mask))
     set_masks(live, new_masks)
+
+
+def permute_survivors(targets: Iterable[PruneTarget], seed: int) -> None:
+    """The permuted-weights control of Vischer et al. 2021 (arXiv:2105.01648, "On lottery
+    tickets and minimal task representations in deep RL"): in every target, the values of the
+    surviving weights are shuffled among the surviving positions (a uniformly random permutation
+    per layer, from a generator seeded with ``seed``). Masks, and each layer's multiset of
+    surviving values, are kept; pruned entries stay 0. Frozen targets are left alone."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for module, name in targets:
+            if _frozen(module, name):
+                continue
+            raw, mask = _raw(module, name), _mask(module, name)
+            values = effective_weight(module, name).flatten()  # [n]
+            alive = (mask.flatten() != 0).nonzero().squeeze(1)  # [K]
+            shuffled = values.clone()
+            shuffled[alive] = values[alive[torch.randperm(len(alive), generator=generator)]]
+            raw.copy_(shuffled.view_as(raw))
+            _refresh(module, name)
 
 
 # --- the optimiser hooks library targets need ------------------------------------------------

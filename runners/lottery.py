@@ -6,11 +6,14 @@ arXiv:1912.05671: rewind to the weights after k steps instead (``--rewind-to k``
 2020, arXiv:1906.02768: tickets exist in RL and beat random sparse networks. Every round trains
 the ticket and, at the same sparsity and from the same mask, the random-re-initialisation
 control (``reinit``) and the random-mask control (``random_mask``: rewound weights, a random mask
-with the ticket's per-layer sparsity), each with the same budget and seed.
+with the ticket's per-layer sparsity), each with the same budget and seed; ``--conditions`` adds
+Vischer et al. 2021's (arXiv:2105.01648) ``permuted`` and ``random_reinit``.
 
-A3C agents (``--agent a3c``, ``pathnet``, …) on any id ``pathevo.envs.make_env`` knows; a binary
-image task (``--env-id digits/3v5``, ``fashion/coat-v-shirt``) trains the same network as a
-classifier (returns are training accuracies).
+A3C agents (``--agent a3c``, ``pathnet``, …) on any id ``pathevo.envs.make_env`` knows; an image
+task (``--env-id digits/3v5``, ``fashion/coat-v-shirt``, the ten-class ``fashion/all``) trains
+the same network as a classifier (returns are training accuracies; test accuracy and the
+early-stopping iteration are measured too), or Frankle & Carbin's LeNet-300-100
+(``--agent lenet --env-id fashion/all``).
 Run ``pathevo lottery --help``; ``tensorboard --logdir runs``.
 """
 
@@ -19,12 +22,14 @@ from __future__ import annotations
 import copy
 import dataclasses
 import functools
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import torch
+import tyro
 from rich.console import Console
 from rich.table import Table
 from torch import nn
@@ -34,10 +39,13 @@ from pathevo.agents.a3c import A3CConfig
 from pathevo.agents.curves import curve_auc, final_mean_return, learning_curve
 from pathevo.agents.hyper_agents import HyperConfig
 from pathevo.agents.lottery_agents import (
+    CONDITION_STARTS,
     DigitsConfig,
     PruneConfig,
+    image_splits,
     image_task,
     keep_zero_worker,
+    prune_fractions,
     prune_targets,
     train_classifier,
 )
@@ -47,15 +55,23 @@ from pathevo.agents.phase import Phase, env_spaces
 from pathevo.agents.phase_log import PhaseLog
 from pathevo.agents.phase_reporters import make_progress
 from pathevo.agents.registry import agent_names, get_agent
-from pathevo.envs.digits import is_image_task, make_binary_task
+from pathevo.envs.digits import is_image_task
 from pathevo.modules import pruning
-from pathevo.runners.figures.lottery import plot_lottery
+from pathevo.runners.a3c import agent_help, flags_given
+from pathevo.runners.figures.lottery import plot_early_stopping, plot_lottery
 from pathevo.runners.plumbing import run_dir as rd
 from pathevo.runners.plumbing.cli import choice_of, run_cli
 from pathevo.runners.plumbing.stats import mean_interval
 
-AgentName = choice_of(agent_names(trainer="a3c"))
+TRAINERS = ("a3c", "supervised")
+"""The agents this runner trains: A3C's, and classifiers only image tasks train (lenet)."""
+AGENT_NAMES = [name for trainer in TRAINERS for name in agent_names(trainer=trainer)]
+AgentName = Annotated[choice_of(AGENT_NAMES), tyro.conf.arg(help=agent_help(AGENT_NAMES))]
+ConditionName = choice_of(list(CONDITION_STARTS))
 CONDITIONS = ("ticket", "reinit", "random_mask")
+"""The conditions every round trains by default."""
+MEASURES = ("test_accuracy", "final_test_accuracy", "early_stop_step", "validation_loss")
+"""What an image-task training measures besides its training accuracy (summarised the same)."""
 
 
 @dataclass
@@ -63,14 +79,22 @@ class LotteryConfig:
     """Iterative magnitude pruning with rewinding; defaults: CartPole to 87.5% head sparsity."""
 
     env_id: str = "CartPole-v1"
-    """Environment id (see `python -m pathevo.envs`), or a binary image task: digits/3v5,
-    mnist/3v5, fashion/coat-v-shirt (or fashion/4v6), kmnist/o-v-ki, emnist/3v5."""
+    """Environment id (see `python -m pathevo.envs`), a binary image task (digits/3v5,
+    mnist/3v5, fashion/coat-v-shirt or fashion/4v6, kmnist/o-v-ki, emnist/3v5), or a data set's
+    ten-class task (digits/all, fashion/all, mnist/all, …)."""
     agent: AgentName = "a3c"
-    """Agent from the registry (A3C-trained: a3c, pathnet, moe, a3c-pruned, …)."""
     rounds: int = 3
-    """R: pruning rounds (each trains the ticket and the two controls)."""
+    """R: pruning rounds (each trains the ticket and the controls)."""
     prune_fraction: float = 0.5
     """p: fraction of the remaining target weights pruned per round (sparsity 1-(1-p)^r)."""
+    output_prune_fraction: float | None = None
+    """Fraction of the output layers' remaining weights pruned per round (the policy/value or
+    classifier layers; Frankle & Carbin's LeNet: 0.1); None: prune-fraction."""
+    conditions: tuple[ConditionName, ...] = CONDITIONS
+    """What every round trains from its mask: ticket (needed: the next round prunes it),
+    reinit, random_mask, permuted (Vischer et al. 2021: the ticket's rewound weights shuffled
+    within each layer among its surviving positions), random_reinit (a random mask,
+    re-initialised)."""
     steps: int = 80_000
     """Budget of every training: environment steps over all workers (image tasks: minibatches)."""
     rewind_to: str = "init"
@@ -129,11 +153,35 @@ class LotteryConfig:
                 "rounds, steps, workers, repeats, checkpoint_every and checkpoint_minutes must "
                 "be positive"
             )
+        if self.output_prune_fraction is not None:
+            if not 0.0 < self.output_prune_fraction < 1.0:
+                raise ValueError(
+                    f"output_prune_fraction must lie in (0, 1), got {self.output_prune_fraction}"
+                )
+            if self.prune.ranking == "global" and self.output_fraction != self.prune_fraction:
+                raise ValueError("output_prune_fraction needs --prune.ranking layer")
+        unknown = [name for name in self.conditions if name not in CONDITION_STARTS]
+        if (
+            unknown
+            or "ticket" not in self.conditions
+            or len(set(self.conditions)) < len(self.conditions)
+        ):
+            raise ValueError(
+                f"conditions must name ticket and others of {', '.join(CONDITION_STARTS)} once "
+                f"each, got {' '.join(self.conditions)}"
+            )
         if self.rewind_steps >= self.steps:
             raise ValueError(f"rewind_to {self.rewind_to} must be below steps {self.steps}")
-        agent = get_agent(self.agent, trainer="a3c")
+        agent = get_agent(self.agent)
+        if agent.trainer not in TRAINERS:
+            raise ValueError(f"unknown agent {self.agent!r} here; choose {', '.join(AGENT_NAMES)}")
         task = image_task(self.env_id)  # a bad image task id fails here, in one line
         if task is None:  # an image task trains in this process
+            if agent.trainer != "a3c":
+                raise ValueError(
+                    f"{self.agent} trains image tasks only, such as --env-id digits/all or "
+                    "fashion/all"
+                )
             agent.check_workers(self.workers)
         else:
             self.env_id = task  # stored and printed as canonical_task spells it
@@ -144,6 +192,13 @@ class LotteryConfig:
     def seeds(self) -> list[int]:
         """The seed of every repeat."""
         return list(range(self.seed, self.seed + self.repeats))
+
+    @property
+    def output_fraction(self) -> float:
+        """The fraction of the output layers' remaining weights a round prunes."""
+        if self.output_prune_fraction is None:
+            return self.prune_fraction
+        return self.output_prune_fraction
 
     @property
     def rewind_steps(self) -> int:
@@ -192,23 +247,26 @@ def train_logged(
     """:func:`train`, writing to ``writer``."""
     log, began = PhaseLog(), time.monotonic()
     if is_image_task(cfg.env_id):
-        data = make_binary_task(cfg.env_id, cfg.data_dir, cfg.digits.resolution)
+        data = image_splits(cfg.env_id, cfg.data_dir, cfg.digits.resolution,
+                            cfg.digits.validation)  # fmt: skip
         bar = progress.add_task(name, total=cfg.steps, mean=float("nan"))
 
         def on_batch(*, step: int, accuracy: float) -> None:
-            log.episodes.append((start + step, accuracy))
-            if (start + step) % 50 == 0:
+            log.episodes.append((step, accuracy))
+            if step % 50 == 0:
                 mean = final_mean_return(log.episodes)
-                writer.add_scalar("charts/accuracy_20", mean, start + step)
-                progress.update(bar, completed=start + step, mean=mean)
-            if on_rewind_point is not None and start + step == cfg.rewind_steps:
+                writer.add_scalar("charts/accuracy_20", mean, step)
+                progress.update(bar, completed=step, mean=mean)
+            if on_rewind_point is not None and step == cfg.rewind_steps:
                 on_rewind_point()
 
         if on_rewind_point is not None and cfg.rewind_steps == 0:
             on_rewind_point()
-        train_classifier(model, data, cfg.digits, cfg.steps - start, cfg.seed,
-                         cfg.pathnet.active, on_batch=on_batch)  # fmt: skip
-        return result(log, cfg.steps, time.monotonic() - began)
+        measured = train_classifier(model, data, cfg.digits, start, cfg.steps, cfg.seed,
+                                    cfg.pathnet.active, on_batch=on_batch)  # fmt: skip
+        writer.add_scalar("charts/test_accuracy", measured["test_accuracy"],
+                          measured["early_stop_step"])  # fmt: skip
+        return {**result(log, cfg.steps, time.monotonic() - began), **measured}
     agent = get_agent(cfg.agent)
     population = agent.population(cfg.pathnet, cfg.workers, cfg.seed)
     phase = Phase.create(
@@ -277,8 +335,9 @@ def main(cfg: LotteryConfig) -> dict[str, Any]:
         if state.get("summary") is not None:
             return state["summary"]
     if is_image_task(cfg.env_id):  # missing data files fail before anything is written too
-        data = make_binary_task(cfg.env_id, cfg.data_dir, cfg.digits.resolution)
-        obs_shape, num_actions = (data.input_size,), 2
+        data = image_splits(cfg.env_id, cfg.data_dir, cfg.digits.resolution,
+                            cfg.digits.validation)  # fmt: skip
+        obs_shape, num_actions = (data.train.input_size,), data.classes
     else:
         obs_shape, num_actions = env_spaces(cfg.env_id, cfg.seed)  # bad ids fail before writes
     shapes = (cfg.env_id, obs_shape, num_actions)
@@ -301,6 +360,10 @@ def main(cfg: LotteryConfig) -> dict[str, Any]:
     log_summary(writer, summary)
     rd.write_json(run_path / rd.SUMMARY, summary)
     plot_lottery(run_path / "lottery.png", summary, f"{cfg.agent} on {cfg.env_id}")
+    if is_image_task(cfg.env_id):
+        plot_early_stopping(run_path / "early_stopping.png", summary,
+                            f"{cfg.agent} on {cfg.env_id}")  # fmt: skip
+    (run_path / "summary.md").write_text(markdown_table(summary))
     writer.close()
     state["summary"] = summary
     rd.save_checkpoint(run_path, state)
@@ -402,9 +465,10 @@ def run_rounds(
         if level not in run["masks"]:  # prune the latest ticket's trained weights
             model, targets = fresh()
             model.load_state_dict(run["trained"])
-            pruning.magnitude_prune(targets, cfg.prune_fraction, cfg.prune.ranking)
+            fractions = prune_fractions(model, targets, cfg.prune_fraction, cfg.output_fraction)
+            pruning.magnitude_prune(targets, fractions, cfg.prune.ranking)
             run["masks"][level] = [m.detach().clone() for m in pruning.masks(targets)]
-        for condition in CONDITIONS:
+        for condition in cfg.conditions:
             name = f"r{level}/{condition}"
             if name in results:
                 continue
@@ -416,7 +480,7 @@ def run_rounds(
             if condition == "ticket":
                 run["trained"] = copy.deepcopy(model.state_dict())
             save()
-        level_results = {c: results[f"r{level}/{c}"] for c in CONDITIONS}
+        level_results = {c: results[f"r{level}/{c}"] for c in cfg.conditions}
         log_level(writer, level, level_results["ticket"]["sparsity"], level_results)
 
 
@@ -424,19 +488,20 @@ def start_model(
     cfg: LotteryConfig, fresh: Any, run: dict[str, Any], level: int, condition: str
 ) -> tuple[nn.Module, list[pruning.PruneTarget]]:
     """The network a condition starts from: rewound weights (every parameter, not only the
-    targets), round ``level``'s mask, and the control's random draw."""
+    targets), round ``level``'s mask, then the condition's own mask and weights
+    (:data:`~pathevo.agents.lottery_agents.CONDITION_STARTS`; its random draws from seed
+    ``cfg.seed + 1000 level``)."""
     model, targets = fresh(cfg.seed)
     model.load_state_dict(run["rewind"])  # all-ones masks, the weights after k steps
-    snapshot = pruning.weights_snapshot(targets)
-    if condition == "reinit":
-        # A fresh draw from the network's own initialisers (the policy layer's N(0, 0.01²),
-        # kaiming-uniform elsewhere): pruning.reinitialise would draw every target from
-        # kaiming-uniform, a 7x larger policy init than the ticket's, which confounds the control.
-        snapshot = pruning.weights_snapshot(fresh(cfg.seed + 1000 * level)[1])
+    rewound = pruning.weights_snapshot(targets)
     pruning.set_masks(targets, run["masks"][level])
-    if condition == "random_mask":
-        pruning.random_masks(targets, cfg.seed + 1000 * level)
-    pruning.rewind(targets, snapshot)  # survivors take the snapshot's values, pruned stay 0
+    draw = cfg.seed + 1000 * level
+
+    def fresh_weights() -> list[torch.Tensor]:
+        """The network's own initialisers' draw (a model built with seed ``draw``)."""
+        return pruning.weights_snapshot(fresh(draw)[1])
+
+    CONDITION_STARTS[condition](targets=targets, rewound=rewound, fresh=fresh_weights, seed=draw)
     return model, targets
 
 
@@ -454,71 +519,135 @@ def log_summary(writer: SummaryWriter, summary: dict[str, Any]) -> None:
     writer.add_scalar("summary/dense_return", summary["dense"]["final_mean_return"], 0)
     for level in summary["levels"]:
         writer.add_scalar("summary/sparsity", level["sparsity"], level["round"])
-        for condition in CONDITIONS:
+        for condition in summary["conditions"]:
             writer.add_scalar(f"summary/{condition}_return", level[condition], level["round"])
 
 
 def aggregate(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    """Mean final return (with its 95% interval and every repeat's value) and mean AUC."""
+    """Mean final return (with its 95% interval and every repeat's value) and mean AUC; an
+    image task's :data:`MEASURES` alike (``test_accuracy``, ``test_accuracy_ci95``,
+    ``test_accuracy_runs``, …)."""
     finals = [run["final_mean_return"] for run in runs]
     mean, half_width = mean_interval(finals)
-    return {"final_mean_return": mean, "ci95": half_width, "runs": finals,
-            "auc": mean_interval([run["auc"] for run in runs])[0]}  # fmt: skip
+    stats = {"final_mean_return": mean, "ci95": half_width, "runs": finals,
+             "auc": mean_interval([run["auc"] for run in runs])[0]}  # fmt: skip
+    for measure in (m for m in MEASURES if m in runs[0]):
+        values = [run[measure] for run in runs]
+        stats[measure], stats[f"{measure}_ci95"] = mean_interval(values)
+        stats[f"{measure}_runs"] = values
+    return stats
 
 
 def summarise(cfg: LotteryConfig, results: dict[int, dict[str, Any]]) -> dict[str, Any]:
     """The summary.json content from every repeat's results (seed -> training name -> result).
 
-    ``dense`` and each level's conditions are means over the repeats; ``ticket_minus_reinit``
-    is the mean paired difference (the same seed's ticket and control) with its interval.
+    ``dense`` and each level's conditions are means over the repeats; ``ticket_minus_<control>``
+    is the mean paired difference of final returns (the same seed's ticket and control) with
+    its interval, and of test accuracies (``ticket_minus_<control>_test_accuracy``) for image
+    tasks.
     """
     seeds = sorted(results)
     dense = {**aggregate([results[seed]["dense"] for seed in seeds]), "sparsity": 0.0}
     levels = []
     for level in range(1, cfg.rounds + 1):
-        runs = {c: [results[seed][f"r{level}/{c}"] for seed in seeds] for c in CONDITIONS}
-        entry: dict[str, Any] = {"round": level, "sparsity": runs["ticket"][0]["sparsity"]}
+        runs = {c: [results[seed][f"r{level}/{c}"] for seed in seeds] for c in cfg.conditions}
+        sparsity = runs["ticket"][0]["sparsity"]
+        entry: dict[str, Any] = {"round": level, "sparsity": sparsity, "remaining": 1 - sparsity}
         for condition, condition_runs in runs.items():
             stats = aggregate(condition_runs)
             entry[condition] = stats["final_mean_return"]
             entry.update({f"{condition}_{key}": value for key, value in stats.items()
                           if key != "final_mean_return"})  # fmt: skip
-        pairs = zip(runs["ticket"], runs["reinit"], strict=True)  # the same seed's two trainings
-        differences = [ticket["final_mean_return"] - reinit["final_mean_return"]
-                       for ticket, reinit in pairs]  # fmt: skip
-        entry["ticket_minus_reinit"], entry["ticket_minus_reinit_ci95"] = mean_interval(differences)
+        for control in (c for c in cfg.conditions if c != "ticket"):
+            pairs = list(zip(runs["ticket"], runs[control], strict=True))  # the same seed's two
+            for measure, suffix in (("final_mean_return", ""), ("test_accuracy", "_test_accuracy")):
+                if measure in pairs[0][0]:
+                    key = f"ticket_minus_{control}{suffix}"
+                    differences = [ticket[measure] - other[measure] for ticket, other in pairs]
+                    entry[key], entry[f"{key}_ci95"] = mean_interval(differences)
         levels.append(entry)
     trainings = {f"s{seed}/{name}": run for seed in seeds for name, run in results[seed].items()}
     return {
         "env_id": cfg.env_id, "agent": cfg.agent, "scope": cfg.prune.scope,
         "ranking": cfg.prune.ranking, "prune_fraction": cfg.prune_fraction,
+        "output_prune_fraction": cfg.output_fraction, "conditions": list(cfg.conditions),
         "rewind_steps": cfg.rewind_steps, "steps": cfg.steps, "seeds": seeds,
         "seconds": sum(run["seconds"] for run in trainings.values()),
         "dense": dense, "levels": levels, "trainings": trainings,
     }  # fmt: skip
 
 
-def print_table(console: Console, summary: dict[str, Any], run_path: Path) -> None:
-    what = "accuracy" if is_image_task(summary["env_id"]) else "final mean return (20 ep.)"
-    repeats = len(summary["seeds"])
-    if repeats > 1:
-        what += f", mean ± 95% interval of {repeats} repeats"
-    table = Table(title=f"Lottery tickets: {summary['agent']} on {summary['env_id']} ({what})")
-    for column in ("round", f"{summary['scope']} sparsity", *CONDITIONS):
-        table.add_column(column, justify="right")
+def cell(summary: dict[str, Any], entry: dict[str, Any], condition: str | None) -> str:
+    """One table cell of ``entry`` (the dense network's, ``condition`` None, or a level's): a
+    final return, or for image tasks the test accuracy (%) at the early-stopping iteration and
+    that iteration, each ± its 95% interval."""
+    key = "" if condition is None else f"{condition}_"
+    if "test_accuracy" not in summary["dense"]:
+        mean = entry["final_mean_return" if condition is None else condition]
+        return with_interval(mean, entry[f"{key}ci95"])
+    half_width = entry[f"{key}test_accuracy_ci95"]
+    accuracy = with_interval(100 * entry[f"{key}test_accuracy"],
+                             None if half_width is None else 100 * half_width, 1)  # fmt: skip
+    iteration = with_interval(entry[f"{key}early_stop_step"],
+                              entry[f"{key}early_stop_step_ci95"], 0)  # fmt: skip
+    return f"{accuracy} @ {iteration}"
+
+
+def table_rows(summary: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    """The result table's header and rows: one row per round (round 0 the dense network)."""
+    conditions = summary["conditions"]
+    header = ["round", f"{summary['scope']} sparsity", "remaining", *conditions]
     dense = summary["dense"]
-    table.add_row("0 (dense)", f"{dense['sparsity']:.1%}",
-                  with_interval(dense["final_mean_return"], dense["ci95"]), "", "")  # fmt: skip
+    rows = [["0 (dense)", f"{dense['sparsity']:.1%}", f"{1 - dense['sparsity']:.1%}",
+             cell(summary, dense, None), *[""] * (len(conditions) - 1)]]  # fmt: skip
     for level in summary["levels"]:
-        cells = (with_interval(level[c], level[f"{c}_ci95"]) for c in CONDITIONS)
-        table.add_row(str(level["round"]), f"{level['sparsity']:.1%}", *cells)
+        rows.append([str(level["round"]), f"{level['sparsity']:.1%}",
+                     f"{1 - level['sparsity']:.1%}",
+                     *(cell(summary, level, c) for c in conditions)])  # fmt: skip
+    return header, rows
+
+
+def what_is_shown(summary: dict[str, Any]) -> str:
+    """What the table's cells are (:func:`cell`)."""
+    what = "final mean return (20 ep.)"
+    if "test_accuracy" in summary["dense"]:  # image tasks
+        what = "test accuracy (%) at the early-stopping iteration @ that iteration"
+    repeats = len(summary["seeds"])
+    return what + (f", mean ± 95% interval of {repeats} repeats" if repeats > 1 else "")
+
+
+def print_table(console: Console, summary: dict[str, Any], run_path: Path) -> None:
+    table = Table(title=f"Lottery tickets: {summary['agent']} on {summary['env_id']} "
+                        f"({what_is_shown(summary)})")  # fmt: skip
+    header, rows = table_rows(summary)
+    for column in header:
+        table.add_column(column, justify="right")
+    for row in rows:
+        table.add_row(*row)
     console.print(table)
     console.print(f"Run: {run_path}  ({summary['seconds']:.0f} s of training)")
 
 
-def with_interval(mean: float, half_width: float | None) -> str:
-    return f"{mean:.2f}" if half_width is None else f"{mean:.2f} ± {half_width:.2f}"
+def markdown_table(summary: dict[str, Any]) -> str:
+    """The result table as Markdown (``summary.md``), ready for the docs."""
+    header, rows = table_rows(summary)
+    lines = [f"{summary['agent']} on {summary['env_id']}: {what_is_shown(summary)}", "",
+             "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]  # fmt: skip
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def with_interval(mean: float, half_width: float | None, digits: int = 2) -> str:
+    if half_width is None:
+        return f"{mean:.{digits}f}"
+    return f"{mean:.{digits}f} ± {half_width:.{digits}f}"
+
+
+def cli_main(cfg: LotteryConfig) -> dict[str, Any]:
+    """:func:`main` from the command line: the agent's own defaults where no flag was given
+    (``--agent lenet``: Frankle & Carbin's settings)."""
+    return main(get_agent(cfg.agent).configure(cfg, flags_given(sys.argv[1:])))
 
 
 if __name__ == "__main__":
-    run_cli(main, LotteryConfig, description=__doc__.split("\n\n")[0])
+    run_cli(cli_main, LotteryConfig, description=__doc__.split("\n\n")[0])

@@ -12,8 +12,10 @@ from pathevo.envs.digits import (
     TaskId,
     all_tasks,
     canonical_task,
+    is_all_classes_task,
     is_image_task,
     make_binary_task,
+    make_task,
     parse_task,
     related,
 )
@@ -159,6 +161,32 @@ def test_fashion_tasks_by_class_name(tmp_path):
     assert by_label.name == task.name and torch.equal(by_label.x, task.x)
     small = make_binary_task("fashion/trouser-v-sneaker", tmp_path, resolution=8)
     assert small.input_size == 64 and small.x.min() >= 0.0 and small.x.max() <= 1.0
+
+
+def test_ten_class_fashion_task_reads_gzipped_idx_files(tmp_path, monkeypatch):
+    """``fashion/all`` (Frankle & Carbin's task on Fashion-MNIST): every image of a split, its
+    ten labels as they are, found like the binary tasks' files (here the data set's sub-folder
+    of $PATHEVO_DATA)."""
+    folder = tmp_path / "data" / "fashion-mnist"
+    images, labels = write_dataset(folder, 30, gz=True)
+    test_images, test_labels = write_dataset(folder, 20, split="test", gz=True, seed=3)
+    monkeypatch.setenv(image_data.DATA_ENV, str(tmp_path / "data"))
+    assert is_all_classes_task("fashion/all") and is_image_task("fashion/all")
+    assert not is_all_classes_task("fashion/coat-v-shirt") and not is_all_classes_task("all")
+    task = make_task("fashion/all")
+    assert task.name == "fashion/all" and task.classes == 10 and task.x.shape == (30, 784)
+    assert task.y.dtype == torch.int64 and task.y.tolist() == labels.tolist()
+    assert torch.allclose(task.x, torch.from_numpy(images.reshape(-1, 784) / 255.0).float())
+    test = make_task("fashion/all", split="test", resolution=8)
+    assert test.x.shape == (20, 64) and test.y.tolist() == test_labels.tolist()
+    assert float(test.x.min()) >= 0.0 and float(test.x.max()) <= 1.0
+    binary = make_task("fashion/1v7")  # a binary id: make_binary_task's task
+    assert binary.classes == 2 and binary.name == "fashion/trouser-v-sneaker"
+    x_before = torch.from_numpy(load_images("fashion", "train")[0]).clone()
+    task.x.zero_()  # the task holds a copy: the cached arrays are untouched
+    assert torch.equal(torch.from_numpy(load_images("fashion", "train")[0]), x_before)
+    digits = make_task("digits/all", split="test")
+    assert digits.classes == 10 and sorted(set(digits.y.tolist())) == list(range(10))
 
 
 def test_emnist_files_have_their_prefix_and_are_transposed(tmp_path):

@@ -1,4 +1,4 @@
-"""Lottery-ticket pruning: mask maths, zeros that stay zero, rewinding and the two controls."""
+"""Lottery-ticket pruning: mask maths, zeros that stay zero, rewinding and the controls."""
 
 import copy
 import functools
@@ -23,6 +23,7 @@ from pathevo.modules.pruning import (
     magnitude_prune,
     masks,
     network_targets,
+    permute_survivors,
     pruned_head_factory,
     pruned_targets,
     random_masks,
@@ -154,6 +155,23 @@ def test_global_scope_ranks_across_layers():
     assert [int(mask.sum()) for mask in masks(targets)] == [0, 16]
 
 
+def test_per_layer_fractions_prune_each_layer_at_its_own_rate():
+    """Frankle & Carbin's LeNet rates: 20% of each hidden layer's remaining weights a round, 10%
+    of the output layer's; each layer's count follows its own geometric sequence exactly."""
+    layers = [nn.Linear(20, 30), nn.Linear(30, 10), nn.Linear(10, 5)]
+    targets = [(layer, "weight") for layer in layers]
+    attach_masks(targets)
+    fractions = [0.2, 0.2, 0.1]
+    kept = [layer.weight_orig.numel() for layer in layers]
+    for _ in range(8):
+        magnitude_prune(targets, fractions, "layer")
+        kept = [n - round(f * n) for n, f in zip(kept, fractions, strict=True)]
+        assert [int(mask.sum()) for mask in masks(targets)] == kept
+    shares = [n / layer.weight_orig.numel() for n, layer in zip(kept, layers, strict=True)]
+    assert shares == pytest.approx([0.8**8, 0.8**8, 0.9**8], abs=0.02)  # rounding: 50 weights
+    _assert_pruned_zero(targets)
+
+
 def test_bad_fraction_and_scope_are_rejected():
     targets = head_targets(_net())
     attach_masks(targets)
@@ -161,6 +179,10 @@ def test_bad_fraction_and_scope_are_rejected():
         magnitude_prune(targets, 1.5)
     with pytest.raises(ValueError, match="scope"):
         magnitude_prune(targets, 0.5, "heads")
+    with pytest.raises(ValueError, match="1 prune fractions for 2 targets"):
+        magnitude_prune(targets, [0.5], "layer")
+    with pytest.raises(ValueError, match="global ranking prunes one fraction"):
+        magnitude_prune(targets, [0.5, 0.2], "global")
 
 
 # --- zeros stay zero -------------------------------------------------------------------------
@@ -400,6 +422,32 @@ def test_random_masks_keep_per_layer_counts_and_differ_from_the_ticket():
     _assert_pruned_zero(targets)
 
 
+@pytest.mark.parametrize("library", [False, True])
+def test_permuted_control_keeps_masks_and_each_layers_surviving_values(library):
+    """Vischer et al. 2021's control: the same mask, and per layer the same multiset of
+    surviving values, but at other surviving positions; pruned entries stay 0."""
+    model = _pathnet() if library else _net()
+    targets = library_targets(model.library) if library else network_targets(model)
+    attach_masks(targets)
+    magnitude_prune(targets, 0.6, "layer")
+    before, kept = weights_snapshot(targets), masks(targets)
+    permute_survivors(targets, seed=7)
+    after = weights_snapshot(targets)
+    for old, new, mask, now in zip(before, after, kept, masks(targets), strict=True):
+        assert torch.equal(mask, now)
+        alive = mask != 0
+        assert torch.equal(old[alive].sort().values, new[alive].sort().values)
+        assert bool((new[~alive] == 0).all())
+        assert not torch.equal(old[alive], new[alive])  # moved (hundreds of survivors)
+    again = _pathnet() if library else _net()
+    again_targets = library_targets(again.library) if library else network_targets(again)
+    attach_masks(again_targets)
+    magnitude_prune(again_targets, 0.6, "layer")
+    permute_survivors(again_targets, seed=7)
+    for a, b in zip(after, weights_snapshot(again_targets), strict=True):
+        assert torch.equal(a, b)  # the seed fixes the permutation
+
+
 def test_frozen_library_modules_are_never_pruned_again():
     model = _pathnet()
     path = torch.tensor([[0, 1], [2, 2]])
@@ -415,6 +463,7 @@ def test_frozen_library_modules_are_never_pruned_again():
     magnitude_prune(targets, 0.5)  # an old list that still names the frozen modules
     random_masks(targets, seed=1)
     reinitialise(targets, seed=1)
+    permute_survivors(targets, seed=1)
     for (module, name), old in zip(targets, before, strict=True):
         if id(module.get_parameter(name)) in frozen:
             assert torch.equal(effective_weight(module, name), old)
