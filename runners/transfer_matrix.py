@@ -105,7 +105,8 @@ class MatrixConfig:
     """Where to write the matrix (default: runs/transfer_matrix-<time>-s<seed>)."""
     resume: str | None = None
     """Continue the matrix in this directory: finished units are kept, a killed one continues
-    from its checkpoint (other flags but --repeats are ignored)."""
+    from its checkpoint. Of the other flags only --repeats (a larger value adds seeds),
+    --thresholds (analysis only) and --transfer.progress count."""
 
     def __post_init__(self) -> None:
         if len(self.envs) < 2:
@@ -113,8 +114,8 @@ class MatrixConfig:
         duplicates = sorted({env_id for env_id in self.envs if self.envs.count(env_id) > 1})
         if duplicates:
             raise ValueError(f"duplicate ids in --envs: {', '.join(duplicates)}")
-        if self.repeats <= 0:
-            raise ValueError(f"repeats must be positive, got {self.repeats}")
+        if not 0 < self.repeats < 100:  # a unit kind's seed offset is 100 (atari_transfer)
+            raise ValueError(f"repeats must lie in 1..99, got {self.repeats}")
         if self.thresholds is not None and len(self.thresholds) != len(self.envs):
             raise ValueError(
                 f"--thresholds needs one value per id of --envs ({len(self.envs)}), "
@@ -228,6 +229,11 @@ def check_units(cfg: MatrixConfig, run_path: Path) -> None:
         if (path / rd.CONFIG).exists() and not (path / RESULT).exists():
             rd.load_config(path, TransferConfig)
             atari_transfer.load_state(path)  # refused or malformed: before any unit runs
+        source = None if unit.kind == "learn" else unit.source().path(run_path)
+        if source is not None and (source / RESULT).exists() and not (path / RESULT).exists():
+            state = atari_transfer.load_state(source)  # what this unit will start from
+            if state is None or state["after_a"] is None:
+                raise ValueError(f"cannot resume: {source} has no finished network for its pairs")
 
 
 # --- the matrix from the finished units ------------------------------------------------------
@@ -292,18 +298,42 @@ def pair_seed(
     if any(unit not in curves for unit in units.values()):
         return None
     budget = cfg.transfer.steps
-    steps = {name: steps_to_threshold(curves[unit], threshold) for name, unit in units.items()}
+    steps = {}  # None: not reached within the budget (censored)
+    for name, unit in units.items():
+        reached = steps_to_threshold(curves[unit], threshold)
+        steps[name] = None if reached is None or reached > budget else reached
     area = {name: curve_auc(curves[unit], budget) for name, unit in units.items()}
     out: dict[str, Any] = {
         "steps_to_threshold": steps,
         "area": {name: value if math.isfinite(value) else None for name, value in area.items()},
-    }  # a curve without a full 20-episode window has no area
+    }  # a run that ended no episode has no curve and no area
     for key, (faster, control) in COMPARISONS.items():
         positive = area[faster] > 0 and area[control] > 0  # False for NaN too
         out[key] = {
             "steps": (steps[control] or budget) / (steps[faster] or budget),
             "area": area[faster] / area[control] if positive else None,
+            "censored": sum(steps[name] is None for name in (faster, control)),
         }  # a ratio of areas needs positive mean returns
+    return out
+
+
+def pair_summary(seeds: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Per comparison and measure, the seeds' ratios summarised (:func:`ratio_summary`; the
+    seeds with a value: an area ratio needs positive areas). A steps ratio with a censored run
+    (one that never reached the threshold counts the whole budget) is a bound, not a
+    measurement: ``censored_one`` and ``censored_both`` count those seeds (both censored: 1.0)."""
+    out: dict[str, Any] = {}
+    for key in COMPARISONS:
+        out[key] = {}
+        for measure in MEASURES:
+            values = [seed[key][measure] for seed in seeds.values()
+                      if seed[key][measure] is not None]  # fmt: skip
+            if values:
+                out[key][measure] = ratio_summary(values)
+        if "steps" in out[key]:
+            censored = [seed[key]["censored"] for seed in seeds.values()]
+            out[key]["steps"] |= {"censored_one": censored.count(1),
+                                  "censored_both": censored.count(2)}  # fmt: skip
     return out
 
 
@@ -323,15 +353,7 @@ def build_matrix(cfg: MatrixConfig, results: dict[Unit, dict[str, Any]]) -> dict
                 measured = pair_seed(cfg, env_a, env_b, seed, curves, thresholds[env_b])
                 if measured is not None:
                     seeds[str(seed)] = measured
-            summary = {
-                key: {
-                    measure: ratio_summary(values)
-                    for measure in MEASURES
-                    if (values := [s[key][measure] for s in seeds.values()
-                                   if s[key][measure] is not None])  # fmt: skip
-                }
-                for key in COMPARISONS
-            } if seeds else {}  # fmt: skip
+            summary = pair_summary(seeds) if seeds else {}
             pairs.append({"env_a": env_a, "env_b": env_b, "seeds": seeds, "summary": summary})
     matrix: dict[str, Any] = {
         "envs": list(cfg.envs), "seeds": cfg.seeds, "steps_per_phase": cfg.transfer.steps,
@@ -481,8 +503,11 @@ def main(cfg: MatrixConfig) -> dict[str, Any]:
     if cfg.resume is not None:
         run_path = Path(cfg.resume)
         saved = rd.load_config(run_path, MatrixConfig)
-        cfg = dataclasses.replace(saved, resume=cfg.resume, repeats=max(saved.repeats,
-                                                                         cfg.repeats))  # fmt: skip
+        transfer = dataclasses.replace(saved.transfer, progress=cfg.transfer.progress)
+        cfg = dataclasses.replace(
+            saved, resume=cfg.resume, repeats=max(saved.repeats, cfg.repeats), transfer=transfer,
+            thresholds=cfg.thresholds if cfg.thresholds is not None else saved.thresholds,
+        )  # fmt: skip
         check_units(cfg, run_path)
     else:
         if cfg.run_dir is not None and (Path(cfg.run_dir) / rd.CONFIG).exists():
@@ -512,7 +537,9 @@ def main(cfg: MatrixConfig) -> dict[str, Any]:
                 for task in progress.task_ids:  # the finished unit's bar
                     if task != overall:
                         progress.remove_task(task)
-            note = f"{index + 1}/{len(units)} units, seed {unit.seed}"
+            seeds_done = sum(all(u in results for u in units if u.seed == seed)
+                             for seed in cfg.seeds)  # fmt: skip
+            note = f"{index + 1}/{len(units)} units, {seeds_done}/{cfg.repeats} seeds done"
             if trained:  # time left at this session's pace
                 left = (time.monotonic() - started) / len(trained) * (len(units) - index - 1)
                 note += f", about {left / 60:.0f} min left"
@@ -522,7 +549,8 @@ def main(cfg: MatrixConfig) -> dict[str, Any]:
                 console.print(f"{unit.kind} {games}, seed {unit.seed}: done ({note})")
             matrix = build_matrix(cfg, results)
             rd.write_json(run_path / MATRIX, matrix)  # after each unit: the partial matrix
-    plot_matrix(run_path / FIGURE, matrix)
+            if unit in trained or index == len(units) - 1:
+                plot_matrix(run_path / FIGURE, matrix)
     print_summary(console, matrix, run_path, len(trained), time.monotonic() - started)
     return matrix
 

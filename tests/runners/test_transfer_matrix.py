@@ -153,8 +153,16 @@ def test_an_interrupted_matrix_keeps_its_partial_matrix_and_resumes(tmp_path, mo
     with pytest.raises(KeyboardInterrupt):
         runner.main(tiny_config(str(run)))
     assert json.loads((run / runner.MATRIX).read_text())["units_done"] == 2  # partial matrix
+    learn = runner.Unit("learn", 0, ENVS[0], ENVS[0]).path(run)
+    (learn / rd.CHECKPOINT).rename(run / "kept.pt")  # its pairs start from it: refused up front
+    with pytest.raises(ValueError, match="no finished network"):
+        runner.main(runner.MatrixConfig(resume=str(run)))
+    (run / "kept.pt").rename(learn / rd.CHECKPOINT)
+    # Killed after its training's last checkpoint, before its result: nothing to train again.
+    (learn / runner.RESULT).unlink()
     assert runner.main(runner.MatrixConfig(resume=str(run)))["units_done"] == 6
-    assert calls["n"] == 7  # the two finished units were not trained again
+    assert calls["n"] == 7  # the learn units were not trained again: 4 transfers and the raise
+    assert json.loads((learn / runner.RESULT).read_text())["kind"] == "learn"
 
 
 @pytest.mark.slow
@@ -182,11 +190,17 @@ def test_labyrinth_pair_over_two_seeds_through_the_cli(tmp_path):
         assert set(pair["seeds"]) == {"0", "1"}
         for seed in pair["seeds"].values():
             assert set(seed["steps_to_threshold"]) == {"learn", "pathnet", "finetune"}
-            assert seed["pathnet_vs_scratch"]["steps"] > 0
+            assert set(seed["area"]) == {"learn", "pathnet", "finetune"}
+            for key in runner.COMPARISONS:
+                assert seed[key]["steps"] > 0 and seed[key]["censored"] in (0, 1, 2)
+                assert seed[key]["area"] is None or seed[key]["area"] > 0
         steps = pair["summary"]["pathnet_vs_scratch"]["steps"]
         assert steps["seeds"] == 2 and steps["low"] <= steps["mean"] <= steps["high"]
+        censored = steps["censored_one"] + steps["censored_both"]
+        assert 0 <= censored <= 2 and "pathnet_vs_finetune" in pair["summary"]
     overall = matrix["mean_over_pairs"]["pathnet_vs_scratch"]["steps"]
     assert overall["seeds"] == 2 and math.isfinite(overall["mean"])
+    assert matrix["worker_restarts"] == 0 and set(matrix["scratch"]) == set(matrix["envs"])
     assert "over 2 of 2 seeds" in done.stdout
 
 
@@ -195,7 +209,7 @@ def test_bad_ids_are_one_line_value_errors_that_write_nothing(tmp_path):
         runner.MatrixConfig(envs=("CartPole-v1",))
     with pytest.raises(ValueError, match="duplicate ids"):
         runner.MatrixConfig(envs=("CartPole-v1", "Acrobot-v1", "CartPole-v1"))
-    with pytest.raises(ValueError, match="repeats must be positive"):
+    with pytest.raises(ValueError, match="repeats must lie in 1..99"):
         runner.MatrixConfig(repeats=0)
     with pytest.raises(ValueError, match="one value per id"):
         runner.MatrixConfig(envs=ENVS, thresholds=(1.0,))
