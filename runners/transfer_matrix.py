@@ -439,7 +439,7 @@ def plot_matrix(out: Path, matrix: dict[str, Any]) -> None:
     atomically."""
     names = [env_id.split("/")[-1] for env_id in matrix["envs"]]
     size = 1.2 + 1.0 * len(names)
-    fig = Figure(figsize=(2 * size + 1.5, 2 * size + 0.8))
+    fig = Figure(figsize=(2 * size + 1.5, 2 * size + 1.2), layout="constrained")
     axes = fig.subplots(len(MEASURES), len(PANELS), squeeze=False)
     cells = {
         (measure, key): np.array(
