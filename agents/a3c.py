@@ -53,6 +53,9 @@ Precision = Literal["float32", "bfloat16"]
 PRECISIONS: tuple[Precision, ...] = ("float32", "bfloat16")
 PrecisionChoice = Literal["auto", "float32", "bfloat16"]
 """A torso precision, or ``auto``: :func:`resolve_precision` picks one for the torso."""
+Mode = Literal["hogwild", "learner"]
+MODES: tuple[Mode, ...] = ("hogwild", "learner")
+"""How A3C runs: Hogwild worker processes, or CPU actors around one batching learner."""
 ATARI_FRAMES = 36
 """Frames at least this many pixels high and wide get Atari's conv torso (strided 8×8 and 4×4
 convs); smaller grids (MinAtar's 10×10) a 3×3 conv."""
@@ -117,6 +120,14 @@ class A3CConfig:
     """Clip rewards to [-1, 1] for learning (returns are reported unclipped)."""
     log_every: int = 10
     """Updates between the loss statistics a worker sends to the runner."""
+    mode: Mode = "hogwild"
+    """hogwild: every worker process acts and learns on the CPU with its own copy of the network
+    (Mnih et al. 2016); learner: actor processes only step their environments and one learner in
+    the runner's process batches every actor's forward pass and applies the updates (GA3C,
+    Babaeizadeh et al. 2017; agents/learner.py, docs/a3c.md)."""
+    device: str = "cpu"
+    """Where the learner mode's learner keeps the network, optimiser state and rollouts: cpu,
+    cuda, cuda:N or auto (CUDA when present). Hogwild workers always run on the CPU."""
 
     def __post_init__(self) -> None:
         for name in ("t_max", "envs_per_worker", "hidden", "log_every", "hyper_units",
@@ -138,6 +149,13 @@ class A3CConfig:
                 f"unknown precision {self.precision!r}; choose auto or one of {PRECISIONS}"
             )
         core_kind(self.core)  # a one-line error naming the close kinds
+        if self.mode not in MODES:
+            raise ValueError(f"unknown mode {self.mode!r}; choose one of {MODES}")
+        device = learner_device(self.device)  # CUDA asked for and absent: one line
+        if self.mode == "hogwild" and self.device != "auto" and device.type != "cpu":
+            raise ValueError(
+                f"device {self.device!r} needs mode learner: Hogwild workers run on the CPU"
+            )
 
     def core_spec(self) -> CoreSpec:
         """This config's recurrent core: its kind, with the fields that kind reads
@@ -151,6 +169,24 @@ class A3CConfig:
         ``head`` as it is."""
         spec = self.core_spec()
         return head if spec == DEFAULT_CORE else functools.partial(head, core=spec)
+
+
+def learner_device(name: str) -> torch.device:
+    """``cpu``, ``cuda``, ``cuda:N`` or ``auto`` (CUDA when present) as a device; a one-line
+    ValueError for anything else, or for CUDA where there is none."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ValueError(f"unknown device {name!r}; use cpu, cuda, cuda:N or auto") from None
+    if device.type not in ("cpu", "cuda"):
+        raise ValueError(f"unsupported device {name!r}; use cpu, cuda, cuda:N or auto")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r} requested but CUDA is not available here")
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise ValueError(f"device {name!r}: this machine has {torch.cuda.device_count()} GPU(s)")
+    return device
 
 
 # --- networks --------------------------------------------------------------------------------

@@ -217,6 +217,36 @@ class PathNetA3C(nn.Module):
             features = self.library(scale_obs(x), path, task)  # [T*B, F]
         return self.heads[task](features.float().view(steps, batch, -1), starts, state)
 
+    def forward_paths(
+        self,
+        obs: torch.Tensor,
+        starts: torch.Tensor,
+        state: CoreState | None,
+        *,
+        paths: torch.Tensor,
+        task: str,
+    ) -> tuple[torch.Tensor, torch.Tensor, CoreState | None]:
+        """:meth:`forward` for P actors at once, each along its own path, in one
+        :meth:`~pathevo.modules.library.PathLibrary.forward_population`: the batch is the P
+        actors' environments side by side, actor p's the p-th of P equal slices."""
+        # obs: [T, P*E, ...]; starts: [T, P*E] bool; paths: [P, L, N] long
+        # -> logits [T, P*E, A], values [T, P*E], state
+        steps, batch = obs.shape[:2]
+        count = paths.shape[0]
+        if batch % count:
+            raise ValueError(f"a batch of {batch} does not split into {count} equal slices")
+        envs = batch // count
+        x = obs.unflatten(1, (count, envs)).transpose(0, 1).flatten(1, 2)  # [P, T*E, ...]
+        x = x.flatten(0, 1)  # [P*T*E, C, ...]
+        missing = self.input_shape[0] - x.shape[1]
+        if missing > 0:
+            x = torch.cat([x, x.new_zeros(x.shape[0], missing, *x.shape[2:])], dim=1)
+        with torso_precision(self.precision):
+            pixels = scale_obs(x).unflatten(0, (count, steps * envs))  # [P, T*E, C, ...]
+            features = self.library.forward_population(pixels, paths, task)  # [P, T*E, F]
+        features = features.float().unflatten(1, (steps, envs)).transpose(0, 1)  # [T, P, E, F]
+        return self.heads[task](features.flatten(1, 2), starts, state)
+
     def task_logits(self, x: torch.Tensor, *, path: torch.Tensor, task: str) -> torch.Tensor:
         """``task``'s policy logits of single observations along ``path``, each from a fresh
         core state: how a task is scored outside acting (held-out probes, a classifier)."""
@@ -290,12 +320,39 @@ def pathnet_worker(rank: int, spec: PathNetWorkerSpec, hub: PathHub | None = Non
     _train_path(rank, spec, base.model, hub)
 
 
+class FitnessWindow:
+    """A worker's fitness: the mean return of the last T episodes played entirely with its
+    current genome (an episode that began before the genome changed does not count)."""
+
+    def __init__(self, envs: int, episodes_per_evaluation: int) -> None:
+        self.started_in = [0] * envs  # genome version each env's episode began in
+        self.version = 0
+        self.window: list[float] = []
+        self.episodes_per_evaluation = episodes_per_evaluation
+
+    def add(self, episodes: list[tuple[int, float, int]]) -> float | None:
+        """Count a rollout's finished ``(env index, return, length)`` episodes; the fitness
+        once T of them are in (and a fresh window), else None."""
+        for env_index, episode_return, _ in episodes:
+            if self.started_in[env_index] == self.version:
+                self.window.append(episode_return)
+            self.started_in[env_index] = self.version
+        if len(self.window) < self.episodes_per_evaluation:
+            return None
+        last = self.window[-self.episodes_per_evaluation :]
+        self.window.clear()
+        return sum(last) / len(last)
+
+    def genome_changed(self) -> None:
+        """The worker copied a rival: episodes running now began with the old genome."""
+        self.version += 1
+
+
 def _train_path(rank: int, spec: PathNetWorkerSpec, local: PathNetA3C, hub: PathHub) -> None:
     base, cfg = spec.a3c, spec.pathnet
     layers, active = cfg.layers, cfg.active
-    current = {"path": genome_to_path(hub.genome(rank), layers, active), "version": 0}
-    started_in = [0] * base.cfg.envs_per_worker  # genome version each env's episode began in
-    window: list[float] = []
+    current = {"path": genome_to_path(hub.genome(rank), layers, active)}
+    fitness_window = FitnessWindow(base.cfg.envs_per_worker, cfg.episodes_per_evaluation)
 
     def forward(
         obs: torch.Tensor, starts: torch.Tensor, state: CoreState | None
@@ -303,16 +360,11 @@ def _train_path(rank: int, spec: PathNetWorkerSpec, local: PathNetA3C, hub: Path
         return local(obs, starts, state, path=current["path"], task=spec.task)
 
     def after_rollout(rollout: Rollout) -> None:
-        for env_index, episode_return, _ in rollout.episodes:
-            # Only episodes played entirely with the current genome count for its fitness.
-            if started_in[env_index] == current["version"]:
-                window.append(episode_return)
-            started_in[env_index] = current["version"]
-        if not spec.evolve or len(window) < cfg.episodes_per_evaluation:
+        if not spec.evolve:
             return
-        last = window[-cfg.episodes_per_evaluation :]
-        fitness = sum(last) / len(last)
-        window.clear()
+        fitness = fitness_window.add(rollout.episodes)
+        if fitness is None:
+            return
         copied_from = hub.tournament(rank, fitness)
         hub.report(
             {"kind": "tournament", "rank": rank, "step": hub.step(), "fitness": fitness,
@@ -320,7 +372,7 @@ def _train_path(rank: int, spec: PathNetWorkerSpec, local: PathNetA3C, hub: Path
         )  # fmt: skip
         if copied_from is not None:
             current["path"] = genome_to_path(hub.genome(rank), layers, active)
-            current["version"] += 1
+            fitness_window.genome_changed()
 
     def parameters() -> tuple[list[torch.Tensor], list[Any]]:
         mine = local.path_parameters(current["path"], spec.task)

@@ -7,8 +7,9 @@ learning rates and log — restores it from a checkpoint with :meth:`Phase.resto
 of :func:`pathevo.agents.phase_log.phase_state`, the same in every recipe), and runs it with
 :meth:`Phase.run`. :func:`run_phase` starts one worker per rank (local processes,
 :class:`pathevo.agents.processes.WorkerGroup`, or Ray actors,
-:class:`pathevo.agents.ray_workers.RayWorkerGroup`), reads their messages — episodes, updates,
-tournaments — into the :class:`PhaseLog` and hands them to reporters
+:class:`pathevo.agents.ray_workers.RayWorkerGroup`; in the learner mode, ``A3CConfig.mode``,
+actor processes around one learner, :class:`pathevo.agents.learner.LearnerGroup`), reads their
+messages — episodes, updates, tournaments — into the :class:`PhaseLog` and hands them to reporters
 (:mod:`pathevo.agents.phase_reporters`: TensorBoard, progress, throughput, checkpoint timing,
 early stop, restarts), as neat-python's population loop hands generations to its
 ``ReporterSet``: a new duty is a new reporter, not an edit here.
@@ -30,6 +31,7 @@ from torch.utils.tensorboard import SummaryWriter
 
 from pathevo.agents.a3c import A3CConfig, WorkerSpec
 from pathevo.agents.curves import LatestReturns
+from pathevo.agents.learner import LearnerGroup, check_learner_target
 from pathevo.agents.pathnet_a3c import PathNetA3CConfig, PathNetWorkerSpec
 from pathevo.agents.phase_log import PhaseLog, phase_state, record_routing, restore_phase
 from pathevo.agents.phase_reporters import (
@@ -81,6 +83,14 @@ def check_worker_backend(kind: str, ray_address: str | None = None) -> None:
     check_backend(kind, ray_address, WORKER_BACKENDS)
 
 
+def check_mode(a3c: A3CConfig, backend: str) -> None:
+    """A one-line ValueError where ``a3c.mode`` cannot run on the worker ``backend``: the
+    learner mode's actors are local processes."""
+    if a3c.mode == "learner" and backend != "processes":
+        raise ValueError(f"mode learner runs local actor processes; backend {backend!r} needs "
+                         "mode hogwild")  # fmt: skip
+
+
 def worker_group(
     backend: str,
     ray_address: str | None,
@@ -88,10 +98,17 @@ def worker_group(
     max_restarts: int,
     on_restart: Callable[[int, str, int], None],
     workdir: str | Path | None = None,
-) -> WorkerGroup | RayWorkerGroup:
+    a3c: A3CConfig | None = None,
+) -> WorkerGroup | RayWorkerGroup | LearnerGroup:
     """The group that runs a phase's workers on ``backend`` (local processes keep their
-    directories in ``workdir``: :class:`~pathevo.agents.processes.WorkerGroup`)."""
+    directories in ``workdir``: :class:`~pathevo.agents.processes.WorkerGroup`), or, where
+    ``a3c`` asks for the learner mode, its actors and learner
+    (:class:`~pathevo.agents.learner.LearnerGroup`, on ``a3c.device``)."""
     check_worker_backend(backend, ray_address)
+    if a3c is not None and a3c.mode == "learner":
+        check_mode(a3c, backend)
+        return LearnerGroup(a3c.device, max_restarts=max_restarts, on_restart=on_restart,
+                            workdir=workdir)  # fmt: skip
     if backend == "ray":
         return RayWorkerGroup(workers, ray_address, max_restarts=max_restarts,
                               on_restart=on_restart)  # fmt: skip
@@ -115,6 +132,7 @@ def run_phase(
     backend: str = "processes",
     ray_address: str | None = None,
     workdir: str | Path | None = None,
+    a3c: A3CConfig | None = None,
 ) -> None:
     """Run ``target`` workers until ``budget`` environment steps (the sum of ``steps`` [W]
     long) are done or a reporter stops them; record their messages in ``log``; hand every
@@ -128,7 +146,9 @@ def run_phase(
     whenever a reporter syncs the workers and when the phase ends, with either. ``workdir``:
     where local worker processes keep their stderr logs and game engines their crash logs, one
     directory per worker (a temporary directory by default; what is empty is removed at the
-    end); never the user's working directory.
+    end); never the user's working directory. ``a3c`` in the learner mode: actor processes and
+    one learner in this process (:mod:`pathevo.agents.learner`) instead of ``target`` workers,
+    with the same messages, restarts and state.
     """
     report = ReporterSet(reporters)
     report.started(done=int(steps.sum()), budget=budget, workers=steps.numel())
@@ -143,7 +163,7 @@ def run_phase(
         # The workers have the cores; the runner's own tensor work is small, and a parallel op
         # would wait for a busy core (milliseconds a message).
         with torch_threads(1), worker_group(backend, ray_address, steps.numel(), max_restarts,
-                                            on_restart, workdir) as group:  # fmt: skip
+                                            on_restart, workdir, a3c) as group:  # fmt: skip
             group.start(target, build_args(group))
             for message in group.messages():
                 kind, rank, step = message["kind"], message["rank"], message["step"]
@@ -318,11 +338,14 @@ class Phase:
         """Train with ``target`` workers (the agent's worker function) on ``env_id`` until
         ``budget`` steps (:func:`run_phase`, with ``max_restarts``, ``backend``, ``ray_address``
         and ``workdir``; ``task`` and ``evolve`` as :meth:`worker_args`)."""
+        if self.a3c.mode == "learner":  # refused before any worker starts
+            check_mode(self.a3c, backend)
+            check_learner_target(target)
         build_args = functools.partial(
             self.worker_args, env_id=env_id, budget=budget, task=task, evolve=evolve
         )
         run_phase(
             target, build_args, steps=self.steps, budget=budget, log=self.log,
             reporters=reporters, max_restarts=max_restarts, backend=backend,
-            ray_address=ray_address, workdir=workdir,
+            ray_address=ray_address, workdir=workdir, a3c=self.a3c,
         )  # fmt: skip

@@ -208,6 +208,7 @@ class WorkerGroup:
         max_restarts: int = 0,
         on_restart: Callable[[int, str, int], None] | None = None,
         workdir: str | Path | None = None,
+        restart_args: Callable[[int], tuple[Any, ...]] | None = None,
     ) -> None:
         self.context = mp.get_context("spawn")
         self.queue = self.context.Queue()
@@ -224,6 +225,9 @@ class WorkerGroup:
         """Holds each worker's directory (``worker-<rank>/``); None: a temporary directory,
         made when the workers start."""
         self._made_workdir = False  # removed on exit if it is then empty
+        self.restart_args = restart_args
+        """``restart_args(rank)``: the arguments a failed worker ``rank`` restarts with (a fresh
+        channel to a learner, :mod:`pathevo.agents.learner`); None: the ones it started with."""
         self.processes: list[Any] = []
         self.restarts: list[int] = []
         """Restarts of each worker so far."""
@@ -292,6 +296,20 @@ class WorkerGroup:
                 continue
             yield message
 
+    def check(self) -> bool:
+        """For groups whose workers send nothing but errors on the queue (a learner's actors):
+        take the errors queued so far, then restart (or raise for) every failed worker as
+        :meth:`messages` does; True once all have exited cleanly."""
+        with contextlib.suppress(queue_module.Empty):
+            while True:
+                message = self.queue.get_nowait()
+                if message["kind"] != "error":
+                    continue
+                if self.max_restarts == 0:
+                    raise WorkerError(f"worker {message['rank']} failed:\n{message['traceback']}")
+                self._errors[message["rank"]] = message["traceback"]
+        return self._check_workers()
+
     def _check_workers(self) -> bool:
         """Restart (or raise for) every worker that died with an error; True once all have
         exited cleanly."""
@@ -313,6 +331,8 @@ class WorkerGroup:
             if bool(self.stop):
                 continue  # the run is winding down: nothing to restart for
             self.restarts[rank] += 1
+            if self.restart_args is not None:
+                self._args[rank] = self.restart_args(rank)
             self.processes[rank] = self._spawn(rank)
             finished = False
             if self.on_restart is not None:

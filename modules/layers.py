@@ -179,6 +179,30 @@ def conv_population(
     return combine(y, dedup, 2, reduce)
 
 
+def in_shared_memory(tensor: torch.Tensor) -> bool:
+    """``tensor`` lives in CPU shared memory (where other processes may update it in place).
+    ``Tensor.is_shared`` says True for every CUDA tensor (CUDA memory can always be shared), so it
+    cannot tell a Hogwild model from one a learner owns on the GPU."""
+    return tensor.device.type == "cpu" and tensor.is_shared()
+
+
+@torch.no_grad()
+def restack(params: list[nn.Parameter]) -> None:
+    """Put one kind's M module parameters back into one [M, ...] storage, in order.
+
+    ``.to(device)`` (and ``.double()``, ...) converts each parameter on its own, so the M views
+    of one storage come back as M storages: an MoE layer's view of consecutive experts
+    (``_stacked``) then falls back to copying them on every pass. The parameters keep their
+    identity (``.data`` is replaced), so optimisers built before still hold them. Shared memory
+    is left as it is (one segment per module, as Hogwild workers received it).
+    """
+    if in_shared_memory(params[0]) or len({p.untyped_storage().data_ptr() for p in params}) == 1:
+        return
+    storage = torch.stack([param.detach() for param in params])  # [M, ...]
+    for index, param in enumerate(params):
+        param.data = storage[index]
+
+
 def population_dedup(
     rows: list[list[int]], dedup: torch.Tensor | None | str
 ) -> torch.Tensor | None:
@@ -233,6 +257,8 @@ class ModuleLayer(nn.Module):
         # .to(), .cuda(), .share_memory() ... may replace Parameter objects: refresh the lists.
         result = super()._apply(fn, recurse)
         self._module_lists = {name: list(getattr(self, name)) for name in self.parameter_kinds}
+        for params in self._module_lists.values():
+            restack(params)
         return result
 
     def stacked(self, name: str) -> torch.Tensor:

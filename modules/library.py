@@ -63,6 +63,8 @@ class PathLibrary(nn.Module):
         # x: [B, ...input] shared by all paths (or [P, B, ...]); paths: [P, L, N] -> [P, B, F]
         paths = paths.transpose(0, 1)  # [L, P, N]
         dedup = duplicate_weights(paths)  # None, or [L, P, N]
+        if dedup is not None:  # paths may sit on the CPU while the library is on a GPU
+            dedup = dedup.to(x.device)
         aux = None
         for index, (layer, ids) in enumerate(zip(self.layers, paths.tolist(), strict=True)):
             if layer.flat_input and x.dim() > 3:
@@ -130,6 +132,13 @@ class PathLibrary(nn.Module):
         """Write the frozen parameters' saved values back."""
         for (layer_index, name), saved in self._frozen_values.items():
             self.layers[layer_index].get_parameter(name).copy_(saved)
+
+    def _apply(self, fn: Callable[[torch.Tensor], torch.Tensor], recurse: bool = True) -> nn.Module:
+        # .to(device) moves the frozen modules' saved values along: the guard's copy_ then
+        # stays on the device instead of crossing from the CPU after every step.
+        result = super()._apply(fn, recurse)
+        self._frozen_values = {key: fn(saved) for key, saved in self._frozen_values.items()}
+        return result
 
     @torch.no_grad()
     def _snapshot_frozen(self) -> None:

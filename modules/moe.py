@@ -36,7 +36,7 @@ from torch import nn
 
 from pathevo.modules.expert_mlp import GradientBuffers, expert_mlp
 from pathevo.modules.gating import Gating, balance_losses, cv_squared, noisy_top_k
-from pathevo.modules.layers import ModuleLayer, distinct, unique_weights
+from pathevo.modules.layers import ModuleLayer, distinct, in_shared_memory, unique_weights
 
 DEFAULT_TASK = "default"
 PENDING_CHOICES = 256
@@ -452,7 +452,7 @@ class MoEModuleLayer(ModuleLayer):
         first = params[ids[0]]
         grad = torch.is_grad_enabled()
         small = len(ids) * first.numel() < 1 << 18
-        if grad and (small or first.is_shared()) or not first.is_contiguous():
+        if grad and (small or in_shared_memory(first)) or not first.is_contiguous():
             return self.gather(name, ids)
         # Consecutive addresses within the first expert's storage: one storage, in order.
         start, step = first.data_ptr(), first.numel() * first.element_size()

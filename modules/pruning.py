@@ -60,7 +60,7 @@ from torch.nn.utils import prune
 
 from pathevo.modules.actor_critic import ActorCriticHead, HeadFactory
 from pathevo.modules.heads import TaskHeads
-from pathevo.modules.layers import distinct
+from pathevo.modules.layers import distinct, in_shared_memory
 from pathevo.modules.library import PathLibrary
 from pathevo.modules.recurrent import is_recurrent
 
@@ -215,7 +215,7 @@ def attach_masks(targets: Iterable[PruneTarget]) -> None:
             if _detach_pruned not in module._forward_hooks.values():
                 module.register_forward_hook(_detach_pruned)
             _refresh(module, name)
-        if weight.is_shared():
+        if in_shared_memory(weight):  # a Hogwild model (is_shared() is True for any CUDA tensor)
             _mask(module, name).share_memory_()
 
 

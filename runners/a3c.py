@@ -29,7 +29,13 @@ from pathevo.agents.curves import final_mean_return, learning_curve
 from pathevo.agents.hyper_agents import HyperConfig
 from pathevo.agents.moe_agents import MoEConfig
 from pathevo.agents.pathnet_a3c import PathNetA3CConfig
-from pathevo.agents.phase import WORKER_BACKENDS, Phase, check_worker_backend, env_spaces
+from pathevo.agents.phase import (
+    WORKER_BACKENDS,
+    Phase,
+    check_mode,
+    check_worker_backend,
+    env_spaces,
+)
 from pathevo.agents.phase_log import POPULATION_KEYS, PhaseLog, moe_load_cv2
 from pathevo.agents.phase_reporters import make_progress
 from pathevo.agents.registry import AGENTS, agent_names, get_agent
@@ -82,7 +88,9 @@ class A3CRunConfig:
     run_dir: str | None = None
     """Where to write the run (default: runs/a3c-<time>-s<seed>)."""
     resume: str | None = None
-    """Continue the run in this directory from its last checkpoint (other flags are ignored)."""
+    """Continue the run in this directory from its last checkpoint (other flags are ignored,
+    but a3c.mode and a3c.device other than their defaults switch how it runs: a checkpoint is
+    the same in both modes)."""
     backend: WorkerBackend = "processes"
     """Where the workers run: local processes sharing memory (Hogwild), or Ray actors that push
     gradients to a parameter-server actor (a local instance or a cluster; docs/ray.md)."""
@@ -104,6 +112,7 @@ class A3CRunConfig:
             )
         get_agent(self.agent, trainer="a3c").check_workers(self.workers)
         check_worker_backend(self.backend, self.ray_address)  # Ray: installed, address answers
+        check_mode(self.a3c, self.backend)
 
 
 def with_agent_defaults(cfg: A3CRunConfig, args: Sequence[str]) -> A3CRunConfig:
@@ -152,12 +161,22 @@ def upgrade_checkpoint(state: dict[str, Any]) -> dict[str, Any]:
     return upgraded
 
 
+def switch_mode(saved: A3CConfig, given: A3CConfig) -> A3CConfig:
+    """A resumed run's A3C settings: the ``saved`` ones, in the mode and on the device
+    ``given`` names if it names other than the defaults (Hogwild on the CPU)."""
+    default = A3CConfig()
+    if (given.mode, given.device) == (default.mode, default.device):
+        return saved
+    return dataclasses.replace(saved, mode=given.mode, device=given.device)
+
+
 def main(cfg: A3CRunConfig) -> dict[str, Any]:
     """Train (or resume) and return the summary written to summary.json."""
     checkpoint = None
     if cfg.resume is not None:
         run_path = Path(cfg.resume)
-        cfg = dataclasses.replace(rd.load_config(run_path, A3CRunConfig), resume=cfg.resume)
+        saved = rd.load_config(run_path, A3CRunConfig)
+        cfg = dataclasses.replace(saved, resume=cfg.resume, a3c=switch_mode(saved.a3c, cfg.a3c))
         checkpoint = rd.load_checkpoint(run_path, "a3c", NEEDS)  # refused: nothing has run
         if checkpoint is not None:
             checkpoint = upgrade_checkpoint(checkpoint)

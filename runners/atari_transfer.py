@@ -38,6 +38,7 @@ from pathevo.agents.pathnet_a3c import PathNetA3C, PathNetA3CConfig, common_inpu
 from pathevo.agents.phase import (
     WORKER_BACKENDS,
     Phase,
+    check_mode,
     check_worker_backend,
     env_spaces,
     new_population,
@@ -110,6 +111,7 @@ class TransferConfig:
     def __post_init__(self) -> None:
         get_agent(self.agent, evolves_paths=True)
         check_worker_backend(self.backend, self.ray_address)  # Ray: installed, address answers
+        check_mode(self.a3c, self.backend)
         if self.workers < 2:
             raise ValueError("PathNet-A3C needs at least 2 workers (one genome each)")
         if self.max_restarts < 0:

@@ -36,7 +36,7 @@ from pathevo.agents.a3c import A3CConfig
 from pathevo.agents.hyper_agents import HyperConfig
 from pathevo.agents.moe_agents import MoEConfig
 from pathevo.agents.pathnet_a3c import PathNetA3CConfig
-from pathevo.agents.phase import WORKER_BACKENDS, check_worker_backend
+from pathevo.agents.phase import WORKER_BACKENDS, check_mode, check_worker_backend
 from pathevo.agents.registry import LAYER_KINDS, agent_names, get_agent, layer_kind
 from pathevo.agents.supervised import SupervisedConfig
 from pathevo.envs.digits import canonical_task, is_image_task
@@ -154,6 +154,7 @@ class ContinualConfig:
         layer_kind(self.library_kind)
         get_agent(self.agent, evolves_paths=True)
         check_worker_backend(self.backend, self.ray_address)  # Ray: installed, address answers
+        check_mode(self.a3c, self.backend)
         if min(self.max_generations, self.resolution, self.hidden, self.steps) <= 0:
             raise ValueError("max_generations, resolution, hidden and steps must be positive")
         sizes = (self.checkpoint_every, self.checkpoint_minutes, self.eval_max_steps,

@@ -144,6 +144,9 @@ class LotteryConfig:
     """Show a progress display."""
 
     def __post_init__(self) -> None:
+        if self.a3c.mode != "hogwild":  # its pruning worker runs in Hogwild workers only
+            raise ValueError("lottery trains with a3c.mode hogwild (the learner mode has no "
+                             "pruning worker)")  # fmt: skip
         if not 0.0 < self.prune_fraction < 1.0:
             raise ValueError(f"prune_fraction must lie in (0, 1), got {self.prune_fraction}")
         sizes = (self.rounds, self.steps, self.workers, self.repeats, self.checkpoint_every,

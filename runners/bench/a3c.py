@@ -21,7 +21,12 @@ Measurements on the same machine, one after the other:
 
 Each agent is timed in every torso precision of ``--precisions`` (float32, and bfloat16 mixed
 precision, which halves the memory traffic of the convolutions and uses the CPU's bfloat16
-instructions where it has them); the first one listed gives the top-level JSON figures.
+instructions where it has them); the first one listed gives the top-level JSON figures. And in
+every mode of ``--modes``, one right after the other: ``hogwild`` (W worker processes that act
+and learn) and ``learner`` (W actor processes that only step their envs around one batching
+learner on ``--device``: GA3C, Babaeizadeh et al. 2017, arXiv:1611.06256; agents/learner.py);
+the first mode listed gives the top-level figures, every mode's are under ``by_mode``, and
+``learner_vs_hogwild`` divides the two.
 
 Agent throughput is steady state: environment steps from the moment every worker has sent its
 first update to the last update, over that wall time (process and environment start-up and
@@ -30,7 +35,7 @@ One step is one action (4 frames on Atari).
 Run ``pathevo bench a3c --workers 2 --json bench.json``; MinAtar with the settings of its
 learning test: ``pathevo bench a3c --env-id MinAtar/Breakout-v1 --a3c.envs-per-worker 16
 --a3c.t-max 10 --a3c.recompute --modules 6 --pathnet.layers 3 --pathnet.active 2
---pathnet.units 32``.
+--pathnet.units 32``; the learner on a GPU beside Hogwild: ``--device cuda``.
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 import multiprocessing
+import os
 import tempfile
 import time
 from collections.abc import Callable
@@ -51,7 +57,15 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from pathevo.agents.a3c import PRECISIONS, A3CConfig, Precision, resolve_precision
+from pathevo.agents.a3c import (
+    MODES,
+    PRECISIONS,
+    A3CConfig,
+    Mode,
+    Precision,
+    learner_device,
+    resolve_precision,
+)
 from pathevo.agents.env_batch import make_env_batch
 from pathevo.agents.pathnet_a3c import PathNetA3CConfig
 from pathevo.agents.phase import env_spaces
@@ -98,6 +112,11 @@ class BenchA3CConfig:
     """Torso precisions to time every agent in; the default configuration's (``auto`` resolved
     for the env on this machine) gives the top-level JSON figures, if it is among them, else
     the first."""
+    modes: tuple[Mode, ...] = ("hogwild", "learner")
+    """A3C modes to time every agent in, one right after the other: Hogwild workers, and CPU
+    actors around one learner (``--a3c.mode learner``); the first gives the top-level figures."""
+    device: str = "cpu"
+    """Where the learner mode's learner runs: cpu, cuda, cuda:N or auto."""
     envpool: bool = False
     """ALE ids: also time EnvPool's Atari (same preprocessing, W threads) as a raw limit."""
     sb3: bool = False
@@ -121,6 +140,11 @@ class BenchA3CConfig:
         self.modules = tuple(sorted(set(self.modules)))
         if self.a3c.precision != "auto":
             raise ValueError("choose the torso precisions with --precisions, not --a3c.precision")
+        if self.a3c.mode != "hogwild" or self.a3c.device != "cpu":
+            raise ValueError("choose the modes with --modes and the learner's with --device")
+        if not self.modes or not set(self.modes) <= set(MODES):
+            raise ValueError(f"modes must be some of {MODES}, got {self.modes}")
+        learner_device(self.device)  # CUDA asked for and absent: one line
         if not self.precisions or not set(self.precisions) <= set(PRECISIONS):
             raise ValueError(f"precisions must be some of {PRECISIONS}, got {self.precisions}")
         if self.pathnet.active > min(self.modules):
@@ -261,6 +285,7 @@ class Measurement:
     agent: str
     modules: int
     precision: Precision
+    mode: Mode = "hogwild"
 
     @property
     def label(self) -> str:
@@ -269,10 +294,12 @@ class Measurement:
 
 def agent_steps_per_second(cfg: BenchA3CConfig, what: Measurement) -> float:
     """Steady-state steps per second of ``runners/a3c.py`` with this agent (a throwaway run)."""
+    device = cfg.device if what.mode == "learner" else "cpu"
     with tempfile.TemporaryDirectory() as run_dir:
         run = a3c_runner.A3CRunConfig(
             env_id=cfg.env_id, agent=what.agent, workers=cfg.workers, steps=cfg.steps,
-            seed=cfg.seed, a3c=dataclasses.replace(cfg.a3c, precision=what.precision),
+            seed=cfg.seed, a3c=dataclasses.replace(cfg.a3c, precision=what.precision,
+                                                   mode=what.mode, device=device),
             pathnet=dataclasses.replace(cfg.pathnet, modules=what.modules),
             run_dir=str(Path(run_dir) / "run"), checkpoint_every=10**12, progress=False,
         )  # fmt: skip
@@ -287,16 +314,18 @@ def main(cfg: BenchA3CConfig) -> dict[str, Any]:
     during the run (other processes) biases no ratio in particular.
     """
     console = Console()
+    load_before = os.getloadavg()
     measurements = [
-        Measurement(agent, modules, precision)
+        Measurement(agent, modules, precision, mode)
         for agent, modules in [("a3c", cfg.modules[0])] + [("pathnet", m) for m in cfg.modules]
         for precision in cfg.precisions
+        for mode in cfg.modes
     ]
     raws, rates = [], []
     for what in measurements:
         console.print(f"raw vector env, {cfg.workers} threads ...")
         raws.append(raw_steps_per_second(cfg))
-        console.print(f"{what.label} ({what.precision}), {cfg.workers} workers ...")
+        console.print(f"{what.label} ({what.precision}, {what.mode}), {cfg.workers} workers ...")
         rates.append(agent_steps_per_second(cfg, what))
     raws.append(raw_steps_per_second(cfg))
     arounds = [(raws[i] + raws[i + 1]) / 2 for i in range(len(rates))]
@@ -316,38 +345,57 @@ def main(cfg: BenchA3CConfig) -> dict[str, Any]:
             console.print("stable-baselines3 is not installed (pip install stable-baselines3): "
                           "skipped")  # fmt: skip
     fractions = [rate / around for rate, around in zip(rates, arounds, strict=True)]
-    by_precision: dict[str, dict[str, Any]] = {
-        precision: {"a3c_steps_per_second": 0.0, "pathnet_steps_per_second": {},
-                    "a3c_fraction_of_raw": 0.0, "pathnet_fractions_of_raw": {}}
-        for precision in cfg.precisions
+    by_mode: dict[str, dict[str, dict[str, Any]]] = {
+        mode: {
+            precision: {"a3c_steps_per_second": 0.0, "pathnet_steps_per_second": {},
+                        "a3c_fraction_of_raw": 0.0, "pathnet_fractions_of_raw": {}}
+            for precision in cfg.precisions
+        }
+        for mode in cfg.modes
     }  # fmt: skip
     for what, rate, fraction in zip(measurements, rates, fractions, strict=True):
-        figures = by_precision[what.precision]
+        figures = by_mode[what.mode][what.precision]
         if what.agent == "a3c":
             figures["a3c_steps_per_second"], figures["a3c_fraction_of_raw"] = rate, fraction
         else:
             figures["pathnet_steps_per_second"][str(what.modules)] = rate
             figures["pathnet_fractions_of_raw"][str(what.modules)] = fraction
     smallest, largest = str(cfg.modules[0]), str(cfg.modules[-1])
-    for figures in by_precision.values():
-        pathnet = figures["pathnet_steps_per_second"]
-        figures["pathnet_fraction_of_raw"] = figures["pathnet_fractions_of_raw"][smallest]
-        figures["pathnet_cost_ratio_largest_vs_smallest_m"] = pathnet[smallest] / pathnet[largest]
+    for by_precision in by_mode.values():
+        for figures in by_precision.values():
+            pathnet = figures["pathnet_steps_per_second"]
+            figures["pathnet_fraction_of_raw"] = figures["pathnet_fractions_of_raw"][smallest]
+            figures["pathnet_cost_ratio_largest_vs_smallest_m"] = (
+                pathnet[smallest] / pathnet[largest]
+            )
     default = resolve_precision("auto", env_spaces(cfg.env_id, cfg.seed)[0])
     headline = default if default in cfg.precisions else cfg.precisions[0]
+    by_precision = by_mode[cfg.modes[0]]
     results = {
         "env_id": cfg.env_id,
         "workers": cfg.workers,
         "envs_per_worker": cfg.a3c.envs_per_worker,
         "t_max": cfg.a3c.t_max,
         "precision": headline,
+        "mode": cfg.modes[0],
+        "learner_device": str(learner_device(cfg.device)),
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "cpu_count": os.cpu_count(),
+        "load_average": {"start": load_before, "end": os.getloadavg()},
         "raw_steps_per_second": sum(raws) / len(raws),
         "raw_measurements": raws,
         **by_precision[headline],
         "by_precision": by_precision,
+        "by_mode": by_mode,
         "config": dataclasses.asdict(cfg),
     }
+    if {"hogwild", "learner"} <= set(cfg.modes):
+        learner, hogwild = by_mode["learner"][headline], by_mode["hogwild"][headline]
+        results["learner_vs_hogwild"] = {
+            "a3c": learner["a3c_steps_per_second"] / hogwild["a3c_steps_per_second"],
+            "pathnet": {m: rate / hogwild["pathnet_steps_per_second"][m]
+                        for m, rate in learner["pathnet_steps_per_second"].items()},
+        }  # fmt: skip
     if envpool is not None:
         results["envpool_steps_per_second"] = envpool
         results["envpool_vs_ale_py"] = envpool / ((raws[-2] + raws[-1]) / 2)
@@ -357,17 +405,22 @@ def main(cfg: BenchA3CConfig) -> dict[str, Any]:
         results["pathnet_vs_sb3_a2c"] = results["pathnet_steps_per_second"][smallest] / best
         results["a3c_vs_sb3_a2c"] = results["a3c_steps_per_second"] / best
     table = Table(title=f"{cfg.env_id}, {cfg.workers} workers / threads: steps per second")
-    for column in ("what", "torso", "steps/s", "raw around it", "fraction of raw"):
+    for column in ("what", "torso", "mode", "steps/s", "raw around it", "fraction of raw"):
         table.add_column(column, justify="right")
     for what, rate, around, fraction in zip(measurements, rates, arounds, fractions, strict=True):
-        row = [what.label, what.precision, f"{rate:,.0f}", f"{around:,.0f}", f"{fraction:.2f}"]
+        mode = what.mode if what.mode == "hogwild" else f"learner ({results['learner_device']})"
+        row = [what.label, what.precision, mode, f"{rate:,.0f}", f"{around:,.0f}",
+               f"{fraction:.2f}"]  # fmt: skip
         table.add_row(*row)
     if envpool is not None:
-        table.add_row("raw, EnvPool", "-", f"{envpool:,.0f}", f"{(raws[-2] + raws[-1]) / 2:,.0f}",
+        table.add_row("raw, EnvPool", "-", "-", f"{envpool:,.0f}",
+                      f"{(raws[-2] + raws[-1]) / 2:,.0f}",
                       f"{results['envpool_vs_ale_py']:.2f} × ale-py")  # fmt: skip
     for name, rate in (sb3 or {}).items():
-        table.add_row(f"SB3 A2C, {name}", "float32", f"{rate:,.0f}", "-", "-")
+        table.add_row(f"SB3 A2C, {name}", "float32", "-", f"{rate:,.0f}", "-", "-")
     console.print(table)
+    console.print(f"load average (1 min): {load_before[0]:.1f} at the start, "
+                  f"{os.getloadavg()[0]:.1f} at the end, on {os.cpu_count()} CPUs")  # fmt: skip
     if sb3 is not None:
         console.print(f"PathNet-A3C (M = {smallest}, {headline}) / SB3 A2C's best: "
                       f"{results['pathnet_vs_sb3_a2c']:.2f}×; A3C / SB3 A2C: "

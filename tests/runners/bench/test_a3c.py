@@ -20,6 +20,10 @@ def test_bad_settings():
         bench.BenchA3CConfig(precisions=("float16",))
     with pytest.raises(ValueError, match="--precisions"):
         bench.BenchA3CConfig(a3c=A3CConfig(precision="bfloat16"))
+    with pytest.raises(ValueError, match="--modes"):
+        bench.BenchA3CConfig(a3c=A3CConfig(mode="learner"))
+    with pytest.raises(ValueError, match="modes must be"):
+        bench.BenchA3CConfig(modes=("ga3c",))
     assert bench.BenchA3CConfig(modules=(40, 10, 40)).modules == (10, 40)
 
 
@@ -29,7 +33,7 @@ def test_tiny_benchmark_reports_the_fractions(tmp_path):
     results = bench.main(
         bench.BenchA3CConfig(
             workers=2, steps=640, raw_seconds=1.0, modules=(4, 8), json=out,
-            a3c=A3CConfig(t_max=5, envs_per_worker=2, log_every=1),
+            modes=("hogwild",), a3c=A3CConfig(t_max=5, envs_per_worker=2, log_every=1),
         )
     )  # fmt: skip
     for key in ("raw_steps_per_second", "pathnet_fraction_of_raw", "a3c_fraction_of_raw"):
@@ -54,6 +58,9 @@ def test_minatar_benchmark_takes_its_raw_limit_from_worker_batches(tmp_path):
             pathnet=PathNetA3CConfig(layers=2, modules=4, active=2, units=16),
         )
     )  # fmt: skip
-    assert len(results["raw_measurements"]) == 3  # before each agent and at the end
+    assert len(results["raw_measurements"]) == 5  # before each agent and mode, and at the end
     assert results["raw_steps_per_second"] > results["pathnet_steps_per_second"]["4"] > 0
     assert 0 < results["pathnet_fraction_of_raw"] < 1
+    learner = results["by_mode"]["learner"]["float32"]
+    assert 0 < learner["pathnet_fraction_of_raw"] < 1 and learner["a3c_steps_per_second"] > 0
+    assert results["learner_vs_hogwild"]["a3c"] > 0
