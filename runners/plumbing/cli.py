@@ -28,6 +28,8 @@ from typing import Annotated, Any, TypeVar
 import torch
 import tyro
 
+from pathevo.agents.a3c import learner_device
+
 Config = TypeVar("Config")
 
 USER_ERRORS = (ValueError, OSError, KeyError)
@@ -182,17 +184,6 @@ def command_name(main: Callable[..., Any]) -> str | None:
 
 
 def resolve_device(name: str) -> torch.device:
-    """``cpu``, ``cuda``, ``cuda:N`` or ``auto`` (CUDA when present); a clear error otherwise."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise ValueError(f"unknown device {name!r}; use cpu, cuda, cuda:N or auto") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {name!r} requested but CUDA is not available here")
-    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
-        raise ValueError(f"device {name!r}: this machine has {torch.cuda.device_count()} GPU(s)")
-    if device.type not in ("cpu", "cuda"):
-        raise ValueError(f"unsupported device {name!r}; use cpu, cuda, cuda:N or auto")
-    return device
+    """``cpu``, ``cuda``, ``cuda:N`` or ``auto`` (CUDA when present); a clear error otherwise
+    (:func:`pathevo.agents.a3c.learner_device`, one check for every recipe)."""
+    return learner_device(name)
