@@ -24,6 +24,7 @@ from pathevo.envs.digits import BinaryTask, salt_and_pepper, sample_batch
 from pathevo.evolution.operators import genome_to_path
 from pathevo.evolution.tournament import SearchState, TournamentOutcome
 from pathevo.modules.library import PathLibrary
+from pathevo.modules.pruning import PruneTarget, keep_pruned_zero
 
 
 @dataclass
@@ -54,10 +55,13 @@ def train_path(
     path: torch.Tensor,
     task: BinaryTask,
     cfg: SupervisedConfig,
+    keep_zero: Sequence[PruneTarget] = (),
 ) -> float:
-    """Train ``path`` ([L, N]) and ``head`` on ``task`` for T minibatches; the training accuracy."""
+    """Train ``path`` ([L, N]) and ``head`` on ``task`` for T minibatches; the training accuracy.
+    Pruned entries of the library targets ``keep_zero`` (with masks) stay exactly 0."""
     optimizer = torch.optim.SGD([*library.parameters(), *head.parameters()], lr=cfg.learning_rate)
     handle = library.guard(optimizer)
+    pruned = keep_pruned_zero(keep_zero, optimizer) if keep_zero else None
     correct = torch.zeros((), dtype=torch.long)
     try:
         for _ in range(cfg.minibatches):
@@ -73,6 +77,8 @@ def train_path(
             correct += (logits.detach().argmax(1) == y).sum()
     finally:
         handle.remove()
+        if pruned is not None:
+            pruned.remove()
     return correct.item() / (cfg.minibatches * cfg.batch_size)
 
 

@@ -22,8 +22,10 @@ from __future__ import annotations
 import copy
 import dataclasses
 import functools
+import statistics
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
@@ -142,6 +144,9 @@ class LotteryConfig:
     checkpoint-every comes first)."""
     progress: bool = True
     """Show a progress display."""
+    return_floor: float = 0.0
+    """RL: the environment's lowest return (Acrobot-v1: -500), from which a condition's return
+    is measured as a fraction of the dense return (summary: ``<condition>_holds_95``)."""
 
     def __post_init__(self) -> None:
         if self.a3c.mode != "hogwild":  # its pruning worker runs in Hogwild workers only
@@ -361,17 +366,24 @@ def main(cfg: LotteryConfig) -> dict[str, Any]:
 
     summary = summarise(cfg, {seed: state["runs"][seed]["results"] for seed in cfg.seeds})
     log_summary(writer, summary)
-    rd.write_json(run_path / rd.SUMMARY, summary)
-    plot_lottery(run_path / "lottery.png", summary, f"{cfg.agent} on {cfg.env_id}")
-    if is_image_task(cfg.env_id):
-        plot_early_stopping(run_path / "early_stopping.png", summary,
-                            f"{cfg.agent} on {cfg.env_id}")  # fmt: skip
-    (run_path / "summary.md").write_text(markdown_table(summary))
+    write_results(run_path, summary)
     writer.close()
     state["summary"] = summary
     rd.save_checkpoint(run_path, state)
     print_table(console, summary, run_path)
     return summary
+
+
+def write_results(run_path: Path, summary: dict[str, Any]) -> None:
+    """``summary.json``, ``lottery.png`` (image tasks also ``early_stopping.png``) and
+    ``summary.md`` in ``run_path``, each written atomically."""
+    rd.write_json(run_path / rd.SUMMARY, summary)
+    title = f"{summary['agent']} on {summary['env_id']}"
+    plot_lottery(run_path / "lottery.png", summary, title)
+    if is_image_task(summary["env_id"]):
+        plot_early_stopping(run_path / "early_stopping.png", summary, title)
+    text = markdown_table(summary)
+    rd.atomic_write(run_path / "summary.md", lambda handle: handle.write(text.encode()))
 
 
 def check_run(
@@ -568,16 +580,63 @@ def summarise(cfg: LotteryConfig, results: dict[int, dict[str, Any]]) -> dict[st
                     key = f"ticket_minus_{control}{suffix}"
                     differences = [ticket[measure] - other[measure] for ticket, other in pairs]
                     entry[key], entry[f"{key}_ci95"] = mean_interval(differences)
+        if not is_image_task(cfg.env_id):
+            dense_runs = [results[seed]["dense"] for seed in seeds]
+            for condition, condition_runs in runs.items():
+                entry.update(retention(condition, condition_runs, dense_runs, cfg.return_floor))
         levels.append(entry)
     trainings = {f"s{seed}/{name}": run for seed in seeds for name, run in results[seed].items()}
+    holds = {} if is_image_task(cfg.env_id) else holds_dense(cfg.conditions, levels)
     return {
         "env_id": cfg.env_id, "agent": cfg.agent, "scope": cfg.prune.scope,
         "ranking": cfg.prune.ranking, "prune_fraction": cfg.prune_fraction,
         "output_prune_fraction": cfg.output_fraction, "conditions": list(cfg.conditions),
         "rewind_steps": cfg.rewind_steps, "steps": cfg.steps, "seeds": seeds,
         "seconds": sum(run["seconds"] for run in trainings.values()),
+        "return_floor": cfg.return_floor, "holds_95": holds,
         "dense": dense, "levels": levels, "trainings": trainings,
     }  # fmt: skip
+
+
+RETAINED = 0.95
+"""Vischer et al.'s criterion: a condition keeps the dense performance while its mean return is
+at least 95% of the dense network's (both measured above the environment's lowest return)."""
+
+
+def retention(
+    condition: str, runs: list[dict[str, Any]], dense: list[dict[str, Any]], floor: float
+) -> dict[str, Any]:
+    """A level's ``<condition>_of_dense`` (mean return over mean dense return, both above
+    ``floor``) and ``<condition>_minus_95``: the mean paired margin (R - floor) - 0.95 (R_dense
+    - floor) over the seeds, with its 95% interval (``_ci95``): negative when the condition
+    falls below 95% of dense."""
+    returns = [run["final_mean_return"] - floor for run in runs]
+    dense_returns = [run["final_mean_return"] - floor for run in dense]
+    margins = [r - RETAINED * d for r, d in zip(returns, dense_returns, strict=True)]
+    margin, half_width = mean_interval(margins)
+    dense_mean = statistics.fmean(dense_returns)
+    of_dense = statistics.fmean(returns) / dense_mean if dense_mean > 0 else None
+    return {f"{condition}_of_dense": of_dense, f"{condition}_minus_95": margin,
+            f"{condition}_minus_95_ci95": half_width}  # fmt: skip
+
+
+def holds_dense(conditions: Sequence[str], levels: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per condition: ``below_at``, the lowest sparsity whose mean return is below 95% of the
+    dense return (None: none is); ``surely_below_at``, the lowest whose whole 95% interval of
+    the margin is below it; ``held_to``, the highest sparsity below ``below_at`` (0: none)."""
+    holds = {}
+    for condition in conditions:
+        below = surely = None
+        for level in levels:
+            margin, half = level[f"{condition}_minus_95"], level[f"{condition}_minus_95_ci95"]
+            if below is None and margin < 0:
+                below = level["sparsity"]
+            if surely is None and half is not None and margin + half < 0:
+                surely = level["sparsity"]
+        held = [lv["sparsity"] for lv in levels if below is None or lv["sparsity"] < below]
+        holds[condition] = {"below_at": below, "surely_below_at": surely,
+                            "held_to": max(held, default=0.0)}  # fmt: skip
+    return holds
 
 
 def cell(summary: dict[str, Any], entry: dict[str, Any], condition: str | None) -> str:
@@ -628,7 +687,21 @@ def print_table(console: Console, summary: dict[str, Any], run_path: Path) -> No
     for row in rows:
         table.add_row(*row)
     console.print(table)
+    for line in holds_lines(summary):
+        console.print(line)
     console.print(f"Run: {run_path}  ({summary['seconds']:.0f} s of training)")
+
+
+def holds_lines(summary: dict[str, Any]) -> list[str]:
+    """One line per condition: up to which sparsity its mean return stays at 95% of dense."""
+    lines = []
+    for condition, held in summary.get("holds_95", {}).items():
+        below, surely = held["below_at"], held["surely_below_at"]
+        line = f"{condition}: mean return >= 95% of dense up to {held['held_to']:.1%} pruned"
+        line += f", below from {below:.1%}" if below is not None else ", never below"
+        line += f" (interval below from {surely:.1%})" if surely is not None else ""
+        lines.append(line)
+    return lines
 
 
 def markdown_table(summary: dict[str, Any]) -> str:
@@ -637,7 +710,8 @@ def markdown_table(summary: dict[str, Any]) -> str:
     lines = [f"{summary['agent']} on {summary['env_id']}: {what_is_shown(summary)}", "",
              "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]  # fmt: skip
     lines += ["| " + " | ".join(row) + " |" for row in rows]
-    return "\n".join(lines) + "\n"
+    held = holds_lines(summary)
+    return "\n".join(lines + ([""] + held if held else [])) + "\n"
 
 
 def with_interval(mean: float, half_width: float | None, digits: int = 2) -> str:

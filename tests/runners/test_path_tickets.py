@@ -1,0 +1,132 @@
+"""runners/path_tickets.py: IMP on A's evolved path, its levels, the pruned frozen path B starts
+from, files, resume, bad input."""
+
+import json
+import sys
+
+import pytest
+import torch
+
+from pathevo.agents.supervised import SupervisedConfig, train_path
+from pathevo.envs.digits import make_binary_task
+from pathevo.evolution.config import EvoConfig
+from pathevo.modules import pruning
+from pathevo.runners import path_tickets as runner
+from pathevo.runners.binary_digits import BinaryDigitsConfig, fresh_library
+
+SMALL = {"pairs": 1, "repeats": 2, "rounds": 2, "max_generations": 4, "resolution": None,
+         "tasks": ("digits/3v5:digits/1v7",), "evo": EvoConfig(population=8),
+         "train": SupervisedConfig(minibatches=5)}  # fmt: skip
+
+
+def small(tmp_path, **overrides) -> runner.PathTicketsConfig:
+    return runner.PathTicketsConfig(**{**SMALL, "run_dir": str(tmp_path / "run"), **overrides})
+
+
+def test_run_levels_sparsities_conditions_files_and_resume(tmp_path, capsys):
+    summary = runner.main(small(tmp_path))
+    conditions = summary["conditions"]
+    assert list(conditions) == ["scratch", "evolved", "r0", "r1", "r2"]
+    for name, pruned in (("evolved", 0.0), ("r0", 0.0), ("r1", 0.5), ("r2", 0.75)):
+        assert conditions[name]["sparsity"]["mean"] == pytest.approx(pruned, abs=1e-3), name
+    assert summary["units"] == 2 and len(summary["results"]) == 2
+    assert {r["seed"] for r in summary["results"]} == {0, 1}
+    for row in conditions.values():
+        assert len(row["b_generations"]["runs"]) == 2 and row["b_generations"]["ci95"] is not None
+        assert 0.0 <= row["b_accuracy"]["mean"] <= 1.0
+    assert conditions["r0"]["a_accuracy_minus_r0"]["mean"] == 0.0
+    assert "b_generations_minus_evolved" in conditions["r2"]
+    run = tmp_path / "run"
+    assert json.loads((run / "summary.json").read_text())["units"] == 2
+    assert (run / "levels.png").stat().st_size > 0
+    capsys.readouterr()
+    again = runner.main(runner.PathTicketsConfig(**{**SMALL, "resume": str(run)}))
+    assert "unit 1/2" not in capsys.readouterr().out  # finished units are not run again
+    assert again["results"] == json.loads(json.dumps(summary["results"]))
+
+
+def test_resume_runs_only_the_units_a_killed_run_did_not_finish(tmp_path, monkeypatch):
+    real, calls = runner.run_unit, []
+
+    def dies_on_second(unit, say):
+        calls.append(unit.seed)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(unit, say)
+
+    monkeypatch.setattr(runner, "run_unit", dies_on_second)
+    with pytest.raises(KeyboardInterrupt):
+        runner.main(small(tmp_path))
+    monkeypatch.setattr(runner, "run_unit",
+                        lambda unit, say: calls.append(unit.seed) or real(unit, say))  # fmt: skip
+    summary = runner.main(runner.PathTicketsConfig(**{**SMALL, "resume": str(tmp_path / "run")}))
+    assert calls == [0, 1, 1] and [r["seed"] for r in summary["results"]] == [0, 1]
+
+
+def test_the_frozen_path_b_starts_from_holds_the_pruned_weights_and_stays_put():
+    torch.manual_seed(0)
+    cfg = BinaryDigitsConfig(resolution=None, progress=False)
+    library = fresh_library(cfg, 64, torch.device("cpu"))
+    after_a = {k: v.clone() for k, v in library.state_dict().items()}
+    path = torch.tensor([[0, 1, 2], [3, 4, 5], [6, 7, 8]])[: library.num_layers]  # [L, N]
+    targets = pruning.library_targets(library, path)
+    pruning.attach_masks(targets)
+    pruning.magnitude_prune(targets, 0.75, "layer")
+    weights = pruning.weights_snapshot(targets)
+    b_library = fresh_library(cfg, 64, torch.device("cpu"))
+    runner.transferred(b_library, after_a, path, weights, "digits/3v5")
+    frozen = b_library.frozen_mask()
+    for layer, (ids, mask) in enumerate(zip(path.tolist(), frozen, strict=True)):
+        assert mask[ids].all() and not mask[[m for m in range(len(mask)) if m not in ids]].any()
+        for k, m in enumerate(sorted(set(ids))):
+            held = b_library.layers[layer].weights[m].detach()
+            assert torch.equal(held, weights[layer * len(ids) + k])
+            assert (held == 0).float().mean() == pytest.approx(0.75, abs=0.01)
+    task = make_binary_task("digits/1v7")
+    head = torch.nn.Linear(cfg.hidden, 2)
+    before = [w.clone() for w in weights]
+    train_path(b_library, head, path, task, SupervisedConfig(minibatches=3, noise=0.0))
+    for layer, ids in enumerate(path.tolist()):  # B trains nothing of the frozen path
+        for k, m in enumerate(sorted(set(ids))):
+            assert torch.equal(b_library.layers[layer].weights[m].detach(),
+                               before[layer * len(ids) + k])  # fmt: skip
+
+
+def test_train_path_keeps_pruned_library_weights_at_zero():
+    torch.manual_seed(0)
+    library = fresh_library(BinaryDigitsConfig(resolution=None, progress=False), 64,
+                            torch.device("cpu"))  # fmt: skip
+    path = torch.zeros(library.num_layers, 1, dtype=torch.long)  # module 0 of every layer
+    targets = pruning.library_targets(library, path)
+    pruning.attach_masks(targets)
+    pruning.magnitude_prune(targets, 0.5, "layer")
+    masks = pruning.masks(targets)
+    head = torch.nn.Linear(20, 2)
+    task = make_binary_task("digits/3v5")
+    cfg = SupervisedConfig(minibatches=20, noise=0.0)
+    train_path(library, head, path, task, cfg, targets)
+    for (module, name), mask in zip(targets, masks, strict=True):
+        weight = module._parameters[name].detach()
+        assert (weight[mask == 0] == 0).all() and (weight[mask == 1] != 0).any()
+    train_path(library, head, path, task, cfg)  # without the targets the pruned entries move
+    assert any((module._parameters[name].detach()[mask == 0] != 0).any()
+               for (module, name), mask in zip(targets, masks, strict=True))  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--prune-fraction", "1.5"],
+        ["--rounds", "0"],
+        ["--tasks", "digits/3v5"],
+        ["--resume", "/nonexistent/run"],
+    ],  # fmt: skip
+)
+def test_bad_input_is_one_line_and_writes_nothing(tmp_path, monkeypatch, capsys, args):
+    monkeypatch.setattr(sys, "argv", ["path_tickets", "--run-dir", str(tmp_path / "r"), *args])
+    with pytest.raises(SystemExit) as exit_:
+        runner.run_cli(runner.main, runner.PathTicketsConfig, "path tickets")
+    assert exit_.value.code == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith("error:") and "\n" not in error, args
+    assert not (tmp_path / "r").exists()
