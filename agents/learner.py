@@ -67,16 +67,24 @@ from pathevo.evolution.async_tournament import SharedPopulation, async_tournamen
 from pathevo.evolution.operators import genome_to_path
 from pathevo.evolution.toolbox import make_toolbox
 from pathevo.modules.moe import take_routing
+from pathevo.modules.pruning import keep_pruned_zero
 from pathevo.modules.recurrent import CoreState
 
 LEARNER_WORKERS: set[Callable[..., Any]] = {a3c_worker, pathnet_worker}
 """The worker functions whose updates the learner makes (plain A3C and PathNet-A3C, whatever
-their network or head); a worker that does more in its process (the lottery's pruning hooks)
-needs Hogwild mode until it is registered here with the learner's counterpart."""
+their network or head); a worker that does more in its process needs Hogwild mode unless its
+wrapper is in :data:`LEARNER_WRAPPERS`."""
+
+LEARNER_WRAPPERS: set[Callable[..., Any]] = set()
+"""Worker wrappers, passed as ``functools.partial(wrapper, worker=W)``, whose work the learner
+does itself (the lottery's ``keep_zero_worker``: the learner always keeps pruned library weights
+at 0, :func:`pathevo.modules.pruning.keep_pruned_zero`); registered by their modules."""
 
 
 def check_learner_target(target: Callable[..., Any]) -> None:
     """A one-line ValueError unless the learner mode can stand in for worker ``target``."""
+    if isinstance(target, functools.partial) and target.func in LEARNER_WRAPPERS:
+        target = target.keywords.get("worker", target)
     if target not in LEARNER_WORKERS:
         name = getattr(getattr(target, "func", target), "__name__", repr(target))
         raise ValueError(f"the learner mode does not run {name} workers; use --a3c.mode hogwild")
@@ -219,6 +227,7 @@ class Learner:
             self.model, self.optimizer = to_device(base.model, base.optimizer, device)
         library = getattr(self.model, "library", None)
         self._guard = None if library is None else library.guard(self.optimizer)
+        self._pruned = keep_pruned_zero(self.model, self.optimizer)  # no masks: no hooks' work
         self.aux_loss = getattr(self.model, "take_aux_loss", None)
         self.slots: dict[int, ActorSlot] = {}
         self.generator = torch.Generator(device).manual_seed(
@@ -435,6 +444,7 @@ class Learner:
                 slot.conn.send(None)
         if self._guard is not None:
             self._guard.remove()
+        self._pruned.remove()
         self.sync()
 
 

@@ -29,6 +29,7 @@ from torch import nn
 
 from pathevo.agents.a3c import A3CNet, WorkerSpec
 from pathevo.agents.continual import split_task
+from pathevo.agents.learner import LEARNER_WRAPPERS
 from pathevo.agents.pathnet_a3c import PathNetA3C, PathNetWorkerSpec
 from pathevo.agents.registry import Agent, register_agent
 from pathevo.envs.digits import (
@@ -95,6 +96,9 @@ def keep_zero_worker(
     ``functools.partial(keep_zero_worker, worker=agent.worker)``."""
     pruning.keep_pruned_zero(spec.a3c.model, spec.a3c.optimizer)
     worker(rank, spec)
+
+
+LEARNER_WRAPPERS.add(keep_zero_worker)  # the learner mode hooks its own optimiser alike
 
 
 # --- how each condition of a round starts -------------------------------------------------------

@@ -149,9 +149,6 @@ class LotteryConfig:
     is measured as a fraction of the dense return (summary: ``<condition>_holds_95``)."""
 
     def __post_init__(self) -> None:
-        if self.a3c.mode != "hogwild":  # its pruning worker runs in Hogwild workers only
-            raise ValueError("lottery trains with a3c.mode hogwild (the learner mode has no "
-                             "pruning worker)")  # fmt: skip
         if not 0.0 < self.prune_fraction < 1.0:
             raise ValueError(f"prune_fraction must lie in (0, 1), got {self.prune_fraction}")
         sizes = (self.rounds, self.steps, self.workers, self.repeats, self.checkpoint_every,

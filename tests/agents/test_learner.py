@@ -217,8 +217,11 @@ def test_the_learner_mode_on_ray_is_refused_at_config_time():
 
 def test_workers_the_learner_cannot_stand_in_for_are_refused_in_one_line():
     check_learner_target(a3c_worker)
-    with pytest.raises(ValueError, match="does not run keep_zero_worker workers"):
-        check_learner_target(functools.partial(keep_zero_worker, worker=a3c_worker))
+    check_learner_target(functools.partial(keep_zero_worker, worker=a3c_worker))  # the lottery's
+    with pytest.raises(ValueError, match="does not run print workers"):
+        check_learner_target(functools.partial(keep_zero_worker, worker=print))
+    with pytest.raises(ValueError, match="does not run print workers"):
+        check_learner_target(functools.partial(print, worker=a3c_worker))
 
 
 @without_cuda

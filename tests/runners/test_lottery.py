@@ -123,6 +123,26 @@ def test_pathnet_digits_library_scope_keeps_pruned_weights_zero(tmp_path):
         assert torch.all(weight[mask == 0] == 0), key
 
 
+def test_the_learner_mode_trains_pathnet_tickets_with_pruned_library_weights_kept_zero(tmp_path):
+    """The lottery through the learner mode (issue: the A3C family's runners in both modes): the
+    learner hooks its own optimiser as a Hogwild pruning worker would."""
+    run = tmp_path / "run"
+    cfg = runner.LotteryConfig(
+        agent="pathnet", rounds=1, prune_fraction=0.5, steps=2000, workers=2,
+        prune=PruneConfig(scope="library"), a3c=dataclasses.replace(FAST_A3C, mode="learner"),
+        run_dir=str(run), progress=False,
+    )  # fmt: skip
+    summary = runner.main(cfg)
+    assert summary["levels"][0]["sparsity"] == pytest.approx(0.5, abs=0.01)
+    assert summary["trainings"]["s0/r1/ticket"]["steps"] >= 2000
+    trained = rd.load_checkpoint(run)["runs"][0]["trained"]  # the round-1 ticket, trained
+    masks = {key: value for key, value in trained.items() if key.startswith("library.")
+             and key.endswith("_mask")}  # fmt: skip
+    assert masks and any(bool((mask == 0).any()) for mask in masks.values())
+    for key, mask in masks.items():
+        assert torch.all(trained[key[: -len("_mask")]][mask == 0] == 0), key
+
+
 def test_repeats_report_means_intervals_and_paired_differences(tmp_path, monkeypatch):
     cfg = runner.LotteryConfig(
         env_id="digits/2v7", rounds=1, prune_fraction=0.5, steps=150, seed=5, repeats=3,
