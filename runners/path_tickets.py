@@ -33,6 +33,7 @@ from typing import Any
 import torch
 from rich.console import Console
 from torch import nn
+from torch.utils.tensorboard import SummaryWriter
 
 from pathevo.agents.supervised import SupervisedConfig, train_fixed_path, train_path
 from pathevo.envs.digits import BinaryTask
@@ -279,6 +280,30 @@ def summarise(cfg: PathTicketsConfig, results: list[dict[str, Any]]) -> dict[str
             "results": results}  # fmt: skip
 
 
+def log_unit(writer: SummaryWriter, entry: dict[str, Any], rounds: int) -> None:
+    """A unit's results (or, ``entry`` of :func:`mean_entry`, their means) under the ``summary/``
+    tags: sparsity, A's accuracy and B's generations against the IMP level, and B's generations
+    from scratch and with the evolved path (one value each)."""
+    for r in range(rounds + 1):
+        level = entry["levels"][f"r{r}"]
+        writer.add_scalar("summary/sparsity", level["sparsity"], r)
+        writer.add_scalar("summary/a_accuracy", level["a_accuracy"], r)
+        writer.add_scalar("summary/b_generations", entry["b"][f"r{r}"]["generations"], r)
+    writer.add_scalar("summary/evolved_a_accuracy", entry["levels"]["evolved"]["a_accuracy"], 0)
+    for condition in ("scratch", "evolved"):
+        writer.add_scalar(f"summary/{condition}_b_generations",
+                          entry["b"][condition]["generations"], 0)  # fmt: skip
+
+
+def mean_entry(summary: dict[str, Any]) -> dict[str, Any]:
+    """The units' means in the shape of one unit's result (for :func:`log_unit`)."""
+    conditions = summary["conditions"]
+    levels = {name: {"sparsity": row["sparsity"]["mean"], "a_accuracy": row["a_accuracy"]["mean"]}
+              for name, row in conditions.items() if name != "scratch"}  # fmt: skip
+    b = {name: {"generations": row["b_generations"]["mean"]} for name, row in conditions.items()}
+    return {"levels": levels, "b": b}
+
+
 def open_run(cfg: PathTicketsConfig) -> tuple[PathTicketsConfig, Path, list[dict[str, Any]]]:
     """A new run directory, or the resumed run's config, directory and finished units."""
     if cfg.resume is None:
@@ -309,8 +334,12 @@ def main(cfg: PathTicketsConfig) -> dict[str, Any]:
         unit = Unit(cfg, tasks[a], tasks[b], held_out[a], held_out[b], seed)
         results.append(run_unit(unit, lambda line: console.print(line, highlight=False)))
         rd.save_checkpoint(run_path, {"results": results})
+        with rd.segment_writer(run_path, f"{a}-{b}/s{seed}".replace("/", "_", 2)) as writer:
+            log_unit(writer, results[-1], cfg.rounds)
         console.print(f"unit {index + 1} done in {time.monotonic() - start:.0f} s")
     summary = summarise(cfg, results)
+    with rd.segment_writer(run_path, "") as writer:  # the means, overlaid on the units'
+        log_unit(writer, mean_entry(summary), cfg.rounds)
     rd.write_json(run_path / rd.SUMMARY, summary)
     plot_levels(run_path / "levels.png", summary)
     print_table(console, summary, run_path)

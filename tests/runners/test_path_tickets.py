@@ -6,6 +6,7 @@ import sys
 
 import pytest
 import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from pathevo.agents.supervised import SupervisedConfig, train_path
 from pathevo.envs.digits import make_binary_task
@@ -39,6 +40,11 @@ def test_run_levels_sparsities_conditions_files_and_resume(tmp_path, capsys):
     run = tmp_path / "run"
     assert json.loads((run / "summary.json").read_text())["units"] == 2
     assert (run / "levels.png").stat().st_size > 0
+    for events in (run, run / "digits_3v5-digits_1v7" / "s1"):  # the means and each unit's
+        accumulator = EventAccumulator(str(events))
+        accumulator.Reload()
+        steps = [e.step for e in accumulator.Scalars("summary/a_accuracy")]
+        assert steps == [0, 1, 2] and accumulator.Scalars("summary/scratch_b_generations")
     capsys.readouterr()
     again = runner.main(runner.PathTicketsConfig(**{**SMALL, "resume": str(run)}))
     assert "unit 1/2" not in capsys.readouterr().out  # finished units are not run again
