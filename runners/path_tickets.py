@@ -304,25 +304,34 @@ def mean_entry(summary: dict[str, Any]) -> dict[str, Any]:
     return {"levels": levels, "b": b}
 
 
-def open_run(cfg: PathTicketsConfig) -> tuple[PathTicketsConfig, Path, list[dict[str, Any]]]:
-    """A new run directory, or the resumed run's config, directory and finished units."""
+def open_run(cfg: PathTicketsConfig) -> tuple[Path, list[dict[str, Any]]]:
+    """A new run directory, or the resumed run's directory and finished units (``cfg`` is the
+    resumed run's own, :func:`resumed_config`)."""
     if cfg.resume is None:
         run_path = rd.prepare_run_dir(cfg.run_dir, "path_tickets", cfg.seed)
         rd.save_config(run_path, cfg)
-        return cfg, run_path, []
+        return run_path, []
     run_path = Path(cfg.resume)
-    saved = dataclasses.replace(rd.load_config(run_path, PathTicketsConfig), resume=cfg.resume)
     state = rd.load_checkpoint(run_path, "path_tickets", {"results": list}) or {"results": []}
-    return saved, run_path, state["results"]
+    return run_path, state["results"]
+
+
+def resumed_config(cfg: PathTicketsConfig) -> PathTicketsConfig:
+    """``cfg``, or with ``--resume`` the config the run was started with."""
+    if cfg.resume is None:
+        return cfg
+    saved = rd.load_config(cfg.resume, PathTicketsConfig)
+    return dataclasses.replace(saved, resume=cfg.resume)
 
 
 def main(cfg: PathTicketsConfig) -> dict[str, Any]:
     """Run every unit not yet finished; write summary.json, levels.png; return the summary."""
     torch.set_num_threads(1)
+    cfg = resumed_config(cfg)
     pairs = choose_pairs(cfg.digits())
     names = sorted({name for pair in pairs for name in pair})
-    tasks, held_out = load_tasks(cfg.digits(), names, torch.device("cpu"))  # files checked here
-    cfg, run_path, results = open_run(cfg)
+    tasks, held_out = load_tasks(cfg.digits(), names, torch.device("cpu"))  # before any write
+    run_path, results = open_run(cfg)
     console = Console()
     done = {(r["task_a"], r["task_b"], r["seed"]) for r in results}
     units = [(a, b, cfg.seed + k) for a, b in pairs for k in range(cfg.repeats)]

@@ -26,7 +26,7 @@ from tests.runners.test_cli import RUNNERS, config_type
 
 TRAINING = [
     "a3c", "atari_transfer", "binary_digits", "continual", "hyperneat", "labyrinth_transfer",
-    "lottery", "moe_capacity", "transfer_matrix",
+    "lottery", "moe_capacity", "path_tickets", "transfer_matrix",
 ]  # fmt: skip
 
 SPECIFIC = {
@@ -106,6 +106,7 @@ FIRST_NEED = {
     "a3c": "model", "atari_transfer": "phase", "labyrinth_transfer": "phase",
     "transfer_matrix": "phase", "binary_digits": "pair", "continual": "done",
     "hyperneat": "population", "lottery": "runs", "moe_capacity": "results",
+    "path_tickets": "results",
 }  # fmt: skip
 """The first entry each recipe's resume needs (a checkpoint with it mistyped is refused)."""
 

@@ -46,7 +46,7 @@ def test_run_levels_sparsities_conditions_files_and_resume(tmp_path, capsys):
         steps = [e.step for e in accumulator.Scalars("summary/a_accuracy")]
         assert steps == [0, 1, 2] and accumulator.Scalars("summary/scratch_b_generations")
     capsys.readouterr()
-    again = runner.main(runner.PathTicketsConfig(**{**SMALL, "resume": str(run)}))
+    again = runner.main(runner.PathTicketsConfig(resume=str(run)))  # its own settings back
     assert "unit 1/2" not in capsys.readouterr().out  # finished units are not run again
     assert again["results"] == json.loads(json.dumps(summary["results"]))
 
@@ -65,7 +65,7 @@ def test_resume_runs_only_the_units_a_killed_run_did_not_finish(tmp_path, monkey
         runner.main(small(tmp_path))
     monkeypatch.setattr(runner, "run_unit",
                         lambda unit, say: calls.append(unit.seed) or real(unit, say))  # fmt: skip
-    summary = runner.main(runner.PathTicketsConfig(**{**SMALL, "resume": str(tmp_path / "run")}))
+    summary = runner.main(runner.PathTicketsConfig(resume=str(tmp_path / "run")))
     assert calls == [0, 1, 1] and [r["seed"] for r in summary["results"]] == [0, 1]
 
 
