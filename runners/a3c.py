@@ -38,23 +38,11 @@ from pathevo.agents.phase import (
 )
 from pathevo.agents.phase_log import POPULATION_KEYS, PhaseLog, moe_load_cv2
 from pathevo.agents.phase_reporters import make_progress
-from pathevo.agents.registry import AGENTS, agent_names, get_agent
+from pathevo.agents.registry import agent_names, get_agent
 from pathevo.evolution.async_tournament import SharedPopulation
 from pathevo.runners.plumbing import run_dir as rd
-from pathevo.runners.plumbing.cli import choice_of, run_cli
+from pathevo.runners.plumbing.cli import agent_help, choice_of, flags_given, run_cli
 from pathevo.runners.plumbing.plots import plot_learning_curves
-
-
-def agent_help(names: Sequence[str]) -> str:
-    """The ``--agent`` help: the registry, and the agents' own defaults (which the runner's
-    command line applies, :func:`with_agent_defaults`)."""
-    own = [f"{name}: {AGENTS[name].defaults_text()}" for name in names if AGENTS[name].defaults]
-    text = "Agent from the registry (agents/registry.py)."
-    if own:
-        text += " Agents' own defaults, which replace the runner's unless a flag sets them: "
-        text += "; ".join(own) + "."
-    return text
-
 
 AgentName = Annotated[
     choice_of(agent_names(trainer="a3c")),
@@ -119,18 +107,6 @@ def with_agent_defaults(cfg: A3CRunConfig, args: Sequence[str]) -> A3CRunConfig:
     """``cfg``, parsed from the command line ``args``, with its agent's own defaults
     (:attr:`pathevo.agents.registry.Agent.defaults`) in every field ``args`` do not set."""
     return get_agent(cfg.agent, trainer="a3c").configure(cfg, flags_given(args))
-
-
-def flags_given(args: Sequence[str]) -> set[str]:
-    """The config field paths a command line sets: ``--a3c.t-max 5`` and ``--a3c.t_max=5`` set
-    ``a3c.t_max``, ``--a3c.no-recompute`` sets ``a3c.recompute``."""
-    given = set()
-    for arg in args:
-        if arg.startswith("--"):
-            path = arg[2:].split("=", 1)[0].replace("-", "_")
-            section, dot, name = path.rpartition(".")
-            given |= {path, section + dot + name.removeprefix("no_")}
-    return given
 
 
 def build_agent(

@@ -59,10 +59,9 @@ from pathevo.agents.phase_reporters import make_progress
 from pathevo.agents.registry import agent_names, get_agent
 from pathevo.envs.digits import is_image_task
 from pathevo.modules import pruning
-from pathevo.runners.a3c import agent_help, flags_given
 from pathevo.runners.figures.lottery import plot_early_stopping, plot_lottery
 from pathevo.runners.plumbing import run_dir as rd
-from pathevo.runners.plumbing.cli import choice_of, run_cli
+from pathevo.runners.plumbing.cli import agent_help, choice_of, flags_given, run_cli
 from pathevo.runners.plumbing.stats import mean_interval
 
 TRAINERS = ("a3c", "supervised")

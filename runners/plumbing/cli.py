@@ -29,6 +29,7 @@ import torch
 import tyro
 
 from pathevo.agents.a3c import learner_device
+from pathevo.agents.registry import AGENTS
 
 Config = TypeVar("Config")
 
@@ -187,3 +188,26 @@ def resolve_device(name: str) -> torch.device:
     """``cpu``, ``cuda``, ``cuda:N`` or ``auto`` (CUDA when present); a clear error otherwise
     (:func:`pathevo.agents.a3c.learner_device`, one check for every recipe)."""
     return learner_device(name)
+
+
+def agent_help(names: Sequence[str]) -> str:
+    """The ``--agent`` help: the registry, and the agents' own defaults (which the runner's
+    command line applies, :func:`pathevo.runners.a3c.with_agent_defaults`)."""
+    own = [f"{name}: {AGENTS[name].defaults_text()}" for name in names if AGENTS[name].defaults]
+    text = "Agent from the registry (agents/registry.py)."
+    if own:
+        text += " Agents' own defaults, which replace the runner's unless a flag sets them: "
+        text += "; ".join(own) + "."
+    return text
+
+
+def flags_given(args: Sequence[str]) -> set[str]:
+    """The config field paths a command line sets: ``--a3c.t-max 5`` and ``--a3c.t_max=5`` set
+    ``a3c.t_max``, ``--a3c.no-recompute`` sets ``a3c.recompute``."""
+    given = set()
+    for arg in args:
+        if arg.startswith("--"):
+            path = arg[2:].split("=", 1)[0].replace("-", "_")
+            section, dot, name = path.rpartition(".")
+            given |= {path, section + dot + name.removeprefix("no_")}
+    return given

@@ -9,7 +9,7 @@ import pytest
 
 from pathevo.agents.registry import AGENTS, agent_names, get_agent
 from pathevo.runners import a3c as runner
-from pathevo.runners.plumbing.cli import parse_config
+from pathevo.runners.plumbing.cli import flags_given, parse_config
 
 TUNED = {"a3c.lr": 1e-3, "a3c.recompute": False, "moe.capacity_factor": None, "workers": 4}
 
@@ -73,7 +73,7 @@ def test_the_command_runs_main_with_the_agents_defaults(tuned, monkeypatch) -> N
 
 
 def test_flags_given_names_field_paths() -> None:
-    given = runner.flags_given(["--a3c.t-max", "5", "--a3c.no-recompute", "--moe.w_load=0.1",
+    given = flags_given(["--a3c.t-max", "5", "--a3c.no-recompute", "--moe.w_load=0.1",
                                 "--agent", "moe", "None"])  # fmt: skip
     assert {"a3c.t_max", "a3c.recompute", "moe.w_load", "agent"} <= given
     assert "None" not in given and "moe" not in given
