@@ -325,7 +325,9 @@ def resumed_config(cfg: PathTicketsConfig) -> PathTicketsConfig:
 
 
 def main(cfg: PathTicketsConfig) -> dict[str, Any]:
-    """Run every unit not yet finished; write summary.json, levels.png; return the summary."""
+    """Run every unit not yet finished; write summary.json, levels.png; return the summary.
+    After each unit but the last, summary.json and levels.png show the units finished so far
+    (``partial``: how many the run has in all)."""
     torch.set_num_threads(1)
     cfg = resumed_config(cfg)
     pairs = choose_pairs(cfg.digits())
@@ -345,6 +347,10 @@ def main(cfg: PathTicketsConfig) -> dict[str, Any]:
         rd.save_checkpoint(run_path, {"results": results})
         with rd.segment_writer(run_path, f"{a}-{b}/s{seed}".replace("/", "_", 2)) as writer:
             log_unit(writer, results[-1], cfg.rounds)
+        if len(results) < len(units):  # what the finished units show so far
+            partial = {**summarise(cfg, results), "partial": len(units)}
+            rd.write_json(run_path / rd.SUMMARY, partial)
+            plot_levels(run_path / "levels.png", partial)
         console.print(f"unit {index + 1} done in {time.monotonic() - start:.0f} s")
     summary = summarise(cfg, results)
     with rd.segment_writer(run_path, "") as writer:  # the means, overlaid on the units'

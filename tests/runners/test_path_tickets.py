@@ -63,6 +63,8 @@ def test_resume_runs_only_the_units_a_killed_run_did_not_finish(tmp_path, monkey
     monkeypatch.setattr(runner, "run_unit", dies_on_second)
     with pytest.raises(KeyboardInterrupt):
         runner.main(small(tmp_path))
+    partial = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert partial["units"] == 1 and partial["partial"] == 2  # what the first unit showed
     monkeypatch.setattr(runner, "run_unit",
                         lambda unit, say: calls.append(unit.seed) or real(unit, say))  # fmt: skip
     summary = runner.main(runner.PathTicketsConfig(resume=str(tmp_path / "run")))
