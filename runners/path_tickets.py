@@ -26,6 +26,7 @@ import copy
 import dataclasses
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,7 +34,6 @@ from typing import Any
 import torch
 from rich.console import Console
 from torch import nn
-from torch.utils.tensorboard import SummaryWriter
 
 from pathevo.agents.supervised import SupervisedConfig, train_fixed_path, train_path
 from pathevo.envs.digits import BinaryTask
@@ -52,7 +52,7 @@ from pathevo.runners.binary_digits import (
     held_out_accuracy,
     load_tasks,
 )
-from pathevo.runners.figures.path_tickets import plot_levels, print_table
+from pathevo.runners.figures.path_tickets import log_unit, mean_entry, plot_levels, print_table
 from pathevo.runners.plumbing import run_dir as rd
 from pathevo.runners.plumbing.cli import run_cli
 from pathevo.runners.plumbing.stats import mean_interval
@@ -153,41 +153,60 @@ class FixedPathTrainer:
 
 
 def evolve_on(unit: Unit, library: PathLibrary, task: BinaryTask, held: BinaryTask,
-              seed: int) -> tuple[SearchState, float]:  # fmt: skip
-    """PathNet evolution of a fresh population and head on ``task``; the search state and the
-    held-out accuracy of its best path."""
+              seed: int) -> tuple[SearchState, float, dict[str, torch.Tensor]]:  # fmt: skip
+    """PathNet evolution of a fresh population and head on ``task``; the search state, the
+    held-out accuracy of its best path and the head's initial state."""
     rng = random.Random(seed)
     torch.manual_seed(seed)
     head = unit.head()
+    initial_head = copy.deepcopy(head.state_dict())
     trainer_cfg = unit.cfg.train
     toolbox = make_toolbox(unit.cfg.evo, map, rng)
     toolbox.register("evaluate", lambda genome: (train_path(
         library, head, unit.path(genome), task, trainer_cfg),))  # fmt: skip
     search = SearchState(population=toolbox.population(n=unit.cfg.evo.population))
     evolve(search, toolbox, unit.cfg.max_generations, unit.cfg.threshold, tournaments_at_once=0)
-    return search, held_out_accuracy(library, head, unit.path(search.best), held)
+    return search, held_out_accuracy(library, head, unit.path(search.best), held), initial_head
+
+
+def path_parameters(library: PathLibrary, path: torch.Tensor) -> list[torch.Tensor]:
+    """Every parameter of ``path``'s modules ([L, N]; weights and biases, each distinct module
+    once, in layer and module order): the views the library computes with."""
+    return [getattr(layer, kind)[m] for layer, ids in zip(library.layers, path.tolist(),
+                                                          strict=True)
+            for m in sorted(set(ids)) for kind in layer.parameter_kinds]  # fmt: skip
+
+
+def path_snapshot(library: PathLibrary, path: torch.Tensor) -> list[torch.Tensor]:
+    """Copies of :func:`path_parameters` (pruned weights are 0 in them)."""
+    return [parameter.detach().clone() for parameter in path_parameters(library, path)]
+
+
+@torch.no_grad()
+def load_path(library: PathLibrary, path: torch.Tensor, values: list[torch.Tensor]) -> None:
+    """Write :func:`path_snapshot`'s ``values`` into ``path``'s modules."""
+    for parameter, value in zip(path_parameters(library, path), values, strict=True):
+        parameter.copy_(value)
 
 
 def transferred(library: PathLibrary, after_a: dict[str, Any], path: torch.Tensor,
-                weights: list[torch.Tensor], task_a: str) -> None:  # fmt: skip
-    """Make ``library`` B's start: A's final library with ``weights`` (one per module of
-    ``path``, [L, N], in :func:`pathevo.modules.pruning.library_targets`' order; pruned entries
-    0) on A's path, that path frozen and every other module re-initialised."""
+                values: list[torch.Tensor], task_a: str) -> None:  # fmt: skip
+    """Make ``library`` B's start: A's final library with ``values`` (:func:`path_snapshot` of
+    a level: weights with pruned entries 0, and biases) on A's path, that path frozen and every
+    other module re-initialised."""
     library.load_state_dict(after_a)
-    with torch.no_grad():
-        for (module, name), values in zip(pruning.library_targets(library, path), weights,
-                                          strict=True):  # fmt: skip
-            module._parameters[name].copy_(values)
+    load_path(library, path, values)
     begin_transfer(library, path, task_a)
 
 
-def run_unit(unit: Unit, say: Any) -> dict[str, Any]:
+def run_unit(unit: Unit, say: Callable[[str], None]) -> dict[str, Any]:
     """Steps 1-3 of the module docstring for one pair and seed; the unit's result."""
     cfg, seed = unit.cfg, unit.seed
     torch.manual_seed(seed)
     library = unit.library()
-    theta0 = copy.deepcopy(library.state_dict())
-    search_a, accuracy_a = evolve_on(unit, library, unit.task_a, unit.held_a, seed * 100 + 1)
+    initial = copy.deepcopy(library)  # θ0
+    search_a, accuracy_a, head0 = evolve_on(unit, library, unit.task_a, unit.held_a,
+                                            seed * 100 + 1)  # fmt: skip
     best_a, path_a = search_a.best, unit.path(search_a.best)
     after_a = copy.deepcopy(library.state_dict())
     result: dict[str, Any] = {
@@ -197,22 +216,18 @@ def run_unit(unit: Unit, say: Any) -> dict[str, Any]:
     }  # fmt: skip
     say(f"A {unit.task_a.name}: {result['a_generations']} generations, {accuracy_a:.3f} held out")
 
-    initial = unit.library()
-    initial.load_state_dict(theta0)
-    rewound = pruning.weights_snapshot(pruning.library_targets(initial, path_a))
-    torch.manual_seed(seed * 100 + 2)
-    head0 = unit.head().state_dict()
-    ticket = unit.library()
-    ticket.load_state_dict(after_a)
+    theta0 = path_snapshot(initial, path_a)
+    ticket = copy.deepcopy(library)
     targets = pruning.library_targets(ticket, path_a)
     pruning.attach_masks(targets)
-    weights: dict[str, list[torch.Tensor]] = {"evolved": pruning.weights_snapshot(targets)}
+    snapshots = {"evolved": path_snapshot(ticket, path_a)}
     for r in range(cfg.rounds + 1):
-        if r:
+        if r:  # ranked by the latest level's trained weights
             pruning.magnitude_prune(targets, cfg.prune_fraction, "layer")
-        pruning.rewind(targets, rewound)
+        load_path(ticket, path_a, theta0)  # weights and biases back to θ0,
+        pruning.set_masks(targets, pruning.masks(targets))  # the pruned weights to 0
         head = unit.head()
-        head.load_state_dict(head0)
+        head.load_state_dict(head0)  # A's head at θ0
         trainer = FixedPathTrainer(ticket, head, path_a, unit.task_a, cfg.train, targets)
         torch.manual_seed(seed * 100 + 3)  # the same minibatches at every level
         search = train_fixed_path(SearchState(population=[PathGenome(best_a)]), trainer,
@@ -222,15 +237,16 @@ def run_unit(unit: Unit, say: Any) -> dict[str, Any]:
                  "a_solved": search.solved_at is not None,
                  "a_accuracy": held_out_accuracy(ticket, head, path_a, unit.held_a)}  # fmt: skip
         result["levels"][f"r{r}"] = level
-        weights[f"r{r}"] = pruning.weights_snapshot(targets)
+        snapshots[f"r{r}"] = path_snapshot(ticket, path_a)
         say(f"  r{r}: {100 * level['sparsity']:.1f}% pruned, A {level['a_accuracy']:.3f}")
 
     for condition in ["scratch", *cfg.levels()]:
         torch.manual_seed(seed * 100 + 4)  # the same re-initialised modules for every condition
         library = unit.library()
         if condition != "scratch":
-            transferred(library, after_a, path_a, weights[condition], unit.task_a.name)
-        search_b, accuracy_b = evolve_on(unit, library, unit.task_b, unit.held_b, seed * 100 + 5)
+            transferred(library, after_a, path_a, snapshots[condition], unit.task_a.name)
+        search_b, accuracy_b, _ = evolve_on(unit, library, unit.task_b, unit.held_b,
+                                            seed * 100 + 5)  # fmt: skip
         entry = result.setdefault("b", {})[condition] = {
             "generations": search_b.solved_at or cfg.max_generations,
             "solved": search_b.solved_at is not None, "accuracy": accuracy_b}  # fmt: skip
@@ -265,43 +281,43 @@ def summarise(cfg: PathTicketsConfig, results: list[dict[str, Any]]) -> dict[str
             row["a_accuracy"] = stat([e["a_accuracy"] for e in levels])
             if condition != "evolved":
                 row["a_generations"] = stat([e["a_generations"] for e in levels])
+                row["a_solved"] = sum(e["a_solved"] for e in levels)
                 row["a_accuracy_minus_r0"] = stat(
                     [e["a_accuracy"] - r["levels"]["r0"]["a_accuracy"]
                      for e, r in zip(levels, results, strict=True)])  # fmt: skip
         conditions[condition] = row
-    keeps = [conditions[c]["sparsity"]["mean"] for c in cfg.levels()[1:]
-             if conditions[c]["a_accuracy_minus_r0"]["mean"] >= -0.01]  # fmt: skip
     return {"units": len(results), "pairs": sorted({f"{r['task_a']}:{r['task_b']}"
                                                     for r in results}),  # fmt: skip
             "rounds": cfg.rounds, "prune_fraction": cfg.prune_fraction,
             "threshold": cfg.threshold, "max_generations": cfg.max_generations,
             "conditions": conditions,
-            "keeps_accuracy_to": max(keeps, default=0.0),
+            "a_keeps_accuracy": keeps_accuracy(conditions, cfg.levels()[1:]),
             "results": results}  # fmt: skip
 
 
-def log_unit(writer: SummaryWriter, entry: dict[str, Any], rounds: int) -> None:
-    """A unit's results (or, ``entry`` of :func:`mean_entry`, their means) under the ``summary/``
-    tags: sparsity, A's accuracy and B's generations against the IMP level, and B's generations
-    from scratch and with the evolved path (one value each)."""
-    for r in range(rounds + 1):
-        level = entry["levels"][f"r{r}"]
-        writer.add_scalar("summary/sparsity", level["sparsity"], r)
-        writer.add_scalar("summary/a_accuracy", level["a_accuracy"], r)
-        writer.add_scalar("summary/b_generations", entry["b"][f"r{r}"]["generations"], r)
-    writer.add_scalar("summary/evolved_a_accuracy", entry["levels"]["evolved"]["a_accuracy"], 0)
-    for condition in ("scratch", "evolved"):
-        writer.add_scalar(f"summary/{condition}_b_generations",
-                          entry["b"][condition]["generations"], 0)  # fmt: skip
+KEPT = 0.01
+"""A level keeps A's accuracy while its mean held-out accuracy is at most 1 point below r0's."""
 
 
-def mean_entry(summary: dict[str, Any]) -> dict[str, Any]:
-    """The units' means in the shape of one unit's result (for :func:`log_unit`)."""
-    conditions = summary["conditions"]
-    levels = {name: {"sparsity": row["sparsity"]["mean"], "a_accuracy": row["a_accuracy"]["mean"]}
-              for name, row in conditions.items() if name != "scratch"}  # fmt: skip
-    b = {name: {"generations": row["b_generations"]["mean"]} for name, row in conditions.items()}
-    return {"levels": levels, "b": b}
+def keeps_accuracy(conditions: dict[str, Any], levels: list[str]) -> dict[str, Any]:
+    """``held_to``: the highest sparsity before the first level whose mean A accuracy is more
+    than :data:`KEPT` below r0's (paired over units); ``below_at``: that level's sparsity
+    (None: none is); ``surely_below_at``: the first level whose whole 95% interval is below."""
+    below = surely = None
+    for name in levels:
+        difference = conditions[name]["a_accuracy_minus_r0"]
+        sparsity = conditions[name]["sparsity"]["mean"]
+        if below is None and difference["mean"] < -KEPT:
+            below = sparsity
+        if (
+            surely is None
+            and difference["ci95"] is not None
+            and (difference["mean"] + difference["ci95"] < -KEPT)
+        ):
+            surely = sparsity
+    held = [conditions[n]["sparsity"]["mean"] for n in levels]
+    return {"held_to": max((x for x in held if below is None or x < below), default=0.0),
+            "below_at": below, "surely_below_at": surely}  # fmt: skip
 
 
 def open_run(cfg: PathTicketsConfig) -> tuple[Path, list[dict[str, Any]]]:

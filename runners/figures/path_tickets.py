@@ -1,5 +1,6 @@
-"""The path-ticket run's figure and table (runners/path_tickets.py): A's held-out accuracy and
-B's generations against the sparsity of A's frozen path, means over units with 95% intervals."""
+"""The path-ticket run's figure, table and TensorBoard summary (runners/path_tickets.py): A's
+held-out accuracy and B's generations against the sparsity of A's frozen path, means over units
+with 95% intervals."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import Any
 from matplotlib.figure import Figure
 from rich.console import Console
 from rich.table import Table
+from torch.utils.tensorboard import SummaryWriter
 
 from pathevo.runners.plumbing.plots import save_figure
 
@@ -65,4 +67,33 @@ def print_table(console: Console, summary: dict[str, Any], run_path: Path) -> No
             _mean(row["b_accuracy"], 100),
         )
     console.print(table)
+    kept = summary["a_keeps_accuracy"]
+    line = f"A keeps its accuracy (within 1 point of r0) up to {kept['held_to']:.1%} pruned"
+    if kept["below_at"] is not None:
+        line += f", falls below from {kept['below_at']:.1%}"
+    console.print(line)
     console.print(f"Run: {run_path}")
+
+
+def log_unit(writer: SummaryWriter, entry: dict[str, Any], rounds: int) -> None:
+    """A unit's results (or, ``entry`` of :func:`mean_entry`, their means) under the ``summary/``
+    tags: sparsity, A's accuracy and B's generations against the IMP level, and B's generations
+    from scratch and with the evolved path (one value each)."""
+    for r in range(rounds + 1):
+        level = entry["levels"][f"r{r}"]
+        writer.add_scalar("summary/sparsity", level["sparsity"], r)
+        writer.add_scalar("summary/a_accuracy", level["a_accuracy"], r)
+        writer.add_scalar("summary/b_generations", entry["b"][f"r{r}"]["generations"], r)
+    writer.add_scalar("summary/evolved_a_accuracy", entry["levels"]["evolved"]["a_accuracy"], 0)
+    for condition in ("scratch", "evolved"):
+        writer.add_scalar(f"summary/{condition}_b_generations",
+                          entry["b"][condition]["generations"], 0)  # fmt: skip
+
+
+def mean_entry(summary: dict[str, Any]) -> dict[str, Any]:
+    """The units' means in the shape of one unit's result (for :func:`log_unit`)."""
+    conditions = summary["conditions"]
+    levels = {name: {"sparsity": row["sparsity"]["mean"], "a_accuracy": row["a_accuracy"]["mean"]}
+              for name, row in conditions.items() if name != "scratch"}  # fmt: skip
+    b = {name: {"generations": row["b_generations"]["mean"]} for name, row in conditions.items()}
+    return {"levels": levels, "b": b}

@@ -71,7 +71,9 @@ def test_resume_runs_only_the_units_a_killed_run_did_not_finish(tmp_path, monkey
     assert calls == [0, 1, 1] and [r["seed"] for r in summary["results"]] == [0, 1]
 
 
-def test_the_frozen_path_b_starts_from_holds_the_pruned_weights_and_stays_put():
+def test_the_frozen_path_b_starts_from_holds_the_level_and_stays_put():
+    """B's library holds the level's whole path (pruned weights 0, its biases), frozen, and its
+    other modules re-initialised; training B changes nothing of it."""
     torch.manual_seed(0)
     cfg = BinaryDigitsConfig(resolution=None, progress=False)
     library = fresh_library(cfg, 64, torch.device("cpu"))
@@ -80,24 +82,38 @@ def test_the_frozen_path_b_starts_from_holds_the_pruned_weights_and_stays_put():
     targets = pruning.library_targets(library, path)
     pruning.attach_masks(targets)
     pruning.magnitude_prune(targets, 0.75, "layer")
-    weights = pruning.weights_snapshot(targets)
+    with torch.no_grad():
+        for parameter in runner.path_parameters(library, path):
+            if parameter.dim() == 1:  # a bias: trained away from A's final value
+                parameter.add_(1.0)
+    level = runner.path_snapshot(library, path)
+    assert any(value.dim() == 1 for value in level) and any(value.dim() == 2 for value in level)
     b_library = fresh_library(cfg, 64, torch.device("cpu"))
-    runner.transferred(b_library, after_a, path, weights, "digits/3v5")
-    frozen = b_library.frozen_mask()
-    for layer, (ids, mask) in enumerate(zip(path.tolist(), frozen, strict=True)):
+    runner.transferred(b_library, after_a, path, level, "digits/3v5")
+    held = runner.path_snapshot(b_library, path)
+    assert all(torch.equal(h, v) for h, v in zip(held, level, strict=True))
+    pruned = [h for h in held if h.dim() == 2]
+    assert all((h == 0).float().mean() == pytest.approx(0.75, abs=0.01) for h in pruned)
+    for ids, mask in zip(path.tolist(), b_library.frozen_mask(), strict=True):
         assert mask[ids].all() and not mask[[m for m in range(len(mask)) if m not in ids]].any()
-        for k, m in enumerate(sorted(set(ids))):
-            held = b_library.layers[layer].weights[m].detach()
-            assert torch.equal(held, weights[layer * len(ids) + k])
-            assert (held == 0).float().mean() == pytest.approx(0.75, abs=0.01)
+    off_path = b_library.layers[0].weights[9].detach()
+    assert not torch.equal(off_path, after_a["layers.0.weights.9"])  # re-initialised
     task = make_binary_task("digits/1v7")
     head = torch.nn.Linear(cfg.hidden, 2)
-    before = [w.clone() for w in weights]
     train_path(b_library, head, path, task, SupervisedConfig(minibatches=3, noise=0.0))
-    for layer, ids in enumerate(path.tolist()):  # B trains nothing of the frozen path
-        for k, m in enumerate(sorted(set(ids))):
-            assert torch.equal(b_library.layers[layer].weights[m].detach(),
-                               before[layer * len(ids) + k])  # fmt: skip
+    after = runner.path_snapshot(b_library, path)  # B trains nothing of the frozen path
+    assert all(torch.equal(a, v) for a, v in zip(after, level, strict=True))
+
+
+def test_a_level_keeps_accuracy_up_to_the_first_level_more_than_a_point_below_r0():
+    def row(sparsity, difference, half):
+        return {"sparsity": {"mean": sparsity}, "a_accuracy_minus_r0": {"mean": difference,
+                                                                        "ci95": half}}  # fmt: skip
+
+    conditions = {"r1": row(0.5, 0.0, 0.01), "r2": row(0.75, -0.02, 0.03),
+                  "r3": row(0.875, 0.0, 0.01), "r4": row(0.94, -0.05, 0.02)}  # fmt: skip
+    kept = runner.keeps_accuracy(conditions, ["r1", "r2", "r3", "r4"])
+    assert kept == {"held_to": 0.5, "below_at": 0.75, "surely_below_at": 0.94}
 
 
 def test_train_path_keeps_pruned_library_weights_at_zero():
