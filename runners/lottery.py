@@ -145,7 +145,7 @@ class LotteryConfig:
     """Show a progress display."""
     return_floor: float = 0.0
     """RL: the environment's lowest return (Acrobot-v1: -500), from which a condition's return
-    is measured as a fraction of the dense return (summary: ``<condition>_holds_95``)."""
+    is measured as a fraction of the dense return (summary: ``holds_95``)."""
 
     def __post_init__(self) -> None:
         if not 0.0 < self.prune_fraction < 1.0:
@@ -582,7 +582,9 @@ def summarise(cfg: LotteryConfig, results: dict[int, dict[str, Any]]) -> dict[st
                 entry.update(retention(condition, condition_runs, dense_runs, cfg.return_floor))
         levels.append(entry)
     trainings = {f"s{seed}/{name}": run for seed in seeds for name, run in results[seed].items()}
-    holds = {} if is_image_task(cfg.env_id) else holds_dense(cfg.conditions, levels)
+    holds: dict[str, Any] = {}
+    if not is_image_task(cfg.env_id) and dense["final_mean_return"] > cfg.return_floor:
+        holds = holds_dense(cfg.conditions, levels)  # else no fraction of dense to hold
     return {
         "env_id": cfg.env_id, "agent": cfg.agent, "scope": cfg.prune.scope,
         "ranking": cfg.prune.ranking, "prune_fraction": cfg.prune_fraction,
@@ -618,21 +620,32 @@ def retention(
 
 def holds_dense(conditions: Sequence[str], levels: list[dict[str, Any]]) -> dict[str, Any]:
     """Per condition: ``below_at``, the lowest sparsity whose mean return is below 95% of the
-    dense return (None: none is); ``surely_below_at``, the lowest whose whole 95% interval of
-    the margin is below it; ``held_to``, the highest sparsity below ``below_at`` (0: none)."""
+    dense return (None: none is), and ``held_to``, the highest sparsity before it (0: none);
+    the interval of that crossing: ``surely_below_at``, the lowest sparsity whose whole 95%
+    interval of the margin is below 0, and ``surely_held_to``, the highest sparsity before the
+    first whose interval reaches below 0."""
     holds = {}
     for condition in conditions:
-        below = surely = None
+        below = surely = maybe = None
         for level in levels:
             margin, half = level[f"{condition}_minus_95"], level[f"{condition}_minus_95_ci95"]
+            half = half or 0.0
             if below is None and margin < 0:
                 below = level["sparsity"]
-            if surely is None and half is not None and margin + half < 0:
+            if surely is None and margin + half < 0:
                 surely = level["sparsity"]
-        held = [lv["sparsity"] for lv in levels if below is None or lv["sparsity"] < below]
-        holds[condition] = {"below_at": below, "surely_below_at": surely,
-                            "held_to": max(held, default=0.0)}  # fmt: skip
+            if maybe is None and margin - half < 0:
+                maybe = level["sparsity"]
+        holds[condition] = {"below_at": below, "held_to": _before(levels, below),
+                            "surely_below_at": surely,
+                            "surely_held_to": _before(levels, maybe)}  # fmt: skip
     return holds
+
+
+def _before(levels: list[dict[str, Any]], sparsity: float | None) -> float:
+    """The highest level's sparsity below ``sparsity`` (every level's for None; 0: none)."""
+    return max((lv["sparsity"] for lv in levels if sparsity is None or lv["sparsity"] < sparsity),
+               default=0.0)  # fmt: skip
 
 
 def cell(summary: dict[str, Any], entry: dict[str, Any], condition: str | None) -> str:
@@ -690,6 +703,14 @@ def print_table(console: Console, summary: dict[str, Any], run_path: Path) -> No
 
 def holds_lines(summary: dict[str, Any]) -> list[str]:
     """One line per condition: up to which sparsity its mean return stays at 95% of dense."""
+    if (
+        "holds_95" in summary
+        and not summary["holds_95"]
+        and summary["levels"]
+        and ("test_accuracy" not in summary["dense"])
+    ):
+        return [f"the dense return is not above the floor {summary['return_floor']}: no 95% "
+                "criterion (set --return-floor to the environment's lowest return)"]  # fmt: skip
     lines = []
     for condition, held in summary.get("holds_95", {}).items():
         below, surely = held["below_at"], held["surely_below_at"]

@@ -24,8 +24,9 @@ from pathevo.runners.lottery import LotteryConfig, print_table, summarise, write
 from pathevo.runners.plumbing import run_dir as rd
 from pathevo.runners.plumbing.cli import run_cli
 
-PER_RUN = ("seed", "repeats", "run_dir", "resume", "progress")
-"""Settings that may differ between the merged runs."""
+PER_RUN = ("seed", "repeats", "run_dir", "resume", "progress", "return_floor")
+"""Settings that may differ between the merged runs (the floor only shapes the summary: the
+first run's, or ``--return-floor``)."""
 
 
 @dataclass
@@ -35,11 +36,16 @@ class LotteryMergeConfig:
     runs: tuple[str, ...] = ()
     """Run directories of finished lottery runs (each with its summary.json)."""
     out: str = "runs/lottery-merged"
-    """Directory of the merged summary (created; an existing summary there is replaced)."""
+    """Directory of the merged summary (created; an existing summary there is replaced; not one
+    of --runs)."""
+    return_floor: float | None = None
+    """The environment's lowest return for the 95%-of-dense criterion (None: the first run's)."""
 
     def __post_init__(self) -> None:
         if len(self.runs) < 2:
             raise ValueError("lottery_merge needs --runs with two or more run directories")
+        if any(Path(run).resolve() == Path(self.out).resolve() for run in self.runs):
+            raise ValueError(f"--out {self.out} is one of --runs: its summary would be replaced")
 
 
 def read_run(path: Path) -> tuple[LotteryConfig, dict[int, dict[str, Any]]]:
@@ -61,24 +67,23 @@ def read_run(path: Path) -> tuple[LotteryConfig, dict[int, dict[str, Any]]]:
 
 def main(cfg: LotteryMergeConfig) -> dict[str, Any]:
     """Merge ``cfg.runs`` and write the merged outputs to ``cfg.out``; return the summary."""
+    runs = [(run, *read_run(Path(run))) for run in cfg.runs]
+    first = runs[0][1]
+    settings = {k: v for k, v in dataclasses.asdict(first).items() if k not in PER_RUN}
     merged: dict[int, dict[str, Any]] = {}
-    first: LotteryConfig | None = None
-    for run in cfg.runs:
-        run_cfg, results = read_run(Path(run))
-        settings = {k: v for k, v in dataclasses.asdict(run_cfg).items() if k not in PER_RUN}
-        if first is None:
-            first, first_settings = run_cfg, settings
-        elif settings != first_settings:
-            differ = sorted(k for k in settings if settings[k] != first_settings.get(k))
+    for run, run_cfg, results in runs:
+        other = {k: v for k, v in dataclasses.asdict(run_cfg).items() if k not in PER_RUN}
+        if other != settings:
+            differ = sorted(k for k in other if other[k] != settings.get(k))
             raise ValueError(f"{run} was run with other settings ({', '.join(differ)})")
         shared = sorted(set(merged) & set(results))
         if shared:
             raise ValueError(f"{run} repeats seed(s) {shared} of another run")
         merged.update(results)
-    assert first is not None
     seeds = sorted(merged)
+    floor = first.return_floor if cfg.return_floor is None else cfg.return_floor
     whole = dataclasses.replace(first, seed=seeds[0], repeats=len(seeds), run_dir=cfg.out,
-                                resume=None)  # fmt: skip
+                                resume=None, return_floor=floor)  # fmt: skip
     summary = summarise(whole, merged)
     summary["merged_from"] = list(cfg.runs)
     out = Path(cfg.out)

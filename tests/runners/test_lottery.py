@@ -355,3 +355,27 @@ def test_cartpole_ticket_keeps_the_dense_return_and_beats_reinit(tmp_path):
     assert level["sparsity"] >= 0.8, report  # every layer, so the heads too
     assert level["ticket"] >= 0.9 * dense, report
     assert level["ticket_minus_reinit"] > 0, report
+
+
+def test_retention_margin_is_paired_and_measured_above_the_floor():
+    dense = [{"final_mean_return": r} for r in (-100.0, -200.0, -100.0)]
+    runs = [{"final_mean_return": r} for r in (-110.0, -220.0, -150.0)]
+    out = runner.retention("ticket", runs, dense, floor=-500.0)
+    # above -500: dense 400, 300, 400; runs 390, 280, 350; margins 390-380, 280-285, 350-380
+    assert out["ticket_minus_95"] == pytest.approx((10 - 5 - 30) / 3)
+    assert out["ticket_minus_95_ci95"] > 0
+    assert out["ticket_of_dense"] == pytest.approx(1020 / 1100)
+
+
+def test_holds_dense_finds_the_first_levels_below_95_percent():
+    def level(sparsity, margin, half):
+        return {"sparsity": sparsity, "ticket_minus_95": margin, "ticket_minus_95_ci95": half,
+                "reinit_minus_95": 5.0, "reinit_minus_95_ci95": 1.0}  # fmt: skip
+
+    levels = [level(0.5, 3.0, 4.0), level(0.75, -1.0, 4.0), level(0.9, 2.0, 1.0),
+              level(0.95, -9.0, 4.0)]  # fmt: skip
+    holds = runner.holds_dense(("ticket", "reinit"), levels)
+    assert holds["ticket"] == {"below_at": 0.75, "held_to": 0.5, "surely_below_at": 0.95,
+                               "surely_held_to": 0.0}  # fmt: skip
+    assert holds["reinit"] == {"below_at": None, "held_to": 0.95, "surely_below_at": None,
+                               "surely_held_to": 0.95}  # fmt: skip
