@@ -16,6 +16,7 @@ from pathevo.envs import image_data
 from pathevo.runners import lottery as runner
 from pathevo.runners.plumbing import run_dir as rd
 from pathevo.runners.plumbing.cli import parse_config
+from tests.devices import needs_cuda
 from tests.envs.test_image_data import write_dataset
 
 REAL_TRAIN = runner.train
@@ -136,6 +137,28 @@ def test_the_learner_mode_trains_pathnet_tickets_with_pruned_library_weights_kep
     assert summary["levels"][0]["sparsity"] == pytest.approx(0.5, abs=0.01)
     assert summary["trainings"]["s0/r1/ticket"]["steps"] >= 2000
     trained = rd.load_checkpoint(run)["runs"][0]["trained"]  # the round-1 ticket, trained
+    masks = {key: value for key, value in trained.items() if key.startswith("library.")
+             and key.endswith("_mask")}  # fmt: skip
+    assert masks and any(bool((mask == 0).any()) for mask in masks.values())
+    for key, mask in masks.items():
+        assert torch.all(trained[key[: -len("_mask")]][mask == 0] == 0), key
+
+
+@pytest.mark.cuda
+@needs_cuda
+def test_the_learner_mode_on_cuda_trains_tickets_and_checkpoints_cpu_tensors(tmp_path):
+    """As the CPU test above, the learner's network on the GPU: pruned library weights stay 0
+    there, and the checkpoint it copies back holds CPU tensors."""
+    run = tmp_path / "run"
+    cfg = runner.LotteryConfig(
+        agent="pathnet", rounds=1, prune_fraction=0.5, steps=2000, workers=2,
+        prune=PruneConfig(scope="library"),
+        a3c=dataclasses.replace(FAST_A3C, mode="learner", device="cuda"),
+        run_dir=str(run), progress=False,
+    )  # fmt: skip
+    runner.main(cfg)
+    trained = rd.load_checkpoint(run)["runs"][0]["trained"]
+    assert all(value.device.type == "cpu" for value in trained.values())
     masks = {key: value for key, value in trained.items() if key.startswith("library.")
              and key.endswith("_mask")}  # fmt: skip
     assert masks and any(bool((mask == 0).any()) for mask in masks.values())
