@@ -8,8 +8,9 @@ path to task B. For every pair (A, B) and seed (a *unit*):
 1. PathNet evolution on A from a fresh library (θ0): its best path is A's path (``evolved``).
 2. IMP on that path's modules (every module of the path, each pruned on its own, ``--prune-
    fraction`` of its remaining weights a round): level 0 rewinds the path's modules and the head
-   to θ0 and retrains the fixed path on A (until the threshold, at most ``--max-generations``
-   generations of two T-minibatch trainings: fine-tuning's compute); each level r ≥ 1 prunes the
+   to θ0 and retrains the fixed path on A (until the threshold or ``--fixed-generations``, at
+   most ``--max-generations`` generations of two T-minibatch trainings: fine-tuning's
+   compute); each level r ≥ 1 prunes the
    latest level's trained weights, rewinds the survivors to θ0 and retrains. A's held-out
    accuracy and generations at every level say how sparse the path can be while A keeps its
    accuracy.
@@ -80,6 +81,10 @@ class PathTicketsConfig:
     """Training accuracy at which a task counts as learned (binary_digits' fast preset)."""
     max_generations: int = 300
     """Cap of every evolution and retraining (a censored phase counts this many)."""
+    fixed_generations: int = 0
+    """The CIFAR/SVHN protocol of binary_digits: every evolution and retraining runs at least
+    this many generations (past the threshold), so the accuracies compare at equal training;
+    with --max-generations the same, exactly this many. 0: each stops at the threshold."""
     hidden: int = 20
     """Units per linear module."""
     resolution: int | None = 28
@@ -96,6 +101,11 @@ class PathTicketsConfig:
     def __post_init__(self) -> None:
         if min(self.repeats, self.pairs, self.rounds, self.max_generations, self.hidden) <= 0:
             raise ValueError("repeats, pairs, rounds, max_generations and hidden must be positive")
+        if not 0 <= self.fixed_generations <= self.max_generations:
+            raise ValueError(
+                f"fixed_generations must lie in [0, max_generations={self.max_generations}], "
+                f"got {self.fixed_generations}"
+            )
         if not 0.0 < self.prune_fraction < 1.0:
             raise ValueError(f"prune_fraction must lie in (0, 1), got {self.prune_fraction}")
         self.digits()  # the pairs, threshold and library settings are valid
@@ -165,7 +175,9 @@ def evolve_on(unit: Unit, library: PathLibrary, task: BinaryTask, held: BinaryTa
     toolbox.register("evaluate", lambda genome: (train_path(
         library, head, unit.path(genome), task, trainer_cfg),))  # fmt: skip
     search = SearchState(population=toolbox.population(n=unit.cfg.evo.population))
-    evolve(search, toolbox, unit.cfg.max_generations, unit.cfg.threshold, tournaments_at_once=0)
+    cfg = unit.cfg
+    evolve(search, toolbox, cfg.max_generations, cfg.threshold, None, cfg.fixed_generations,
+           tournaments_at_once=0)  # fmt: skip
     return search, held_out_accuracy(library, head, unit.path(search.best), held), initial_head
 
 
@@ -231,7 +243,8 @@ def run_unit(unit: Unit, say: Callable[[str], None]) -> dict[str, Any]:
         trainer = FixedPathTrainer(ticket, head, path_a, unit.task_a, cfg.train, targets)
         torch.manual_seed(seed * 100 + 3)  # the same minibatches at every level
         search = train_fixed_path(SearchState(population=[PathGenome(best_a)]), trainer,
-                                  cfg.max_generations, cfg.threshold)  # fmt: skip
+                                  cfg.max_generations, cfg.threshold, None,
+                                  cfg.fixed_generations)  # fmt: skip
         level = {"sparsity": pruning.sparsity(targets),
                  "a_generations": search.solved_at or cfg.max_generations,
                  "a_solved": search.solved_at is not None,
@@ -290,6 +303,7 @@ def summarise(cfg: PathTicketsConfig, results: list[dict[str, Any]]) -> dict[str
                                                     for r in results}),  # fmt: skip
             "rounds": cfg.rounds, "prune_fraction": cfg.prune_fraction,
             "threshold": cfg.threshold, "max_generations": cfg.max_generations,
+            "fixed_generations": cfg.fixed_generations,
             "conditions": conditions,
             "a_keeps_accuracy": keeps_accuracy(conditions, cfg.levels()[1:]),
             "results": results}  # fmt: skip

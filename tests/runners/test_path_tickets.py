@@ -51,6 +51,23 @@ def test_run_levels_sparsities_conditions_files_and_resume(tmp_path, capsys):
     assert again["results"] == json.loads(json.dumps(summary["results"]))
 
 
+def test_fixed_generations_train_every_phase_exactly_that_long(tmp_path, monkeypatch):
+    lengths = []
+    real = runner.evolve
+
+    def counting(search, *args, **kwargs):
+        out = real(search, *args, **kwargs)
+        lengths.append(out.generation)
+        return out
+
+    monkeypatch.setattr(runner, "evolve", counting)
+    summary = runner.main(small(tmp_path, repeats=1, rounds=1, max_generations=3,
+                                fixed_generations=3, threshold=0.5))  # fmt: skip
+    assert lengths == [3] * 5  # A, then B from scratch, evolved, r0 and r1
+    levels = summary["results"][0]["levels"]
+    assert all(levels[f"r{r}"]["a_solved"] for r in (0, 1))  # past the easy threshold, still 3
+
+
 def test_resume_runs_only_the_units_a_killed_run_did_not_finish(tmp_path, monkeypatch):
     real, calls = runner.run_unit, []
 
