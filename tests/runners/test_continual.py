@@ -308,6 +308,16 @@ def test_minatar_sequence_smoke(tmp_path):
     assert len(summary["occupancy"]) == 2
 
 
+def test_minatar_sequence_in_the_learner_mode_freezes_and_forgets_nothing(tmp_path):
+    """The continual runner through the shared phase's learner mode (actors and one learner)."""
+    settings = {**MINATAR, "a3c": A3CConfig(t_max=5, hidden=16, mode="learner")}
+    cfg = runner.ContinualConfig(**settings, conditions=("pathnet",), run_dir=str(tmp_path / "r"))
+    summary = runner.main(cfg)
+    assert summary["bwt"]["pathnet"] == 0.0
+    assert summary["pathnet_outputs_identical"] == [True, True]
+    assert all(task["steps"] >= 300 for task in summary["conditions"]["pathnet"]["tasks"])
+
+
 @pytest.mark.parametrize("agent", ["pathnet-moe", "pathnet-hyper"])
 def test_minatar_grows_gated_and_hyper_libraries(tmp_path, agent):
     pathnet = PathNetA3CConfig(layers=2, modules=2, active=2, units=16, episodes_per_evaluation=1)
