@@ -43,7 +43,7 @@ SPECIFIC = {
         (["--agent", "pathnet", "--pathnet.active", "11"], "active N=11"),
         (["--steps", "0"], "must be positive"),
         (["--checkpoint-minutes", "0"], "must be positive"),
-        (["--a3c.mode", "learner"], "a3c.mode hogwild"),
+        (["--output-prune-fraction", "1.5"], "output_prune_fraction"),
     ],
     "binary_digits": [
         (["--tasks", "digits/1v3:digits/1v33"], "1v33"),
